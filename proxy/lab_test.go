@@ -1,0 +1,439 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/state"
+)
+
+// lab is a running proxy in front of real unbound resolvers.
+type lab struct {
+	p        *Proxy
+	addr     string // the proxy's listen address
+	backends []*testlab.Unbound
+	store    *state.Store
+}
+
+// startLab starts n unbound backends and a proxy over them. extra is YAML
+// appended to the generated config (top-level keys only).
+func startLab(t *testing.T, n int, pool string, extra string) *lab {
+	t.Helper()
+	l := &lab{}
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		u := testlab.StartUnbound(t, testlab.UnboundOptions{})
+		l.backends = append(l.backends, u)
+		fmt.Fprintf(&b, "      - {name: r%d, address: %q}\n", i+1, u.Addr.String())
+	}
+	port, err := testlab.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	if pool == "" {
+		pool = "policy: roundrobin"
+	}
+	yml := fmt.Sprintf("listen: [{address: %q}]\npools:\n  default:\n    %s\n    backends:\n%s%s\n", l.addr, pool, b.String(), extra)
+	cfg, err := config.Parse("lab.yaml", []byte(yml))
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", yml, err)
+	}
+	l.store, err = state.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.store.ApplyConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	l.p, err = New(cfg, l.store, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("proxy Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("proxy did not stop within 10s")
+		}
+	})
+	// Ready when it answers.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := l.exchange("udp", query("ready.demo.test.", dns.TypeA)); err == nil {
+			return l
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proxy did not answer within 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (l *lab) exchange(network string, m *dns.Msg) (*dns.Msg, error) {
+	c := &dns.Client{Net: network, Timeout: 5 * time.Second, UDPSize: 65535}
+	m.Id = dns.Id()
+	r, _, err := c.Exchange(m, l.addr)
+	return r, err
+}
+
+func wantA(t testing.TB, r *dns.Msg, ip string) {
+	t.Helper()
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) == 0 {
+		t.Fatalf("want NOERROR with an answer, got %v", r)
+	}
+	a, ok := r.Answer[0].(*dns.A)
+	if !ok || a.A.String() != ip {
+		t.Fatalf("want A %s, got %v", ip, r.Answer[0])
+	}
+}
+
+// hammer sends total queries from workers goroutines and returns the first
+// failure, or nil when every query got the expected answer.
+func hammer(l *lab, network string, workers, total int, check func(*dns.Msg) error) error {
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			c := &dns.Client{Net: network, Timeout: 5 * time.Second}
+			var conn *dns.Conn
+			for i := w; i < total; i += workers {
+				if conn == nil {
+					var err error
+					if conn, err = c.Dial(l.addr); err != nil {
+						errs <- err
+						return
+					}
+				}
+				q := query(fmt.Sprintf("q%d.rand.demo.test.", i), dns.TypeA)
+				r, _, err := c.ExchangeWithConn(q, conn)
+				if err == nil {
+					err = check(r)
+				}
+				if err != nil {
+					conn.Close()
+					errs <- fmt.Errorf("query %d: %w", i, err)
+					return
+				}
+			}
+			conn.Close()
+			errs <- nil
+		}(w)
+	}
+	var first error
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func noerror(r *dns.Msg) error {
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		return fmt.Errorf("got rcode %s with %d answers", dns.RcodeToString[r.Rcode], len(r.Answer))
+	}
+	return nil
+}
+
+func TestLabForwarding(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+	l := startLab(t, 2, "", "")
+
+	t.Run("thousands of UDP queries are all answered", func(t *testing.T) {
+		if err := hammer(l, "udp", 8, 4000, noerror); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("thousands of TCP queries are all answered", func(t *testing.T) {
+		if err := hammer(l, "tcp", 8, 2000, noerror); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("both backends carry the load", func(t *testing.T) {
+		for _, u := range l.backends {
+			st, err := u.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st["total.num.queries"] < 1000 {
+				t.Errorf("backend %s got %v queries", u.Addr, st["total.num.queries"])
+			}
+		}
+	})
+	t.Run("mixed-case question is echoed as sent", func(t *testing.T) {
+		for _, network := range []string{"udp", "tcp"} {
+			r, err := l.exchange(network, query("DeMo.TeSt.", dns.TypeA))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantA(t, r, "192.0.2.10")
+			if r.Question[0].Name != "DeMo.TeSt." {
+				t.Errorf("%s: question echoed as %q", network, r.Question[0].Name)
+			}
+		}
+	})
+	t.Run("large answer is truncated for a non-EDNS UDP client", func(t *testing.T) {
+		r, err := l.exchange("udp", query("big.demo.test.", dns.TypeTXT))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Truncated || len(r.Answer) != 0 && r.Len() > 512 {
+			t.Fatalf("want TC=1 within 512 bytes, got TC=%v len=%d", r.Truncated, r.Len())
+		}
+	})
+	t.Run("large answer comes whole over TCP", func(t *testing.T) {
+		r, err := l.exchange("tcp", query("big.demo.test.", dns.TypeTXT))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Truncated || len(r.Answer) < 20 || r.Len() < 2048 {
+			t.Fatalf("want the whole answer, got TC=%v %d records %d bytes", r.Truncated, len(r.Answer), r.Len())
+		}
+	})
+	t.Run("EDNS passes through: DO echoed, unknown version gets BADVERS", func(t *testing.T) {
+		q := query("demo.test.", dns.TypeA)
+		q.SetEdns0(1232, true)
+		r, err := l.exchange("udp", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opt := r.IsEdns0(); opt == nil || !opt.Do() {
+			t.Errorf("want OPT with DO, got %v", r)
+		}
+		q = query("demo.test.", dns.TypeA)
+		q.SetEdns0(1232, false)
+		q.IsEdns0().SetVersion(1)
+		r, err = l.exchange("udp", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeBadVers {
+			t.Errorf("want BADVERS from the backend, got %s", dns.RcodeToString[r.Rcode])
+		}
+	})
+	t.Run("QDCOUNT 2 gets FORMERR and NOTIFY gets NOTIMP", func(t *testing.T) {
+		q := query("demo.test.", dns.TypeA)
+		q.Question = append(q.Question, q.Question[0])
+		r, err := l.exchange("udp", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeFormatError {
+			t.Errorf("want FORMERR, got %s", dns.RcodeToString[r.Rcode])
+		}
+		q = query("demo.test.", dns.TypeSOA)
+		q.Opcode = dns.OpcodeNotify
+		r, err = l.exchange("tcp", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeNotImplemented {
+			t.Errorf("want NOTIMP, got %s", dns.RcodeToString[r.Rcode])
+		}
+	})
+	t.Run("a flood of malformed datagrams leaves the proxy serving", func(t *testing.T) {
+		c, err := net.Dial("udp", l.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		before := l.p.Stats.Malformed()
+		valid := pack(t, query("demo.test.", dns.TypeA))
+		junk := [][]byte{
+			{}, {1}, valid[:11], valid[:headerLen+2],
+			append(append([]byte{}, valid[:headerLen]...), 0xC0, 12, 0, 1, 0, 1),
+		}
+		resp := append([]byte{}, valid...)
+		resp[2] |= 0x80 // QR
+		junk = append(junk, resp)
+		for i := 0; i < 5000; i++ {
+			if _, err := c.Write(junk[i%len(junk)]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := l.exchange("udp", query("www.demo.test.", dns.TypeA))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantA(t, r, "192.0.2.11")
+		// The empty datagrams may be coalesced away by nothing, but most
+		// of the others must have been seen and counted.
+		if got := l.p.Stats.Malformed() - before; got < 3000 {
+			t.Errorf("counted %d malformed of 5000", got)
+		}
+	})
+}
+
+func TestLabPipelinedTCP(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+	l := startLab(t, 2, "", "")
+	c, err := dns.Dial("tcp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 100
+	want := map[uint16]string{}
+	for i := 0; i < n; i++ {
+		q := query(fmt.Sprintf("p%d.rand.demo.test.", i), dns.TypeA)
+		q.Id = uint16(1000 + i)
+		want[q.Id] = q.Question[0].Name
+		if err := c.WriteMsg(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := 0; i < n; i++ {
+		r, err := c.ReadMsg()
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		name, ok := want[r.Id]
+		if !ok || r.Question[0].Name != name || noerror(r) != nil {
+			t.Fatalf("unexpected answer %v", r)
+		}
+		delete(want, r.Id)
+	}
+}
+
+func TestLabACL(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+	l := startLab(t, 1, "", `acl: ["192.0.2.0/24"]`)
+	before, err := l.backends[0].Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		r, err := l.exchange(network, query("demo.test.", dns.TypeA))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Rcode != dns.RcodeRefused {
+			t.Errorf("%s: a client outside the ACL got %s, want REFUSED", network, dns.RcodeToString[r.Rcode])
+		}
+	}
+	after, err := l.backends[0].Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after["total.num.queries"] - before["total.num.queries"]; got != 0 {
+		t.Errorf("the backend saw %v queries from refused clients", got)
+	}
+}
+
+func TestLabFailover(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+
+	t.Run("one dead backend in the pool costs no failed query", func(t *testing.T) {
+		l := startLab(t, 2, "", "")
+		l.backends[0].Kill()
+		for _, network := range []string{"udp", "tcp"} {
+			if err := hammer(l, network, 4, 1000, noerror); err != nil {
+				t.Fatalf("%s: %v", network, err)
+			}
+		}
+	})
+	t.Run("a hung backend costs no failed query", func(t *testing.T) {
+		l := startLab(t, 2, "", "proxy: {timeout: 300ms}")
+		if err := l.backends[1].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		defer l.backends[1].Cont()
+		if err := hammer(l, "udp", 16, 400, noerror); err != nil {
+			t.Fatal(err)
+		}
+		if l.p.Stats.Retries.Load() == 0 {
+			t.Error("no query was retried")
+		}
+	})
+	t.Run("a pool of dead backends gets SERVFAIL at once", func(t *testing.T) {
+		l := startLab(t, 2, "", "")
+		for _, u := range l.backends {
+			u.Kill()
+		}
+		for _, network := range []string{"udp", "tcp"} {
+			start := time.Now()
+			r, err := l.exchange(network, query("demo.test.", dns.TypeA))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != dns.RcodeServerFailure {
+				t.Fatalf("%s: want SERVFAIL, got %s", network, dns.RcodeToString[r.Rcode])
+			}
+			// Refusals come back at once: no waiting for a timeout.
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("%s: SERVFAIL took %v", network, d)
+			}
+		}
+	})
+	t.Run("a pool of hung backends gets SERVFAIL after the retry budget, not a hang", func(t *testing.T) {
+		l := startLab(t, 2, "", "proxy: {timeout: 200ms}")
+		for _, u := range l.backends {
+			if err := u.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			defer u.Cont()
+		}
+		for _, network := range []string{"udp", "tcp"} {
+			start := time.Now()
+			r, err := l.exchange(network, query("demo.test.", dns.TypeA))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != dns.RcodeServerFailure {
+				t.Fatalf("%s: want SERVFAIL, got %s", network, dns.RcodeToString[r.Rcode])
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%s: SERVFAIL took %v", network, d)
+			}
+		}
+	})
+}
+
+// TestLabForwardAllocs asserts the UDP forward path allocates nothing per
+// query in steady state: the client below reuses its buffers, the backend is
+// another process, so every allocation counted is the proxy's.
+func TestLabForwardAllocs(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+	l := startLab(t, 2, "", "")
+	c, err := net.Dial("udp", l.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q := pack(t, query("www.demo.test.", dns.TypeA))
+	buf := make([]byte, 4096)
+	roundTrip := func() {
+		if _, err := c.Write(q); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 200; i++ { // warm up: buffers grown, sockets open
+		roundTrip()
+	}
+	if avg := testing.AllocsPerRun(2000, roundTrip); avg > 0.05 {
+		t.Errorf("%.2f allocations per forwarded query, want 0", avg)
+	}
+}

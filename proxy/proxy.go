@@ -1,0 +1,250 @@
+// Package proxy is anyfront's hot path: Do53 listeners over UDP and TCP,
+// validation, ACL, backend selection and forwarding with retries.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/state"
+)
+
+// Proxy serves DNS on the configured listen addresses and forwards queries to
+// the backends the state store says are usable.
+type Proxy struct {
+	cfg   atomic.Pointer[config.Config]
+	store *state.Store
+	log   *slog.Logger
+	epoch time.Time
+
+	snap      atomic.Pointer[snapshot]
+	buildMu   sync.Mutex
+	ups       map[string]*upstream // guarded by buildMu
+	rebuildCh chan struct{}
+
+	shards []*shard
+	udpLns []*net.UDPConn
+	tcpLns []net.Listener
+	tcp    *tcpFront
+	wg     sync.WaitGroup // every goroutine Run starts
+	// stopping is set when Run's context ends: readers stop taking queries.
+	stopping atomic.Bool
+
+	// Stats are the proxy's counters, read by the metrics exporter.
+	Stats Stats
+}
+
+// New checks cfg and prepares a proxy; it opens no socket (Run does).
+func New(cfg *config.Config, store *state.Store, log *slog.Logger) (*Proxy, error) {
+	if len(cfg.Pools) == 0 {
+		return nil, errors.New("proxy: no pools configured")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Proxy{store: store, log: log, epoch: time.Now(), ups: map[string]*upstream{}, rebuildCh: make(chan struct{}, 1)}
+	p.cfg.Store(cfg)
+	return p, nil
+}
+
+// now is monotonic nanoseconds since the proxy started; it does not allocate.
+func (p *Proxy) now() int64 { return int64(time.Since(p.epoch)) }
+
+// Reload hands the proxy a new validated config: ACL, timeouts and policies
+// apply to the next packet; pools and backends arrive through the state store.
+func (p *Proxy) Reload(cfg *config.Config) {
+	configChanged(p.cfg.Load(), cfg, p.log)
+	p.cfg.Store(cfg)
+	select {
+	case p.rebuildCh <- struct{}{}:
+	default:
+	}
+}
+
+// Run opens the listeners, serves until ctx is done, then stops accepting,
+// lets in-flight queries finish (bounded by the retry budget) and returns.
+func (p *Proxy) Run(ctx context.Context) error {
+	cfg := p.cfg.Load()
+	workers := cfg.Proxy.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	for i := 0; i < workers; i++ {
+		p.shards = append(p.shards, newShard(p, i, cfg.Proxy.MaxInflight))
+	}
+	// The first snapshot is built before any socket opens, so the first
+	// query already has somewhere to go.
+	pools, backends, err := p.readStore()
+	if err != nil {
+		return err
+	}
+	p.rebuild(pools, backends)
+
+	if err := p.listen(cfg); err != nil {
+		p.closeListeners()
+		p.closeUpstreams()
+		p.wg.Wait()
+		return err
+	}
+	p.tcp = newTCPFront(p, cfg.Proxy.TCP)
+	for _, ln := range p.tcpLns {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.tcp.serve(ln)
+		}()
+	}
+	stopTimeouts := make(chan struct{})
+	for _, s := range p.shards {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			s.timeoutLoop(stopTimeouts)
+		}()
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		p.watch(watchCtx)
+	}()
+	p.log.Info("proxy serving", "listen", len(cfg.Listen), "workers", workers)
+
+	<-ctx.Done()
+	// Stop taking queries but keep the UDP sockets open: answers to the
+	// queries in flight still leave through them.
+	p.stopping.Store(true)
+	for _, c := range p.udpLns {
+		_ = c.SetReadDeadline(time.Now())
+	}
+	for _, ln := range p.tcpLns {
+		ln.Close()
+	}
+	p.tcp.shutdown()
+	p.drain(time.Duration(cfg.Proxy.Timeout) * time.Duration(cfg.Proxy.Retries+1))
+	close(stopTimeouts)
+	stopWatch()
+	<-watchDone
+	p.closeListeners()
+	p.closeUpstreams()
+	p.wg.Wait()
+	return nil
+}
+
+func (p *Proxy) readStore() ([]*state.Pool, []*state.Backend, error) {
+	pools, err := p.store.Pools(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	backends, err := p.store.Backends(nil)
+	return pools, backends, err
+}
+
+// watch rebuilds the snapshot on every state change or config reload.
+func (p *Proxy) watch(ctx context.Context) {
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.rebuildCh:
+				if pools, backends, err := p.readStore(); err == nil {
+					p.rebuild(pools, backends)
+				}
+			}
+		}
+	}()
+	if err := p.store.Watch(ctx, p.rebuild); err != nil {
+		p.log.Error("state watch", "err", err)
+	}
+}
+
+// listen opens, for every do53 address, one SO_REUSEPORT UDP socket per shard
+// (the kernel spreads clients across them) and one TCP listener.
+func (p *Proxy) listen(cfg *config.Config) error {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	for _, l := range cfg.Listen {
+		if l.Protocol != "" && l.Protocol != "do53" {
+			p.log.Warn("listen protocol not served yet", "address", l.Address, "protocol", l.Protocol)
+			continue
+		}
+		addr := l.Address.String()
+		for _, s := range p.shards {
+			pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+			if err != nil {
+				return fmt.Errorf("listen udp %s: %w", addr, err)
+			}
+			c := pc.(*net.UDPConn)
+			// Bursts arrive faster than a worker wakes: a larger receive
+			// buffer absorbs them instead of dropping.
+			_ = c.SetReadBuffer(4 << 20)
+			_ = c.SetWriteBuffer(4 << 20)
+			p.udpLns = append(p.udpLns, c)
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				s.clientLoop(c)
+			}()
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen tcp %s: %w", addr, err)
+		}
+		p.tcpLns = append(p.tcpLns, ln)
+	}
+	return nil
+}
+
+func (p *Proxy) closeListeners() {
+	for _, c := range p.udpLns {
+		c.Close()
+	}
+	for _, ln := range p.tcpLns {
+		ln.Close()
+	}
+}
+
+// drain waits until no UDP query is in flight, at most max.
+func (p *Proxy) drain(max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		n := 0
+		for _, s := range p.shards {
+			s.mu.Lock()
+			n += s.tab.n
+			s.mu.Unlock()
+		}
+		if n == 0 && p.tcp.inflight.Load() == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (p *Proxy) closeUpstreams() {
+	p.buildMu.Lock()
+	defer p.buildMu.Unlock()
+	for _, u := range p.ups {
+		u.close()
+	}
+}

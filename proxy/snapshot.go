@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/policy"
+	"github.com/anyfront/anyfront/state"
+)
+
+// snapshot is everything the hot path routes with. It is immutable once
+// published; the watcher builds a new one on every change of state or config
+// and swaps it in atomically, so packets never take a lock or query go-memdb.
+type snapshot struct {
+	pools   []*poolSnap
+	def     *poolSnap // pool "default" or else the first one
+	acl     []netip.Prefix
+	timeout int64 // nanoseconds per attempt
+	retries int
+}
+
+// poolSnap is one pool's usable backends and its policy over them.
+type poolSnap struct {
+	name string
+	ups  []*upstream // usable: up and not drained, indexes match the policy's
+	pol  policy.Policy
+}
+
+// upstream is one backend as the proxy talks to it. It outlives snapshots:
+// its sockets and counters stay while its name and address do.
+type upstream struct {
+	name  string
+	pool  string
+	addr  netip.AddrPort
+	stats *policy.Stats
+	// conns has one connected UDP socket per shard: the kernel then drops
+	// datagrams from any other source and reports ICMP refusals to us.
+	conns []*net.UDPConn
+	tcp   *tcpPool
+
+	queries   atomic.Uint64
+	answers   atomic.Uint64
+	timeouts  atomic.Uint64
+	refusals  atomic.Uint64
+	badAnswer atomic.Uint64
+	closed    atomic.Bool
+}
+
+func (p *Proxy) aclAllows(snap *snapshot, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, pfx := range snap.acl {
+		if pfx.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// rebuild makes a new snapshot from the store's rows and the current config,
+// opening sockets for new backends and closing those of removed ones.
+func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
+	p.buildMu.Lock()
+	defer p.buildMu.Unlock()
+	cfg := p.cfg.Load()
+
+	seen := map[string]bool{}
+	byPool := map[string][]*state.Backend{}
+	for _, b := range backends {
+		seen[b.Name] = true
+		byPool[b.Pool] = append(byPool[b.Pool], b)
+		u := p.ups[b.Name]
+		if u != nil && (u.addr.String() != b.Address || u.pool != b.Pool) {
+			p.retire(u)
+			u = nil
+		}
+		if u == nil {
+			nu, err := p.newUpstream(b)
+			if err != nil {
+				p.log.Error("backend sockets", "backend", b.Name, "err", err)
+				continue
+			}
+			p.ups[b.Name] = nu
+		}
+	}
+	for name, u := range p.ups {
+		if !seen[name] {
+			p.retire(u)
+			delete(p.ups, name)
+		}
+	}
+
+	snap := &snapshot{
+		acl:     cfg.ACL,
+		timeout: int64(cfg.Proxy.Timeout),
+		retries: cfg.Proxy.Retries,
+	}
+	for _, pr := range pools {
+		ps := &poolSnap{name: pr.Name}
+		var pbs []*policy.Backend
+		for _, b := range byPool[pr.Name] {
+			u := p.ups[b.Name]
+			if u == nil || !b.Usable() {
+				continue
+			}
+			ps.ups = append(ps.ups, u)
+			pbs = append(pbs, &policy.Backend{Name: b.Name, Weight: b.Weight, Order: b.Order, Stats: u.stats})
+		}
+		pol, err := policy.New(pr.Policy, pbs)
+		if err != nil {
+			p.log.Error("pool policy", "pool", pr.Name, "err", err)
+			pol, _ = policy.New("roundrobin", pbs)
+		}
+		ps.pol = pol
+		snap.pools = append(snap.pools, ps)
+		if pr.Name == "default" || snap.def == nil {
+			snap.def = ps
+		}
+	}
+	p.snap.Store(snap)
+	p.log.Debug("routing snapshot rebuilt", "pools", len(snap.pools), "backends", len(p.ups))
+}
+
+func (p *Proxy) newUpstream(b *state.Backend) (*upstream, error) {
+	addr, err := netip.ParseAddrPort(b.Address)
+	if err != nil {
+		return nil, err
+	}
+	u := &upstream{name: b.Name, pool: b.Pool, addr: addr, stats: &policy.Stats{}}
+	u.tcp = newTCPPool(p, u, p.cfg.Load().Proxy.TCP.BackendConns)
+	for _, s := range p.shards {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+		if err != nil {
+			u.close()
+			return nil, err
+		}
+		u.conns = append(u.conns, c)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			s.backendLoop(u, c)
+		}()
+	}
+	return u, nil
+}
+
+// retire closes a backend that left the config. In-flight queries to it get
+// no answer and are retried elsewhere when they time out.
+func (p *Proxy) retire(u *upstream) {
+	p.log.Info("backend removed", "backend", u.name, "address", u.addr)
+	u.close()
+}
+
+func (u *upstream) close() {
+	if u.closed.Swap(true) {
+		return
+	}
+	for _, c := range u.conns {
+		c.Close()
+	}
+	u.tcp.close()
+}
+
+// configChanged reports the parts of a new config a reload cannot apply.
+func configChanged(old, nu *config.Config, log *slog.Logger) {
+	if len(old.Listen) != len(nu.Listen) {
+		log.Warn("listen addresses changed: restart to apply")
+		return
+	}
+	for i := range old.Listen {
+		if old.Listen[i].Address != nu.Listen[i].Address || old.Listen[i].Protocol != nu.Listen[i].Protocol {
+			log.Warn("listen addresses changed: restart to apply")
+			return
+		}
+	}
+	if old.Proxy.Workers != nu.Proxy.Workers || old.Proxy.MaxInflight != nu.Proxy.MaxInflight {
+		log.Warn("proxy.workers and proxy.max_inflight changes need a restart")
+	}
+}

@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/policy"
+)
+
+// tcpFront serves DNS over TCP from clients. A connection gets a goroutine and
+// each of its pipelined queries another, all bounded: connections in total and
+// per client, queries in flight per connection, queries and lifetime per
+// connection, and an idle timeout on every read.
+type tcpFront struct {
+	p   *Proxy
+	lim config.TCPLimits
+
+	mu        sync.Mutex
+	total     int
+	perClient map[netip.Addr]int
+	conns     map[net.Conn]struct{}
+	closing   bool
+
+	inflight atomic.Int64
+}
+
+func newTCPFront(p *Proxy, lim config.TCPLimits) *tcpFront {
+	return &tcpFront{p: p, lim: lim, perClient: map[netip.Addr]int{}, conns: map[net.Conn]struct{}{}}
+}
+
+func (f *tcpFront) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of fds and the like: back off instead of spinning.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		client := addrOf(c.RemoteAddr())
+		if !f.admit(c, client) {
+			f.p.Stats.TCPConnsRefused.Add(1)
+			c.Close()
+			continue
+		}
+		f.p.wg.Add(1)
+		go func() {
+			defer f.p.wg.Done()
+			f.handle(c, client)
+			f.release(c, client)
+		}()
+	}
+}
+
+func addrOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+func (f *tcpFront) admit(c net.Conn, client netip.AddrPort) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := client.Addr().Unmap()
+	if f.closing || f.total >= f.lim.MaxConns || f.perClient[a] >= f.lim.MaxConnsPerClient {
+		return false
+	}
+	f.total++
+	f.perClient[a]++
+	f.conns[c] = struct{}{}
+	return true
+}
+
+func (f *tcpFront) release(c net.Conn, client netip.AddrPort) {
+	c.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := client.Addr().Unmap()
+	f.total--
+	if f.perClient[a]--; f.perClient[a] <= 0 {
+		delete(f.perClient, a)
+	}
+	delete(f.conns, c)
+}
+
+// shutdown stops every connection's reads; queries already read are still
+// answered before their connection closes.
+func (f *tcpFront) shutdown() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closing = true
+	for c := range f.conns {
+		_ = c.SetReadDeadline(time.Now())
+	}
+}
+
+// tcpConn is one client connection's writer side.
+type tcpConn struct {
+	c   net.Conn
+	wmu sync.Mutex
+}
+
+func (tc *tcpConn) write(msg []byte, deadline time.Time) {
+	buf := make([]byte, 2+len(msg))
+	binary.BigEndian.PutUint16(buf, uint16(len(msg)))
+	copy(buf[2:], msg)
+	tc.wmu.Lock()
+	defer tc.wmu.Unlock()
+	_ = tc.c.SetWriteDeadline(deadline)
+	_, _ = tc.c.Write(buf)
+}
+
+func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
+	tc := &tcpConn{c: c}
+	end := time.Now().Add(f.lim.MaxConnTime)
+	sem := make(chan struct{}, f.lim.MaxInflightPerConn)
+	var wg sync.WaitGroup
+	defer wg.Wait() // answer what was read before closing
+	var lenBuf [2]byte
+	for q := 0; q < f.lim.MaxQueriesPerConn; q++ {
+		dl := time.Now().Add(f.lim.IdleTimeout)
+		if dl.After(end) {
+			dl = end
+		}
+		_ = c.SetReadDeadline(dl)
+		if _, err := io.ReadFull(c, lenBuf[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(lenBuf[:]))
+		if n == 0 {
+			f.p.Stats.MalformedShort.Add(1)
+			return
+		}
+		msg := make([]byte, n)
+		if _, err := io.ReadFull(c, msg); err != nil {
+			return
+		}
+		f.p.Stats.TCPQueries.Add(1)
+		// Pipelining past the bound blocks here: no more reads until
+		// one of this connection's queries is answered.
+		sem <- struct{}{}
+		wg.Add(1)
+		f.inflight.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done(); f.inflight.Add(-1) }()
+			// nil is a dropped malformed query: the connection stays,
+			// as its other queries may be fine.
+			if resp := f.p.answerTCP(msg, client); resp != nil {
+				tc.write(resp, time.Now().Add(f.lim.IdleTimeout))
+			}
+		}()
+	}
+}
+
+// answerTCP validates one query from a TCP client and returns the answer to
+// send, or nil to send nothing.
+func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort) []byte {
+	var v msgView
+	snap := p.snap.Load()
+	err := v.parseQuery(msg)
+	if !p.aclAllows(snap, client.Addr()) {
+		p.Stats.ACLRefused.Add(1)
+		if err != nil && err != errOpcode {
+			return nil
+		}
+		return appendReply(nil, msg, &v, rcodeRefused)
+	}
+	switch err {
+	case nil:
+	case errQDCount:
+		p.Stats.FormErr.Add(1)
+		v.qEnd = headerLen
+		return appendReply(nil, msg, &v, rcodeFormErr)
+	case errOpcode:
+		p.Stats.NotImp.Add(1)
+		return appendReply(nil, msg, &v, rcodeNotImp)
+	default:
+		p.Stats.countMalformed(err)
+		return nil
+	}
+
+	pool := snap.def
+	h := policy.HashName(v.name())
+	question := msg[headerLen:v.qEnd]
+	var tried uint64
+	for attempt := 0; attempt <= snap.retries; attempt++ {
+		idx := pool.pol.Pick(h, tried)
+		if idx < 0 {
+			break
+		}
+		tried |= 1 << (uint(idx) % 64)
+		u := pool.ups[idx]
+		u.queries.Add(1)
+		u.stats.Outstanding.Add(1)
+		start := p.now()
+		resp, _, err := u.tcp.exchange(msg, time.Duration(snap.timeout))
+		u.stats.Outstanding.Add(-1)
+		if err != nil {
+			if err == errTimeout {
+				u.timeouts.Add(1)
+				p.Stats.Timeouts.Add(1)
+			} else {
+				u.refusals.Add(1)
+			}
+			p.Stats.Retries.Add(1)
+			continue
+		}
+		var rv msgView
+		if matchResponse(resp, &rv, question) != nil {
+			u.badAnswer.Add(1)
+			continue
+		}
+		u.answers.Add(1)
+		observeLatency(u, p.now()-start)
+		binary.BigEndian.PutUint16(resp, v.id)
+		if rv.qEnd > headerLen {
+			copy(resp[headerLen:rv.qEnd], question)
+		}
+		p.Stats.countRcode(rv.rcode())
+		return resp
+	}
+	p.Stats.ServFail.Add(1)
+	return appendReply(nil, msg, &v, rcodeServFail)
+}

@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+)
+
+var (
+	errPoolClosed = errors.New("backend closed")
+	errConnLost   = errors.New("backend connection lost")
+	errTimeout    = errors.New("backend timed out")
+)
+
+// tcpPool keeps a few reused, pipelined TCP connections to one backend, so a
+// TCP query costs no handshake.
+type tcpPool struct {
+	p   *Proxy
+	u   *upstream
+	max int
+	mu  sync.Mutex
+	// conns are the live connections; next spreads queries over them.
+	conns  []*backendConn
+	next   int
+	closed bool
+}
+
+// backendConn is one pipelined connection: any number of writers, one reader
+// that hands each answer to the waiter registered under its ID.
+type backendConn struct {
+	c   net.Conn
+	wmu sync.Mutex
+	mu  sync.Mutex
+	// pending is bounded by the 16-bit ID space and, in practice, by the
+	// client side's bounds on connections and queries per connection.
+	pending map[uint16]chan []byte
+	dead    bool
+	used    bool // has carried an answer: a failure on it may just be the backend's idle close
+}
+
+func newTCPPool(p *Proxy, u *upstream, max int) *tcpPool {
+	if max < 1 {
+		max = 1
+	}
+	return &tcpPool{p: p, u: u, max: max}
+}
+
+// exchange sends query (any ID) and returns the backend's answer, whose ID is
+// the one it was sent with; the caller restores the client's.
+func (tp *tcpPool) exchange(query []byte, timeout time.Duration) ([]byte, uint16, error) {
+	deadline := time.Now().Add(timeout)
+	for attempt := 0; ; attempt++ {
+		bc, err := tp.get(deadline)
+		if err != nil {
+			return nil, 0, err
+		}
+		resp, id, reused, err := bc.exchange(query, deadline)
+		if err == errConnLost && reused && attempt == 0 {
+			// The backend closed an idle connection as we wrote to it:
+			// that says nothing about its health, so try a fresh one.
+			continue
+		}
+		return resp, id, err
+	}
+}
+
+func (tp *tcpPool) get(deadline time.Time) (*backendConn, error) {
+	tp.mu.Lock()
+	if tp.closed {
+		tp.mu.Unlock()
+		return nil, errPoolClosed
+	}
+	if len(tp.conns) >= tp.max {
+		bc := tp.conns[tp.next%len(tp.conns)]
+		tp.next++
+		tp.mu.Unlock()
+		return bc, nil
+	}
+	tp.mu.Unlock()
+
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.Dial("tcp", tp.u.addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("dial backend %s: %w", tp.u.name, err)
+	}
+	bc := &backendConn{c: c, pending: map[uint16]chan []byte{}}
+	tp.mu.Lock()
+	if tp.closed || len(tp.conns) >= tp.max {
+		// Lost a race with another dialer or with close: use the pool's.
+		closed := tp.closed
+		tp.mu.Unlock()
+		c.Close()
+		if closed {
+			return nil, errPoolClosed
+		}
+		return tp.get(deadline)
+	}
+	tp.conns = append(tp.conns, bc)
+	tp.mu.Unlock()
+	tp.p.wg.Add(1)
+	go func() {
+		defer tp.p.wg.Done()
+		bc.readLoop()
+		tp.remove(bc)
+	}()
+	return bc, nil
+}
+
+func (tp *tcpPool) remove(bc *backendConn) {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	for i, x := range tp.conns {
+		if x == bc {
+			tp.conns = append(tp.conns[:i], tp.conns[i+1:]...)
+			return
+		}
+	}
+}
+
+func (tp *tcpPool) close() {
+	tp.mu.Lock()
+	tp.closed = true
+	conns := tp.conns
+	tp.conns = nil
+	tp.mu.Unlock()
+	for _, bc := range conns {
+		bc.c.Close()
+	}
+}
+
+func (bc *backendConn) exchange(query []byte, deadline time.Time) ([]byte, uint16, bool, error) {
+	ch := make(chan []byte, 1)
+	bc.mu.Lock()
+	if bc.dead {
+		bc.mu.Unlock()
+		return nil, 0, true, errConnLost
+	}
+	reused := bc.used
+	id := uint16(rand.Uint32())
+	for _, taken := bc.pending[id]; taken; _, taken = bc.pending[id] {
+		id = uint16(rand.Uint32())
+	}
+	bc.pending[id] = ch
+	bc.mu.Unlock()
+
+	out := make([]byte, 2+len(query))
+	binary.BigEndian.PutUint16(out, uint16(len(query)))
+	copy(out[2:], query)
+	binary.BigEndian.PutUint16(out[2:], id)
+	bc.wmu.Lock()
+	_ = bc.c.SetWriteDeadline(deadline)
+	_, err := bc.c.Write(out)
+	bc.wmu.Unlock()
+	if err != nil {
+		bc.c.Close() // the reader then fails every waiter
+		bc.forget(id)
+		return nil, 0, reused, errConnLost
+	}
+
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case resp := <-ch:
+		if resp == nil {
+			return nil, 0, reused, errConnLost
+		}
+		return resp, id, reused, nil
+	case <-t.C:
+		bc.forget(id)
+		return nil, 0, reused, errTimeout
+	}
+}
+
+func (bc *backendConn) forget(id uint16) {
+	bc.mu.Lock()
+	delete(bc.pending, id)
+	bc.mu.Unlock()
+}
+
+// readLoop delivers answers until the connection fails, then fails every
+// waiter at once so none waits for its timeout.
+func (bc *backendConn) readLoop() {
+	var lenBuf [2]byte
+	for {
+		if _, err := io.ReadFull(bc.c, lenBuf[:]); err != nil {
+			break
+		}
+		n := int(binary.BigEndian.Uint16(lenBuf[:]))
+		if n < headerLen {
+			break
+		}
+		msg := make([]byte, n)
+		if _, err := io.ReadFull(bc.c, msg); err != nil {
+			break
+		}
+		id := binary.BigEndian.Uint16(msg)
+		bc.mu.Lock()
+		ch, ok := bc.pending[id]
+		delete(bc.pending, id)
+		bc.used = true
+		bc.mu.Unlock()
+		if ok {
+			ch <- msg
+		}
+	}
+	bc.c.Close()
+	bc.mu.Lock()
+	bc.dead = true
+	for id, ch := range bc.pending {
+		ch <- nil
+		delete(bc.pending, id)
+	}
+	bc.mu.Unlock()
+}

@@ -1,0 +1,277 @@
+package proxy
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+func pack(t testing.TB, m *dns.Msg) []byte {
+	t.Helper()
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func query(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.Id = 0x1234
+	return m
+}
+
+func TestParseQuery(t *testing.T) {
+	withEDNS := query("Example.COM.", dns.TypeA)
+	withEDNS.SetEdns0(4096, true)
+	notify := query("example.com.", dns.TypeSOA)
+	notify.Opcode = dns.OpcodeNotify
+	response := query("example.com.", dns.TypeA)
+	response.Response = true
+	tc := query("example.com.", dns.TypeA)
+	tc.Truncated = true
+	two := query("example.com.", dns.TypeA)
+	two.Question = append(two.Question, two.Question[0])
+	none := query("example.com.", dns.TypeA)
+	none.Question = nil
+	valid := pack(t, query("www.Example.com.", dns.TypeAAAA))
+
+	pointer := append([]byte{}, valid[:headerLen]...)
+	pointer = append(pointer, 0xC0, 12, 0, 1, 0, 1) // a question whose name points at itself
+	longLabel := append([]byte{}, valid[:headerLen]...)
+	longLabel = append(longLabel, 64)
+	longLabel = append(longLabel, bytes.Repeat([]byte{'a'}, 64)...)
+	longLabel = append(longLabel, 0, 0, 1, 0, 1)
+	longName := append([]byte{}, valid[:headerLen]...)
+	for i := 0; i < 5; i++ { // 5 x 60-byte labels: 305 bytes, over 255
+		longName = append(longName, 59)
+		longName = append(longName, bytes.Repeat([]byte{'b'}, 59)...)
+	}
+	longName = append(longName, 0, 0, 1, 0, 1)
+
+	tests := []struct {
+		name   string
+		msg    []byte
+		want   error
+		lower  string
+		hasOPT bool
+		do     bool
+		maxUDP int
+		qtype  uint16
+		opcode int
+	}{
+		{name: "plain query parses and lowercases the name", msg: valid, lower: "www.example.com.", maxUDP: 512, qtype: dns.TypeAAAA},
+		{name: "EDNS query reports buffer size and DO", msg: pack(t, withEDNS), lower: "example.com.", hasOPT: true, do: true, maxUDP: 4096, qtype: dns.TypeA},
+		{name: "empty packet is short", msg: nil, want: errShort},
+		{name: "11 bytes is short", msg: valid[:11], want: errShort},
+		{name: "QR set is not a query", msg: pack(t, response), want: errNotQuery},
+		{name: "TC set is not a query", msg: pack(t, tc), want: errNotQuery},
+		{name: "two questions is FORMERR", msg: pack(t, two), want: errQDCount},
+		{name: "no question is FORMERR", msg: pack(t, none), want: errQDCount},
+		{name: "NOTIFY is NOTIMP with its question parsed", msg: pack(t, notify), want: errOpcode, lower: "example.com.", maxUDP: 512, qtype: dns.TypeSOA, opcode: dns.OpcodeNotify},
+		{name: "compression pointer in the question is malformed", msg: pointer, want: errBadName},
+		{name: "label over 63 bytes is malformed", msg: longLabel, want: errBadName},
+		{name: "name over 255 bytes is malformed", msg: longName, want: errBadName},
+		{name: "question cut before QCLASS is malformed", msg: valid[:len(valid)-1], want: errBadName},
+		{name: "question cut inside the name is malformed", msg: valid[:headerLen+3], want: errBadName},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var v msgView
+			err := v.parseQuery(tt.msg)
+			if err != tt.want {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if tt.lower == "" {
+				return
+			}
+			got := nameString(v.name())
+			if got != tt.lower {
+				t.Errorf("name = %q, want %q", got, tt.lower)
+			}
+			if v.hasOPT != tt.hasOPT || v.do() != tt.do || v.maxUDPResponse() != tt.maxUDP {
+				t.Errorf("opt=%v do=%v max=%d, want %v %v %d", v.hasOPT, v.do(), v.maxUDPResponse(), tt.hasOPT, tt.do, tt.maxUDP)
+			}
+			if v.qtype != tt.qtype || v.opcode() != tt.opcode {
+				t.Errorf("qtype=%d opcode=%d, want %d %d", v.qtype, v.opcode(), tt.qtype, tt.opcode)
+			}
+		})
+	}
+}
+
+// nameString turns a wire name into presentation format for comparisons.
+func nameString(w []byte) string {
+	var sb strings.Builder
+	for i := 0; i < len(w) && w[i] != 0; i += int(w[i]) + 1 {
+		sb.Write(w[i+1 : i+1+int(w[i])])
+		sb.WriteByte('.')
+	}
+	if sb.Len() == 0 {
+		return "."
+	}
+	return sb.String()
+}
+
+func TestAppendReply(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		edns  bool
+		do    bool
+		rcode int
+	}{
+		{name: "SERVFAIL without EDNS has no OPT", rcode: rcodeServFail},
+		{name: "REFUSED to an EDNS query carries OPT with DO echoed", edns: true, do: true, rcode: rcodeRefused},
+		{name: "NOTIMP to an EDNS query without DO", edns: true, rcode: rcodeNotImp},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			q := query("MiXeD.example.", dns.TypeA)
+			q.RecursionDesired = true
+			if tt.edns {
+				q.SetEdns0(4096, tt.do)
+			}
+			raw := pack(t, q)
+			var v msgView
+			if err := v.parseQuery(raw); err != nil {
+				t.Fatal(err)
+			}
+			var m dns.Msg
+			if err := m.Unpack(appendReply(nil, raw, &v, tt.rcode)); err != nil {
+				t.Fatal(err)
+			}
+			if m.Id != q.Id || !m.Response || m.Rcode != tt.rcode || !m.RecursionDesired {
+				t.Errorf("header: %+v", m.MsgHdr)
+			}
+			if len(m.Question) != 1 || m.Question[0].Name != "MiXeD.example." {
+				t.Errorf("question not echoed with its case: %v", m.Question)
+			}
+			opt := m.IsEdns0()
+			if (opt != nil) != tt.edns {
+				t.Fatalf("OPT present = %v, want %v", opt != nil, tt.edns)
+			}
+			if opt != nil && (opt.UDPSize() != ednsPayload || opt.Do() != tt.do) {
+				t.Errorf("OPT payload %d do %v", opt.UDPSize(), opt.Do())
+			}
+		})
+	}
+}
+
+func bigAnswer(t testing.TB, q *dns.Msg, n int) *dns.Msg {
+	r := new(dns.Msg)
+	r.SetReply(q)
+	for i := 0; i < n; i++ {
+		rr, err := dns.NewRR(q.Question[0].Name + " 300 IN TXT \"" + strings.Repeat("x", 90) + "\"")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Answer = append(r.Answer, rr)
+	}
+	return r
+}
+
+func TestTruncateTo(t *testing.T) {
+	t.Run("without EDNS the answer becomes header and question with TC", func(t *testing.T) {
+		q := query("big.example.", dns.TypeTXT)
+		resp := pack(t, bigAnswer(t, q, 30))
+		var v msgView
+		if err := matchResponse(resp, &v, pack(t, q)[headerLen:]); err != nil {
+			t.Fatal(err)
+		}
+		n := truncateTo(resp, &v, 512)
+		var m dns.Msg
+		if err := m.Unpack(resp[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if !m.Truncated || len(m.Answer) != 0 || len(m.Question) != 1 || m.IsEdns0() != nil {
+			t.Errorf("got %v", &m)
+		}
+	})
+	t.Run("the answer's OPT record survives truncation", func(t *testing.T) {
+		q := query("big.example.", dns.TypeTXT)
+		q.SetEdns0(1232, true)
+		r := bigAnswer(t, q, 30)
+		r.SetEdns0(1232, true)
+		resp := pack(t, r)
+		var v msgView
+		if err := matchResponse(resp, &v, pack(t, q)[headerLen:len(pack(t, q))-11]); err != nil {
+			t.Fatal(err)
+		}
+		n := truncateTo(resp, &v, 1232)
+		var m dns.Msg
+		if err := m.Unpack(resp[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if !m.Truncated || len(m.Answer) != 0 || m.IsEdns0() == nil || !m.IsEdns0().Do() {
+			t.Errorf("got %v", &m)
+		}
+	})
+}
+
+func TestMatchResponse(t *testing.T) {
+	q := query("Case.Example.", dns.TypeA)
+	question := pack(t, q)[headerLen:]
+	ok := new(dns.Msg)
+	ok.SetReply(query("case.example.", dns.TypeA))
+	headerOnly := func(rcode int) []byte {
+		m := new(dns.Msg)
+		m.Response, m.Rcode = true, rcode
+		return pack(t, m)
+	}
+	other := new(dns.Msg)
+	other.SetReply(query("other.example.", dns.TypeA))
+	notResp := query("case.example.", dns.TypeA)
+	for _, tt := range []struct {
+		name string
+		resp []byte
+		ok   bool
+	}{
+		{name: "same question in another case matches", resp: pack(t, ok), ok: true},
+		{name: "another question is refused", resp: pack(t, other)},
+		{name: "a query is not a response", resp: pack(t, notResp)},
+		{name: "header-only NOERROR is a backend failure", resp: headerOnly(dns.RcodeSuccess)},
+		{name: "header-only NXDOMAIN is a backend failure", resp: headerOnly(dns.RcodeNameError)},
+		{name: "header-only FORMERR is passed on", resp: headerOnly(dns.RcodeFormatError), ok: true},
+		{name: "short response is refused", resp: []byte{1, 2, 3}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var v msgView
+			err := matchResponse(tt.resp, &v, question)
+			if (err == nil) != tt.ok {
+				t.Errorf("err = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+// FuzzParseQuery checks that the parser never panics and agrees with miekg/dns
+// on the question of every query it accepts.
+func FuzzParseQuery(f *testing.F) {
+	for _, m := range []*dns.Msg{query("example.com.", dns.TypeA), query("A.b.C.", dns.TypeMX)} {
+		f.Add(pack(f, m))
+	}
+	e := query("edns.test.", dns.TypeAAAA)
+	e.SetEdns0(1232, true)
+	f.Add(pack(f, e))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var v msgView
+		if v.parseQuery(b) != nil {
+			return
+		}
+		var m dns.Msg
+		if err := m.Unpack(b); err != nil || len(m.Question) != 1 {
+			return // miekg is stricter about the rest of the message
+		}
+		want := strings.ToLower(m.Question[0].Name)
+		got := nameString(v.name())
+		// miekg escapes unusual bytes in presentation format; compare only
+		// plain names.
+		if !strings.ContainsAny(want, "\\") && got != want {
+			t.Fatalf("name %q, miekg says %q", got, want)
+		}
+		if v.qtype != m.Question[0].Qtype {
+			t.Fatalf("qtype %d, miekg says %d", v.qtype, m.Question[0].Qtype)
+		}
+	})
+}
