@@ -57,7 +57,7 @@ func startLab(t *testing.T, n int, pool string, extra string) *lab {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l.p, err = New(cfg, l.store, log)
+	l.p, err = New(cfg, Deps{Store: l.store, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

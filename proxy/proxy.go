@@ -23,10 +23,11 @@ import (
 // Proxy serves DNS on the configured listen addresses and forwards queries to
 // the backends the state store says are usable.
 type Proxy struct {
-	cfg   atomic.Pointer[config.Config]
-	store *state.Store
-	log   *slog.Logger
-	epoch time.Time
+	cfg      atomic.Pointer[config.Config]
+	store    *state.Store
+	log      *slog.Logger
+	outcomes state.OutcomeSink
+	epoch    time.Time
 
 	snap      atomic.Pointer[snapshot]
 	buildMu   sync.Mutex
@@ -45,15 +46,28 @@ type Proxy struct {
 	Stats Stats
 }
 
+// Deps are what the proxy needs from the rest of the daemon.
+type Deps struct {
+	Store *state.Store
+	Log   *slog.Logger
+	// Outcomes, when set, receives every backend query's outcome (for
+	// health checking from live traffic).
+	Outcomes state.OutcomeSink
+}
+
 // New checks cfg and prepares a proxy; it opens no socket (Run does).
-func New(cfg *config.Config, store *state.Store, log *slog.Logger) (*Proxy, error) {
+func New(cfg *config.Config, deps Deps) (*Proxy, error) {
 	if len(cfg.Pools) == 0 {
 		return nil, errors.New("proxy: no pools configured")
 	}
+	if deps.Store == nil {
+		return nil, errors.New("proxy: no state store")
+	}
+	log := deps.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Proxy{store: store, log: log, epoch: time.Now(), ups: map[string]*upstream{}, rebuildCh: make(chan struct{}, 1)}
+	p := &Proxy{store: deps.Store, log: log, outcomes: deps.Outcomes, epoch: time.Now(), ups: map[string]*upstream{}, rebuildCh: make(chan struct{}, 1)}
 	p.cfg.Store(cfg)
 	return p, nil
 }

@@ -40,6 +40,7 @@ type upstream struct {
 	// datagrams from any other source and reports ICMP refusals to us.
 	conns []*net.UDPConn
 	tcp   *tcpPool
+	obs   state.Observer // never nil
 
 	queries   atomic.Uint64
 	answers   atomic.Uint64
@@ -48,6 +49,10 @@ type upstream struct {
 	badAnswer atomic.Uint64
 	closed    atomic.Bool
 }
+
+type nopObserver struct{}
+
+func (nopObserver) Observe(state.Outcome, int64) {}
 
 func (p *Proxy) aclAllows(snap *snapshot, a netip.Addr) bool {
 	a = a.Unmap()
@@ -128,7 +133,12 @@ func (p *Proxy) newUpstream(b *state.Backend) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{name: b.Name, pool: b.Pool, addr: addr, stats: &policy.Stats{}}
+	u := &upstream{name: b.Name, pool: b.Pool, addr: addr, stats: &policy.Stats{}, obs: nopObserver{}}
+	if p.outcomes != nil {
+		if o := p.outcomes.Observer(b.Name); o != nil {
+			u.obs = o
+		}
+	}
 	u.tcp = newTCPPool(p, u, p.cfg.Load().Proxy.TCP.BackendConns)
 	for _, s := range p.shards {
 		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/policy"
+	"github.com/anyfront/anyfront/state"
 )
 
 // tcpFront serves DNS over TCP from clients. A connection gets a goroutine and
@@ -209,8 +210,10 @@ func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort) []byte {
 			if err == errTimeout {
 				u.timeouts.Add(1)
 				p.Stats.Timeouts.Add(1)
+				u.obs.Observe(state.OutcomeTimeout, 0)
 			} else {
 				u.refusals.Add(1)
+				u.obs.Observe(state.OutcomeUnreachable, 0)
 			}
 			p.Stats.Retries.Add(1)
 			continue
@@ -218,10 +221,13 @@ func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort) []byte {
 		var rv msgView
 		if matchResponse(resp, &rv, question) != nil {
 			u.badAnswer.Add(1)
+			u.obs.Observe(state.OutcomeBadAnswer, 0)
 			continue
 		}
+		rtt := p.now() - start
 		u.answers.Add(1)
-		observeLatency(u, p.now()-start)
+		observeLatency(u, rtt)
+		u.obs.Observe(outcomeOf(rv.rcode()), rtt/1000)
 		binary.BigEndian.PutUint16(resp, v.id)
 		if rv.qEnd > headerLen {
 			copy(resp[headerLen:rv.qEnd], question)

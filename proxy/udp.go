@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/proxy/policy"
+	"github.com/anyfront/anyfront/state"
 )
 
 // maxUDPMsg is the largest datagram read; anything longer is cut by the kernel
@@ -146,6 +147,7 @@ func (s *shard) forward(u *upstream, msg []byte, si int32, id uint16) {
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		u.refusals.Add(1)
+		u.obs.Observe(state.OutcomeUnreachable, 0)
 	} else {
 		s.p.Stats.SendErrors.Add(1)
 	}
@@ -174,6 +176,7 @@ func (s *shard) backendLoop(u *upstream, c *net.UDPConn) {
 			}
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				u.refusals.Add(1)
+				u.obs.Observe(state.OutcomeUnreachable, 0)
 				s.retryAllOf(u)
 			}
 			continue
@@ -199,6 +202,7 @@ func (s *shard) handleAnswer(u *upstream, msg []byte, v *msgView) {
 	sl := &s.tab.slots[si]
 	if err := matchResponse(msg, v, sl.query[headerLen:sl.qEnd]); err != nil {
 		u.badAnswer.Add(1)
+		u.obs.Observe(state.OutcomeBadAnswer, 0)
 		if v.flags&flagQR != 0 && v.qdcount == 0 {
 			// A header-only NOERROR/NXDOMAIN is a broken backend:
 			// try another one now.
@@ -222,6 +226,7 @@ func (s *shard) handleAnswer(u *upstream, msg []byte, v *msgView) {
 
 	u.answers.Add(1)
 	observeLatency(u, rtt)
+	u.obs.Observe(outcomeOf(v.rcode()), rtt/1000)
 	n := len(msg)
 	if n > limit {
 		if n = truncateTo(msg, v, limit); n == 0 {
@@ -232,6 +237,13 @@ func (s *shard) handleAnswer(u *upstream, msg []byte, v *msgView) {
 	}
 	p.Stats.countRcode(v.rcode())
 	s.send(ln, msg[:n], client)
+}
+
+func outcomeOf(rcode int) state.Outcome {
+	if rcode == rcodeServFail {
+		return state.OutcomeServFail
+	}
+	return state.OutcomeAnswer
 }
 
 // observeLatency folds one round trip into the backend's EWMA (weight 1/8,
@@ -280,6 +292,7 @@ func (s *shard) retry(si int32) {
 				}
 				// Refused at once too: out of budget or on to the next.
 				u.refusals.Add(1)
+				u.obs.Observe(state.OutcomeUnreachable, 0)
 				s.retry(si)
 				return
 			}
@@ -344,6 +357,7 @@ func (s *shard) expire() {
 	for _, si := range s.expired {
 		sl := &s.tab.slots[si]
 		sl.up.timeouts.Add(1)
+		sl.up.obs.Observe(state.OutcomeTimeout, 0)
 		s.p.Stats.Timeouts.Add(1)
 		s.retry(si)
 	}

@@ -88,6 +88,7 @@ func schema() *memdb.DBSchema {
 				"pool": {Name: "pool", Indexer: &memdb.StringFieldIndex{Field: "Pool"}},
 			},
 		},
+		"node": nodeTable(),
 	}}
 }
 

@@ -33,7 +33,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if err := store.ApplyConfig(cfg); err != nil {
 		return nil, err
 	}
-	p, err := proxy.New(cfg, store, log.With("component", "proxy"))
+	p, err := proxy.New(cfg, proxy.Deps{Store: store, Log: log.With("component", "proxy")})
 	if err != nil {
 		return nil, err
 	}

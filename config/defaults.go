@@ -1,0 +1,86 @@
+package config
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Defaults for keys the file leaves out. docs/config.md lists the same
+// values for operators; change both together.
+const (
+	defaultListen       = "127.0.0.1:5300"
+	defaultProtocol     = "do53"
+	defaultPolicy       = "roundrobin"
+	defaultAdminListen  = "127.0.0.1:8053"
+	defaultHealthQName  = "health.anyfront.test."
+	defaultHealthMode   = "active"
+	defaultXDPMode      = "auto"
+	defaultDrainComm    = "65535:0" // GRACEFUL_SHUTDOWN, RFC 8326
+	defaultWithdraw     = 2 * time.Second
+	defaultDrainGrace   = 30 * time.Second
+	defaultHoldTime     = 9 * time.Second
+	defaultMinHealthy   = 1
+	defaultRateV4Prefix = 24
+	defaultRateV6Prefix = 56
+
+	// maxInflight caps proxy.max_inflight: in-flight queries of one worker
+	// are told apart by their 16-bit DNS ID, and IDs must stay sparse
+	// enough to be picked at random without long searches.
+	maxInflight = 60000
+	// maxPrepend caps AS-path prepending: past a handful it changes
+	// nothing about path selection and only lengthens every route.
+	maxPrepend = 10
+)
+
+// defaultProxy returns the forwarding limits used when proxy keys are absent.
+func defaultProxy() Proxy {
+	return Proxy{
+		Timeout:     2 * time.Second,
+		Retries:     1,
+		MaxInflight: 16384,
+		TCP: TCPLimits{
+			MaxConns:           1024,
+			MaxConnsPerClient:  64,
+			IdleTimeout:        10 * time.Second,
+			MaxConnTime:        120 * time.Second,
+			MaxQueriesPerConn:  10000,
+			MaxInflightPerConn: 100,
+			BackendConns:       4,
+		},
+	}
+}
+
+// defaultHealthCheck returns a fresh value each call: the Rcodes slice must
+// not be shared between pools, or between configs across reloads.
+func defaultHealthCheck() HealthCheck {
+	return HealthCheck{
+		QName:    defaultHealthQName,
+		QType:    dns.TypeA,
+		Interval: time.Second,
+		Timeout:  500 * time.Millisecond,
+		Rise:     2,
+		Fall:     2,
+		Mode:     defaultHealthMode,
+		Rcodes:   []int{dns.RcodeSuccess, dns.RcodeNameError},
+	}
+}
+
+// defaultACL is loopback only, so a node is never an open resolver by
+// accident.
+func defaultACL() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
+
+func defaultListeners() []Listen {
+	return []Listen{{Address: netip.MustParseAddrPort(defaultListen), Protocol: defaultProtocol}}
+}
+
+// Valid values of the enumerated keys, in the order messages list them.
+var (
+	policies    = []string{"roundrobin", "wrandom", "leastoutstanding", "chashed", "firstavailable", "latency"}
+	protocols   = []string{"do53", "dot", "doh", "doq"}
+	healthModes = []string{"active", "lazy"}
+	xdpModes    = []string{"auto", "generic", "driver"}
+)

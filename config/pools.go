@@ -1,0 +1,155 @@
+package config
+
+import (
+	"gopkg.in/yaml.v3"
+)
+
+// pools decodes the pools mapping, keeping file order in PoolNames. A pool
+// with problems is still recorded, so a rule naming it is not also
+// reported as naming a missing pool.
+func (d *decoder) pools(top fieldSet, cfg *Config) {
+	n := top.get("pools")
+	if n == nil {
+		d.errorAt(top.keyLine("pools"), "pools: at least one pool is required")
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "pools: expected a mapping of pool names to pools, got %s", describe(n))
+		return
+	}
+	// Backend names are unique across all pools: the admin API and the
+	// metrics address a backend by name alone.
+	backendLines := map[string]int{}
+	for _, p := range d.pairs(n, "pools") {
+		name := p.key.Value
+		if first, dup := cfg.Pools[name]; dup {
+			d.errorf(p.key, "pools: duplicate pool name %q (first at line %d)", name, first.Line)
+			continue
+		}
+		d.name(p.key, "pools", name)
+		pool := d.pool(name, p.key, resolve(p.val), backendLines)
+		cfg.Pools[name] = pool
+		cfg.PoolNames = append(cfg.PoolNames, name)
+	}
+	if len(cfg.PoolNames) == 0 {
+		d.errorf(n, "pools: at least one pool is required")
+	}
+}
+
+func (d *decoder) pool(name string, key, n *yaml.Node, backendLines map[string]int) *Pool {
+	where := "pools." + name
+	pool := &Pool{Name: name, Policy: defaultPolicy, HealthCheck: defaultHealthCheck(), Line: key.Line}
+	if isNull(n) {
+		d.errorf(key, "%s: a pool needs at least one backend", where)
+		return pool
+	}
+	f, ok := d.fields(n, where, "policy", "backends", "healthcheck", "cache")
+	if !ok {
+		return pool
+	}
+	f.enum("policy", "policy", policies, &pool.Policy)
+	items, ok := f.list("backends")
+	if f.get("backends") == nil || ok && len(items) == 0 {
+		d.errorAt(f.keyLine("backends"), "%s: a pool needs at least one backend", where)
+	}
+	for i, it := range items {
+		if b, ok := d.backend(it, index(where+".backends", i), i, backendLines); ok {
+			pool.Backends = append(pool.Backends, b)
+		}
+	}
+	if h := f.get("healthcheck"); h != nil {
+		d.healthCheck(h, where+".healthcheck", &pool.HealthCheck)
+	}
+	if c := f.get("cache"); c != nil {
+		d.cache(c, where+".cache", &pool.Cache)
+	}
+	return pool
+}
+
+func (d *decoder) backend(n *yaml.Node, where string, i int, lines map[string]int) (Backend, bool) {
+	b := Backend{Weight: 1, Order: i + 1, Line: n.Line}
+	f, ok := d.fields(n, where, "name", "address", "weight", "order")
+	if !ok {
+		return b, false
+	}
+	good := true
+	if nn := f.require("name"); nn == nil || !f.str("name", &b.Name) || !d.name(nn, f.at("name"), b.Name) {
+		good = false
+	} else if first, dup := lines[b.Name]; dup {
+		d.errorf(nn, "%s: duplicate backend name %q (first at line %d; names are unique across all pools)", f.at("name"), b.Name, first)
+		good = false
+	} else {
+		lines[b.Name] = nn.Line
+	}
+	if a := f.require("address"); a != nil {
+		var ok bool
+		if b.Address, ok = d.unicastAddrPort(a, f.at("address")); !ok {
+			good = false
+		}
+	} else {
+		good = false
+	}
+	f.int("weight", 1, noMax, &b.Weight)
+	f.int("order", 1, noMax, &b.Order)
+	return b, good
+}
+
+func (d *decoder) healthCheck(n *yaml.Node, where string, h *HealthCheck) {
+	f, ok := d.fields(n, where, "qname", "qtype", "interval", "timeout", "rise", "fall", "mode", "rcodes", "tcp")
+	if !ok {
+		return
+	}
+	if q := f.get("qname"); q != nil {
+		if s, ok := d.domain(q, f.at("qname")); ok {
+			h.QName = s
+		}
+	}
+	if q := f.get("qtype"); q != nil {
+		if t, ok := d.qtype(q, f.at("qtype")); ok {
+			h.QType = t
+		}
+	}
+	intervalOK := f.get("interval") == nil || f.duration("interval", true, &h.Interval)
+	timeoutOK := f.get("timeout") == nil || f.duration("timeout", true, &h.Timeout)
+	if intervalOK && timeoutOK && h.Timeout >= h.Interval {
+		// A probe still waiting when the next is due would overlap it; the
+		// checker keeps one probe in flight per backend.
+		d.errorAt(f.keyLine("timeout"), "%s: timeout (%s) must be shorter than interval (%s)", where, h.Timeout, h.Interval)
+	}
+	f.int("rise", 1, noMax, &h.Rise)
+	f.int("fall", 1, noMax, &h.Fall)
+	f.enum("mode", "healthcheck mode", healthModes, &h.Mode)
+	if items, ok := f.list("rcodes"); ok {
+		if len(items) == 0 {
+			d.errorf(f.get("rcodes"), "%s: needs at least one rcode", f.at("rcodes"))
+		}
+		var rcodes []int
+		for _, it := range items {
+			if r, ok := d.rcode(it, f.at("rcodes")); ok {
+				rcodes = append(rcodes, r)
+			}
+		}
+		if len(rcodes) > 0 {
+			h.Rcodes = rcodes
+		}
+	}
+	f.bool("tcp", &h.TCP)
+}
+
+func (d *decoder) cache(n *yaml.Node, where string, c *Cache) {
+	f, ok := d.fields(n, where, "size", "serve_stale", "xdp_entries")
+	if !ok {
+		return
+	}
+	f.int("size", 0, noMax, &c.Size)
+	f.duration("serve_stale", false, &c.ServeStale)
+	f.int("xdp_entries", 0, noMax, &c.XDPEntries)
+	// Both features are views of the packet cache; without it they would
+	// silently do nothing.
+	if c.XDPEntries > c.Size {
+		d.errorAt(f.keyLine("xdp_entries"), "%s: xdp_entries (%d) cannot exceed size (%d): XDP serves the hottest cached answers", where, c.XDPEntries, c.Size)
+	}
+	if c.ServeStale > 0 && c.Size == 0 {
+		d.errorAt(f.keyLine("serve_stale"), "%s: serve_stale needs the cache (size > 0)", where)
+	}
+}

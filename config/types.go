@@ -1,0 +1,195 @@
+// Package config reads anyfront's YAML configuration into typed, validated,
+// immutable structs. It does no I/O beyond reading the file.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is a whole validated configuration. Components receive the part
+// they need and must not modify it.
+type Config struct {
+	// File is the path the configuration was loaded from.
+	File   string
+	Listen []Listen
+	// ACL lists who may query. Default: loopback only (127.0.0.0/8, ::1/128).
+	ACL   []netip.Prefix
+	Proxy Proxy
+	// Pools by name; PoolNames keeps the file's order.
+	Pools     map[string]*Pool
+	PoolNames []string
+	Rules     []Rule
+	Admin     Admin
+	BGP       *BGP // nil when the file has no bgp section
+	XDP       *XDP // nil when the file has no xdp section
+}
+
+// Listen is one front-end address; do53 serves UDP and TCP on it.
+type Listen struct {
+	Address  netip.AddrPort
+	Protocol string // do53 (default), dot, doh, doq
+	TLS      *TLS   // required for dot, doh, doq
+	Line     int
+}
+
+// TLS names certificate and key files.
+type TLS struct {
+	Cert string
+	Key  string
+}
+
+// Proxy holds forwarding limits. Every field has a default (see defaults.go).
+type Proxy struct {
+	// Timeout is how long one attempt at a backend may take before the
+	// query is retried on another backend. Default 2s.
+	Timeout time.Duration
+	// Retries is how many other backends a query is tried on after the
+	// first fails. Default 1.
+	Retries int
+	// Workers is the number of UDP workers (SO_REUSEPORT sockets) per
+	// listen address. 0 means GOMAXPROCS.
+	Workers int
+	// MaxInflight bounds queries awaiting a backend answer, per worker.
+	// Default 16384, at most 60000 (IDs are 16 bits).
+	MaxInflight int
+	TCP         TCPLimits
+}
+
+// TCPLimits bounds client and backend TCP connections.
+type TCPLimits struct {
+	MaxConns           int           // total client connections; default 1024
+	MaxConnsPerClient  int           // per client address; default 64
+	IdleTimeout        time.Duration // default 10s
+	MaxConnTime        time.Duration // total lifetime of one client connection; default 120s
+	MaxQueriesPerConn  int           // default 10000
+	MaxInflightPerConn int           // pipelined queries in flight per client connection; default 100
+	BackendConns       int           // reused connections per backend; default 4
+}
+
+// Pool is a set of backends with one load-balancing policy.
+type Pool struct {
+	Name        string
+	Policy      string // roundrobin (default) | wrandom | leastoutstanding | chashed | firstavailable | latency
+	Backends    []Backend
+	HealthCheck HealthCheck
+	Cache       Cache
+	Line        int
+}
+
+// Backend is one resolver behind anyfront.
+type Backend struct {
+	Name    string
+	Address netip.AddrPort
+	Weight  int // default 1
+	Order   int // for firstavailable; default: position in the list (1-based)
+	Line    int
+}
+
+// HealthCheck configures how a pool's backends are probed.
+type HealthCheck struct {
+	QName    string        // default "health.anyfront.test." (any answer NOERROR/NXDOMAIN is healthy)
+	QType    uint16        // default A; YAML takes a type mnemonic ("A", "AAAA", "SOA")
+	Interval time.Duration // default 1s
+	Timeout  time.Duration // default 500ms
+	Rise     int           // default 2
+	Fall     int           // default 2
+	Mode     string        // active (default) | lazy
+	// Rcodes that count as healthy; default NOERROR and NXDOMAIN. YAML takes names.
+	Rcodes []int
+	TCP    bool // probe over TCP instead of UDP
+}
+
+// Cache configures a pool's packet cache.
+type Cache struct {
+	Size       int           // entries; 0 disables (default 0)
+	ServeStale time.Duration // default 0 (off)
+	XDPEntries int           // default 0 (off)
+}
+
+// Rule is one first-match-wins rule.
+type Rule struct {
+	Match  Match
+	Action Action
+	Line   int
+}
+
+// Match is what a rule matches; every non-empty field must match.
+type Match struct {
+	QName       []string // exact names, lowercased, fully qualified
+	QNameSuffix []string // suffixes, lowercased, fully qualified
+	QType       []uint16
+	Client      []netip.Prefix
+}
+
+// Action is what a matching rule does; exactly one field is set.
+type Action struct {
+	Pool   string
+	Refuse bool
+	Drop   bool
+	Spoof  []netip.Addr
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	Listen    string // default "127.0.0.1:8053"
+	TokenFile string // empty: mutating calls are refused
+}
+
+// BGP configures the embedded BGP speaker.
+type BGP struct {
+	ASN           uint32
+	RouterID      netip.Addr
+	ListenPort    int // 0 (default): do not listen, connect out only
+	Peers         []BGPPeer
+	Announce      []Announce
+	WithdrawAfter time.Duration // default 2s
+	Drain         Drain
+	Line          int
+}
+
+// BGPPeer is one BGP neighbour.
+type BGPPeer struct {
+	Address      netip.Addr
+	ASN          uint32
+	HoldTime     time.Duration // default 9s
+	PasswordFile string        // TCP-MD5 password, read from a file
+	Multihop     int           // TTL; 0 means directly connected
+	Line         int
+}
+
+// Announce is one prefix announced while its pools are healthy.
+type Announce struct {
+	Prefix             netip.Prefix
+	NextHop            netip.Addr // zero: the session's local address
+	Pools              []string
+	MinHealthy         int     // default 1
+	MinHealthyFraction float64 // 0: unused
+	Communities        []string
+	MED                uint32
+	Prepend            int
+	Line               int
+}
+
+// Drain configures graceful BGP drain (RFC 8326).
+type Drain struct {
+	Community string        // default "65535:0"
+	Grace     time.Duration // default 30s
+}
+
+// XDP configures the XDP fast path.
+type XDP struct {
+	Interface string
+	Mode      string // auto (default) | generic | driver
+	VIPs      []netip.AddrPort
+	RateLimit RateLimit
+	Blocklist []netip.Prefix
+	Line      int
+}
+
+// RateLimit configures per-source-prefix token buckets in XDP.
+type RateLimit struct {
+	QPS      int // 0: no rate limit
+	V4Prefix int // default 24
+	V6Prefix int // default 56
+}

@@ -1,0 +1,81 @@
+package testlab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+// errExited is returned when a signal is sent to a process that has already
+// been reaped: its PID may belong to someone else by now, so nothing is sent.
+var errExited = errors.New("process has exited")
+
+// proc is one child process the lab started. It is always stopped by PID
+// (never by name), and only while it has not been reaped, so a recycled PID is
+// never signalled by mistake.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has been reaped
+	err  error         // Wait's result; read only after done is closed
+}
+
+// startProc starts path with args, its stdout and stderr appended to out.
+func startProc(path string, args []string, out *os.File) (*proc, error) {
+	cmd := exec.Command(path, args...)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// A process group of its own: a Ctrl-C at the terminal reaches only
+		// the demo, which then stops its children in order, instead of every
+		// process receiving SIGINT at once.
+		Setpgid: true,
+		// When the test binary dies without running its cleanups (go test
+		// -timeout panics, SIGKILL), the kernel kills the child too, so no
+		// resolver is left holding a port. Go only ends an OS thread when a
+		// goroutine exits while locked to it, which the lab never does.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", path, err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// pid returns the process ID.
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// exited reports whether the process has been reaped.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal sends sig to the process while it has not been reaped. Only the
+// goroutine in startProc reaps it, so the PID is still ours here.
+func (p *proc) signal(sig syscall.Signal) error {
+	if p.exited() {
+		return errExited
+	}
+	if err := syscall.Kill(p.pid(), sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %v to pid %d: %w", sig, p.pid(), err)
+	}
+	return nil
+}
+
+// kill sends SIGKILL (which also ends a SIGSTOPped process) and waits until
+// the process has been reaped.
+func (p *proc) kill() {
+	_ = p.signal(syscall.SIGKILL)
+	<-p.done
+}
