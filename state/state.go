@@ -56,6 +56,9 @@ type Backend struct {
 	Weight  int
 	Order   int
 	Health  Health
+	// Checked is set once a health check has given a verdict: before
+	// that Health is the optimistic default (BGP waits for it).
+	Checked bool
 	// Reason says why Health last changed, for the API and logs.
 	Reason  string
 	Changed time.Time
@@ -138,7 +141,7 @@ func (s *Store) ApplyConfig(cfg *config.Config) error {
 				if old.Weight == nb.Weight && old.Order == nb.Order {
 					continue // unchanged: no write, no wake-up
 				}
-				nb.Health, nb.Reason, nb.Changed, nb.Admin = old.Health, old.Reason, old.Changed, old.Admin
+				nb.Health, nb.Checked, nb.Reason, nb.Changed, nb.Admin = old.Health, old.Checked, old.Reason, old.Changed, old.Admin
 			}
 			if err := txn.Insert("backends", nb); err != nil {
 				return err
@@ -228,14 +231,18 @@ func (s *Store) Backend(name string) (*Backend, error) {
 	return raw.(*Backend), nil
 }
 
-// SetHealth records a health verdict. It writes only on a change, so watchers
-// wake only for transitions, and reports whether it changed anything.
+// SetHealth records a health verdict. It writes only on a change (or the
+// first verdict), so watchers wake only for transitions, and reports whether
+// it changed anything.
 func (s *Store) SetHealth(name string, h Health, reason string) (bool, error) {
 	return s.update(name, func(b *Backend) bool {
-		if b.Health == h {
+		if b.Health == h && b.Checked {
 			return false
 		}
-		b.Health, b.Reason, b.Changed = h, reason, time.Now()
+		if b.Health != h {
+			b.Changed = time.Now()
+		}
+		b.Health, b.Reason, b.Checked = h, reason, true
 		return true
 	})
 }

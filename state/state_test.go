@@ -92,6 +92,7 @@ func TestSetters(t *testing.T) {
 		changed bool
 		err     bool
 	}{
+		{"the first verdict is written even when it agrees", func() (bool, error) { return s.SetHealth("r1", HealthUp, "x") }, true, false},
 		{"health to the same value writes nothing", func() (bool, error) { return s.SetHealth("r1", HealthUp, "x") }, false, false},
 		{"health change is written", func() (bool, error) { return s.SetHealth("r1", HealthDown, "x") }, true, false},
 		{"unknown backend is an error", func() (bool, error) { return s.SetAdmin("nope", AdminDrain) }, false, true},
