@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/internal/testlab"
@@ -27,7 +28,7 @@ type lab struct {
 
 // startLab starts n unbound backends and a proxy over them. extra is YAML
 // appended to the generated config (top-level keys only).
-func startLab(t *testing.T, n int, pool string, extra string) *lab {
+func startLab(t testing.TB, n int, pool string, extra string) *lab {
 	t.Helper()
 	l := &lab{}
 	var b strings.Builder
@@ -436,4 +437,68 @@ func TestLabForwardAllocs(t *testing.T) {
 	if avg := testing.AllocsPerRun(2000, roundTrip); avg > 0.05 {
 		t.Errorf("%.2f allocations per forwarded query, want 0", avg)
 	}
+}
+
+func TestLabMetrics(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+	l := startLab(t, 1, "", "")
+	if _, err := l.exchange("udp", query("www.demo.test.", dns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(l.p.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = true
+		if mf.GetName() == "anyfront_proxy_backend_latency_seconds" {
+			m := mf.GetMetric()[0]
+			if m.GetHistogram().GetSampleCount() == 0 || len(m.GetLabel()) != 2 {
+				t.Errorf("latency histogram: %v", m)
+			}
+		}
+	}
+	for _, name := range []string{
+		"anyfront_proxy_queries_total", "anyfront_proxy_responses_total", "anyfront_proxy_local_answers_total",
+		"anyfront_proxy_dropped_total", "anyfront_proxy_backend_queries_total", "anyfront_proxy_backend_outcomes_total",
+		"anyfront_proxy_backend_outstanding", "anyfront_proxy_backend_latency_seconds", "anyfront_proxy_udp_inflight",
+	} {
+		if !got[name] {
+			t.Errorf("metric %s missing", name)
+		}
+	}
+}
+
+// BenchmarkForwardUDP measures a query's round trip through the proxy to a
+// real unbound and back, from parallel clients; allocations are the whole
+// process's, client included.
+func BenchmarkForwardUDP(b *testing.B) {
+	testlab.RequireBinary(b, "unbound")
+	l := startLab(b, 2, "", "")
+	q := pack(b, query("www.demo.test.", dns.TypeA))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("udp", l.addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		for pb.Next() {
+			if _, err := c.Write(q); err != nil {
+				b.Error(err)
+				return
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

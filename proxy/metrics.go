@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"net/netip"
+	"strconv"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Stats counts what the proxy did. Counters only grow; the admin package
@@ -77,4 +80,109 @@ func (p *Proxy) Backends() []BackendStats {
 		})
 	}
 	return out
+}
+
+// latencyBuckets span loopback answers (tens of µs) to a cold resolver's
+// recursion (seconds).
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+
+func newLatencyHistogram(backend, pool string) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:        "anyfront_proxy_backend_latency_seconds",
+		Help:        "Time from sending a query to a backend to its valid answer.",
+		Buckets:     latencyBuckets,
+		ConstLabels: prometheus.Labels{"backend": backend, "pool": pool},
+	})
+}
+
+// Collector exports the proxy's counters. It reads the hot path's atomics at
+// scrape time, so counting costs the hot path nothing beyond the atomic add.
+func (p *Proxy) Collector() prometheus.Collector { return collector{p} }
+
+type collector struct{ p *Proxy }
+
+// Describe sends nothing: the per-backend series come and go with the
+// config, so this is an unchecked collector.
+func (collector) Describe(chan<- *prometheus.Desc) {}
+
+var (
+	descQueries    = prometheus.NewDesc("anyfront_proxy_queries_total", "Queries received, by transport.", []string{"transport"}, nil)
+	descResponses  = prometheus.NewDesc("anyfront_proxy_responses_total", "Backend answers relayed to clients, by rcode.", []string{"rcode"}, nil)
+	descLocal      = prometheus.NewDesc("anyfront_proxy_local_answers_total", "Answers anyfront made itself, by reason.", []string{"reason"}, nil)
+	descDropped    = prometheus.NewDesc("anyfront_proxy_dropped_total", "Malformed queries counted and dropped, by reason.", []string{"reason"}, nil)
+	descEvents     = prometheus.NewDesc("anyfront_proxy_events_total", "Forwarding events: timeouts, retries, truncations, unexpected answers, socket errors.", []string{"event"}, nil)
+	descBQueries   = prometheus.NewDesc("anyfront_proxy_backend_queries_total", "Queries sent to a backend, retries included.", []string{"backend", "pool"}, nil)
+	descBOutcomes  = prometheus.NewDesc("anyfront_proxy_backend_outcomes_total", "What became of queries sent to a backend.", []string{"backend", "pool", "outcome"}, nil)
+	descBOutstand  = prometheus.NewDesc("anyfront_proxy_backend_outstanding", "Queries sent to a backend and not yet answered or timed out.", []string{"backend", "pool"}, nil)
+	descTCPConns   = prometheus.NewDesc("anyfront_proxy_tcp_connections", "Client TCP connections open.", nil, nil)
+	descUDPInfligh = prometheus.NewDesc("anyfront_proxy_udp_inflight", "UDP queries awaiting a backend answer.", nil, nil)
+)
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	s := &c.p.Stats
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descQueries, s.UDPQueries.Load(), "udp")
+	counter(descQueries, s.TCPQueries.Load(), "tcp")
+	for rc := range s.Rcodes {
+		if v := s.Rcodes[rc].Load(); v > 0 {
+			counter(descResponses, v, rcodeName(rc))
+		}
+	}
+	counter(descLocal, s.ACLRefused.Load(), "acl_refused")
+	counter(descLocal, s.FormErr.Load(), "formerr")
+	counter(descLocal, s.NotImp.Load(), "notimp")
+	counter(descLocal, s.NoBackend.Load(), "servfail_no_backend")
+	counter(descLocal, s.Shed.Load(), "servfail_shed")
+	counter(descLocal, s.ServFail.Load(), "servfail_exhausted")
+	counter(descDropped, s.MalformedShort.Load(), "short")
+	counter(descDropped, s.MalformedNotQuery.Load(), "not_a_query")
+	counter(descDropped, s.MalformedName.Load(), "bad_question")
+	counter(descEvents, s.Timeouts.Load(), "timeout")
+	counter(descEvents, s.Retries.Load(), "retry")
+	counter(descEvents, s.Truncated.Load(), "truncated")
+	counter(descEvents, s.UnexpectedAnswers.Load(), "unexpected_answer")
+	counter(descEvents, s.ReadErrors.Load(), "read_error")
+	counter(descEvents, s.SendErrors.Load(), "send_error")
+	counter(descEvents, s.TCPConnsRefused.Load(), "tcp_connection_refused")
+
+	if c.p.tcp != nil {
+		c.p.tcp.mu.Lock()
+		n := c.p.tcp.total
+		c.p.tcp.mu.Unlock()
+		ch <- prometheus.MustNewConstMetric(descTCPConns, prometheus.GaugeValue, float64(n))
+	}
+	inflight := 0
+	for _, sh := range c.p.shards {
+		sh.mu.Lock()
+		inflight += sh.tab.n
+		sh.mu.Unlock()
+	}
+	ch <- prometheus.MustNewConstMetric(descUDPInfligh, prometheus.GaugeValue, float64(inflight))
+
+	c.p.buildMu.Lock()
+	ups := make([]*upstream, 0, len(c.p.ups))
+	for _, u := range c.p.ups {
+		ups = append(ups, u)
+	}
+	c.p.buildMu.Unlock()
+	for _, u := range ups {
+		counter(descBQueries, u.queries.Load(), u.name, u.pool)
+		counter(descBOutcomes, u.answers.Load(), u.name, u.pool, "answer")
+		counter(descBOutcomes, u.timeouts.Load(), u.name, u.pool, "timeout")
+		counter(descBOutcomes, u.refusals.Load(), u.name, u.pool, "unreachable")
+		counter(descBOutcomes, u.badAnswer.Load(), u.name, u.pool, "bad_answer")
+		ch <- prometheus.MustNewConstMetric(descBOutstand, prometheus.GaugeValue, float64(u.stats.Outstanding.Load()), u.name, u.pool)
+		u.latency.Collect(ch)
+	}
+}
+
+var rcodeNames = [16]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE", "DSOTYPENI"}
+
+func rcodeName(rc int) string {
+	if n := rcodeNames[rc&0xF]; n != "" {
+		return n
+	}
+	return strconv.Itoa(rc)
 }

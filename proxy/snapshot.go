@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/policy"
 	"github.com/anyfront/anyfront/state"
@@ -41,6 +43,8 @@ type upstream struct {
 	conns []*net.UDPConn
 	tcp   *tcpPool
 	obs   state.Observer // never nil
+	// latency is observed on every valid answer: an atomic add, no lock.
+	latency prometheus.Histogram
 
 	queries   atomic.Uint64
 	answers   atomic.Uint64
@@ -133,7 +137,8 @@ func (p *Proxy) newUpstream(b *state.Backend) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{name: b.Name, pool: b.Pool, addr: addr, stats: &policy.Stats{}, obs: nopObserver{}}
+	u := &upstream{name: b.Name, pool: b.Pool, addr: addr, stats: &policy.Stats{}, obs: nopObserver{},
+		latency: newLatencyHistogram(b.Name, b.Pool)}
 	if p.outcomes != nil {
 		if o := p.outcomes.Observer(b.Name); o != nil {
 			u.obs = o

@@ -249,6 +249,7 @@ func outcomeOf(rcode int) state.Outcome {
 // observeLatency folds one round trip into the backend's EWMA (weight 1/8,
 // as TCP's SRTT). Concurrent updates may lose one sample; that is harmless.
 func observeLatency(u *upstream, rtt int64) {
+	u.latency.Observe(float64(rtt) / 1e9)
 	us := rtt / 1000
 	if us < 1 {
 		us = 1
