@@ -134,8 +134,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.watch(watchCtx)
 	}()
 	p.log.Info("proxy serving", "listen", len(cfg.Listen), "workers", workers)
+	if _, err := p.store.SetServing(true); err != nil {
+		p.log.Error("state", "err", err)
+	}
 
 	<-ctx.Done()
+	if _, err := p.store.SetServing(false); err != nil {
+		p.log.Error("state", "err", err)
+	}
 	// Stop taking queries but keep the UDP sockets open: answers to the
 	// queries in flight still leave through them.
 	p.stopping.Store(true)

@@ -14,6 +14,9 @@ type Node struct {
 	Changed time.Time
 	// ShuttingDown is set on SIGTERM: the same drain, then exit.
 	ShuttingDown bool
+	// Serving is set while the proxy's listeners are open: BGP never
+	// announces a prefix that nothing would answer on.
+	Serving bool
 }
 
 const nodeID = "node"
@@ -52,6 +55,17 @@ func (s *Store) SetNodeDrained(drained bool) (bool, error) {
 			return false
 		}
 		n.Drained = drained
+		return true
+	})
+}
+
+// SetServing records whether the proxy is serving.
+func (s *Store) SetServing(serving bool) (bool, error) {
+	return s.updateNode(func(n *Node) bool {
+		if n.Serving == serving {
+			return false
+		}
+		n.Serving = serving
 		return true
 	})
 }
