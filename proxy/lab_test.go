@@ -30,22 +30,32 @@ type lab struct {
 // appended to the generated config (top-level keys only).
 func startLab(t testing.TB, n int, pool string, extra string) *lab {
 	t.Helper()
-	l := &lab{}
+	var backends []*testlab.Unbound
 	var b strings.Builder
 	for i := 0; i < n; i++ {
 		u := testlab.StartUnbound(t, testlab.UnboundOptions{})
-		l.backends = append(l.backends, u)
+		backends = append(backends, u)
 		fmt.Fprintf(&b, "      - {name: r%d, address: %q}\n", i+1, u.Addr.String())
 	}
+	if pool == "" {
+		pool = "policy: roundrobin"
+	}
+	l := runProxy(t, fmt.Sprintf("pools:\n  default:\n    %s\n    backends:\n%s%s\n", pool, b.String(), extra))
+	l.backends = backends
+	return l
+}
+
+// runProxy runs a proxy with the config yml (without listen, which it adds)
+// and returns once it answers.
+func runProxy(t testing.TB, yml string) *lab {
+	t.Helper()
+	l := &lab{}
 	port, err := testlab.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.addr = fmt.Sprintf("127.0.0.1:%d", port)
-	if pool == "" {
-		pool = "policy: roundrobin"
-	}
-	yml := fmt.Sprintf("listen: [{address: %q}]\npools:\n  default:\n    %s\n    backends:\n%s%s\n", l.addr, pool, b.String(), extra)
+	yml = fmt.Sprintf("listen: [{address: %q}]\n%s", l.addr, yml)
 	cfg, err := config.Parse("lab.yaml", []byte(yml))
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", yml, err)
@@ -76,7 +86,7 @@ func startLab(t testing.TB, n int, pool string, extra string) *lab {
 			t.Error("proxy did not stop within 10s")
 		}
 	})
-	// Ready when it answers.
+	// Ready when it answers anything.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, err := l.exchange("udp", query("ready.demo.test.", dns.TypeA)); err == nil {
@@ -501,4 +511,52 @@ func BenchmarkForwardUDP(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestLabRules(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+	def := testlab.StartUnbound(t, testlab.UnboundOptions{})
+	corp := testlab.StartUnbound(t, testlab.UnboundOptions{ExtraLocalData: []string{"host.corp.example. 60 IN A 198.51.100.7"}})
+	l := runProxy(t, fmt.Sprintf(`pools:
+  default: {backends: [{name: d1, address: %q}]}
+  corp: {backends: [{name: c1, address: %q}]}
+rules:
+  - {match: {qname_suffix: ["corp.example."]}, action: {pool: corp}}
+  - {match: {qtype: [ANY]}, action: {refuse: true}}
+  - {match: {qname_suffix: ["blocked.example."]}, action: {drop: true}}
+  - {match: {qname: ["spoof.example."]}, action: {spoof: ["192.0.2.99"]}}
+`, def.Addr, corp.Addr))
+	for _, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			r, err := l.exchange(network, query("Host.Corp.Example.", dns.TypeA))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantA(t, r, "198.51.100.7") // only the corp backend knows it
+			r, err = l.exchange(network, query("demo.test.", dns.TypeANY))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Rcode != dns.RcodeRefused {
+				t.Errorf("ANY: %s, want REFUSED", dns.RcodeToString[r.Rcode])
+			}
+			r, err = l.exchange(network, query("spoof.example.", dns.TypeA))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantA(t, r, "192.0.2.99")
+			c := &dns.Client{Net: network, Timeout: 300 * time.Millisecond}
+			if r, _, err := c.Exchange(query("x.blocked.example.", dns.TypeA), l.addr); err == nil {
+				t.Errorf("dropped query was answered: %v", r)
+			}
+			r, err = l.exchange(network, query("www.demo.test.", dns.TypeA))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantA(t, r, "192.0.2.11") // no rule: the default pool
+		})
+	}
+	if got := l.p.Stats.RuleDropped.Load(); got != 2 {
+		t.Errorf("rule drops counted %d, want 2", got)
+	}
 }

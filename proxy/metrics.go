@@ -30,6 +30,9 @@ type Stats struct {
 	ReadErrors        atomic.Uint64
 	SendErrors        atomic.Uint64
 	TCPConnsRefused   atomic.Uint64 // over a connection bound
+	RuleRefused       atomic.Uint64
+	RuleDropped       atomic.Uint64
+	RuleSpoofed       atomic.Uint64
 	// Rcodes counts forwarded answers by rcode (0-15).
 	Rcodes [16]atomic.Uint64
 }
@@ -136,6 +139,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descLocal, s.NoBackend.Load(), "servfail_no_backend")
 	counter(descLocal, s.Shed.Load(), "servfail_shed")
 	counter(descLocal, s.ServFail.Load(), "servfail_exhausted")
+	counter(descLocal, s.RuleRefused.Load(), "rule_refused")
+	counter(descLocal, s.RuleSpoofed.Load(), "rule_spoofed")
+	counter(descDropped, s.RuleDropped.Load(), "rule_drop")
 	counter(descDropped, s.MalformedShort.Load(), "short")
 	counter(descDropped, s.MalformedNotQuery.Load(), "not_a_query")
 	counter(descDropped, s.MalformedName.Load(), "bad_question")

@@ -33,6 +33,9 @@ type Proxy struct {
 	buildMu   sync.Mutex
 	ups       map[string]*upstream // guarded by buildMu
 	rebuildCh chan struct{}
+	// ruleHits counts matches per rule of hitsFor (guarded by buildMu).
+	ruleHits []atomic.Uint64
+	hitsFor  *config.Config
 
 	shards []*shard
 	udpLns []*net.UDPConn

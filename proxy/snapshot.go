@@ -19,6 +19,7 @@ import (
 type snapshot struct {
 	pools   []*poolSnap
 	def     *poolSnap // pool "default" or else the first one
+	rules   []rule
 	acl     []netip.Prefix
 	timeout int64 // nanoseconds per attempt
 	retries int
@@ -126,6 +127,24 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 		snap.pools = append(snap.pools, ps)
 		if pr.Name == "default" || snap.def == nil {
 			snap.def = ps
+		}
+	}
+	byName := map[string]*poolSnap{}
+	for _, ps := range snap.pools {
+		byName[ps.name] = ps
+	}
+	if p.hitsFor != cfg {
+		// Counters follow the rule list they count; a reload starts afresh.
+		p.ruleHits, p.hitsFor = make([]atomic.Uint64, len(cfg.Rules)), cfg
+	}
+	snap.rules = compileRules(cfg.Rules, byName, p.ruleHits)
+	for _, r := range snap.rules {
+		if r.kind == actForward && r.pool == nil {
+			// Config validation names only existing pools; a pool can
+			// be missing only while state catches up with a reload.
+			snap.rules = nil
+			p.log.Warn("rules wait for their pools to reach the state store")
+			break
 		}
 	}
 	p.snap.Store(snap)

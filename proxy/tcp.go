@@ -169,28 +169,13 @@ func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort) []byte {
 	var v msgView
 	snap := p.snap.Load()
 	err := v.parseQuery(msg)
-	if !p.aclAllows(snap, client.Addr()) {
-		p.Stats.ACLRefused.Add(1)
-		if err != nil && err != errOpcode {
-			return nil
-		}
-		return appendReply(nil, msg, &v, rcodeRefused)
-	}
-	switch err {
-	case nil:
-	case errQDCount:
-		p.Stats.FormErr.Add(1)
-		v.qEnd = headerLen
-		return appendReply(nil, msg, &v, rcodeFormErr)
-	case errOpcode:
-		p.Stats.NotImp.Add(1)
-		return appendReply(nil, msg, &v, rcodeNotImp)
-	default:
-		p.Stats.countMalformed(err)
+	vd, pool, out := p.front(snap, &v, msg, err, client.Addr(), nil)
+	switch vd {
+	case vReply:
+		return out
+	case vDrop:
 		return nil
 	}
-
-	pool := snap.def
 	h := policy.HashName(v.name())
 	question := msg[headerLen:v.qEnd]
 	var tried uint64

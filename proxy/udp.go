@@ -63,33 +63,14 @@ func (s *shard) handleQuery(ln *net.UDPConn, msg []byte, src netip.AddrPort, v *
 	p.Stats.UDPQueries.Add(1)
 	snap := p.snap.Load()
 	err := v.parseQuery(msg)
-	if !p.aclAllows(snap, src.Addr()) {
-		p.Stats.ACLRefused.Add(1)
-		if err != nil && err != errOpcode {
-			return out // never answer garbage from strangers
-		}
-		out = appendReply(out, msg, v, rcodeRefused)
+	vd, pool, out := p.front(snap, v, msg, err, src.Addr(), out)
+	switch vd {
+	case vReply:
 		s.send(ln, out, src)
 		return out
-	}
-	if err != nil {
-		switch err {
-		case errQDCount:
-			p.Stats.FormErr.Add(1)
-			v.qEnd = headerLen
-			out = appendReply(out, msg, v, rcodeFormErr)
-			s.send(ln, out, src)
-		case errOpcode:
-			p.Stats.NotImp.Add(1)
-			out = appendReply(out, msg, v, rcodeNotImp)
-			s.send(ln, out, src)
-		default:
-			p.Stats.countMalformed(err)
-		}
+	case vDrop:
 		return out
 	}
-
-	pool := snap.def
 	h := policy.HashName(v.name())
 	idx := pool.pol.Pick(h, 0)
 	if idx < 0 {
