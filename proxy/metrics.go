@@ -69,18 +69,33 @@ type BackendStats struct {
 	BadAnswers  uint64
 }
 
+// Backend returns one backend's live figures.
+func (p *Proxy) Backend(name string) (BackendStats, bool) {
+	p.buildMu.Lock()
+	u := p.ups[name]
+	p.buildMu.Unlock()
+	if u == nil {
+		return BackendStats{}, false
+	}
+	return u.figures(), true
+}
+
+func (u *upstream) figures() BackendStats {
+	return BackendStats{
+		Name: u.name, Pool: u.pool, Address: u.addr,
+		Outstanding: u.stats.Outstanding.Load(), LatencyUS: u.stats.LatencyUS.Load(),
+		Queries: u.queries.Load(), Answers: u.answers.Load(), Timeouts: u.timeouts.Load(),
+		Refusals: u.refusals.Load(), BadAnswers: u.badAnswer.Load(),
+	}
+}
+
 // Backends returns every backend's live figures.
 func (p *Proxy) Backends() []BackendStats {
 	p.buildMu.Lock()
 	defer p.buildMu.Unlock()
 	out := make([]BackendStats, 0, len(p.ups))
 	for _, u := range p.ups {
-		out = append(out, BackendStats{
-			Name: u.name, Pool: u.pool, Address: u.addr,
-			Outstanding: u.stats.Outstanding.Load(), LatencyUS: u.stats.LatencyUS.Load(),
-			Queries: u.queries.Load(), Answers: u.answers.Load(), Timeouts: u.timeouts.Load(),
-			Refusals: u.refusals.Load(), BadAnswers: u.badAnswer.Load(),
-		})
+		out = append(out, u.figures())
 	}
 	return out
 }

@@ -83,7 +83,7 @@ func TestCheck(t *testing.T) {
 
 // daemonConfig is a config with the given ACL in front of one backend.
 func daemonConfig(listen, backend, acl string) string {
-	return fmt.Sprintf("listen: [{address: %q}]\nacl: [%q]\npools:\n  default:\n    backends:\n      - {name: r1, address: %q}\n", listen, acl, backend)
+	return fmt.Sprintf("listen: [{address: %q}]\nadmin: {listen: \"127.0.0.1:0\"}\nacl: [%q]\npools:\n  default:\n    backends:\n      - {name: r1, address: %q}\n", listen, acl, backend)
 }
 
 func ask(addr, name string) (*dns.Msg, error) {

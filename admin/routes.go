@@ -1,0 +1,206 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/anyfront/anyfront/state"
+)
+
+// route is one endpoint: a Go 1.22 mux pattern and its handler.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// endpoints lists every endpoint; docs/admin-api.md documents each one (a
+// test holds the two together). Mutating calls go through requireToken.
+func (s *Server) endpoints() []route {
+	h := func(p string, f http.HandlerFunc) route { return route{p, f} }
+	return []route{
+		h("GET /api/v1/backends", s.listBackends),
+		h("GET /api/v1/backends/{name}", s.getBackend),
+		h("POST /api/v1/backends/{name}/drain", s.requireToken(s.setAdmin(state.AdminDrain))),
+		h("POST /api/v1/backends/{name}/undrain", s.requireToken(s.setAdmin(state.AdminAuto))),
+		h("POST /api/v1/backends/{name}/up", s.requireToken(s.setAdmin(state.AdminUp))),
+		h("POST /api/v1/backends/{name}/down", s.requireToken(s.setAdmin(state.AdminDown))),
+		h("POST /api/v1/backends/{name}/weight", s.requireToken(s.setWeight)),
+		h("GET /api/v1/node", s.getNode),
+		h("POST /api/v1/node/drain", s.requireToken(s.setNodeDrained(true))),
+		h("POST /api/v1/node/undrain", s.requireToken(s.setNodeDrained(false))),
+		h("GET /api/v1/bgp", s.getBGP),
+		h("POST /api/v1/reload", s.requireToken(s.reload)),
+		h("DELETE /api/v1/cache", s.requireToken(s.purgeCache)),
+		{"GET /metrics", s.metricsHandler()},
+		h("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}),
+		h("GET /{$}", serveDashboard),
+	}
+}
+
+// routes builds the mux. Method patterns make the mux answer 405 for a
+// known path with the wrong method; api turns its text errors into JSON.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.endpoints() {
+		mux.Handle(r.pattern, r.handler)
+	}
+	return &api{mux: mux, metrics: s.metrics}
+}
+
+// metricsHandler serves Deps.Gatherer, or the admin collector alone.
+func (s *Server) metricsHandler() http.Handler {
+	g := s.deps.Gatherer
+	if g == nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(s.metrics)
+		g = reg
+	}
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		// One broken collector must not blank every other series.
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      errorLogger{s},
+		// Scrapes are cheap but not free; a runaway scraper gets 503s.
+		MaxRequestsInFlight: 4,
+	})
+}
+
+// errorLogger adapts slog to promhttp's Println logger.
+type errorLogger struct{ s *Server }
+
+func (l errorLogger) Println(v ...any) { l.s.log.Error("metrics: " + fmt.Sprint(v...)) }
+
+// api wraps the mux: it bounds bodies, sets safe headers, counts requests,
+// and answers unknown paths and wrong methods in JSON like every other
+// error.
+type api struct {
+	mux     *http.ServeMux
+	metrics *metrics
+}
+
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	// The mux reports no pattern exactly when it would answer 404 or 405
+	// (redirects carry one).
+	h, pattern := a.mux.Handler(r)
+	if pattern == "" {
+		probe := &headerProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if allow := probe.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		msg := "no such endpoint: " + r.URL.Path
+		if probe.code == http.StatusMethodNotAllowed {
+			msg = fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path)
+		}
+		writeError(rec, probe.code, msg)
+		a.metrics.request("unmatched", rec.code)
+		return
+	}
+	a.mux.ServeHTTP(rec, r)
+	a.metrics.request(pattern, rec.code)
+}
+
+// statusRecorder remembers the status code for the request metric.
+type statusRecorder struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wroteHeader {
+		s.code, s.wroteHeader = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// headerProbe captures what the mux's own 404/405 handler would send.
+type headerProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *headerProbe) Header() http.Header { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) {
+	if p.code == 0 {
+		p.code = http.StatusOK
+	}
+	return len(b), nil
+}
+func (p *headerProbe) WriteHeader(code int) {
+	if p.code == 0 {
+		p.code = code
+	}
+}
+
+// apiError is the body of every error answer.
+type apiError struct {
+	Error string `json:"error"`
+	// Errors lists "FILE:LINE: message" for a rejected reload.
+	Errors []string `json:"errors,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		code = http.StatusInternalServerError
+		body = []byte(`{"error": "cannot encode the answer"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(code)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// decodeBody reads a small JSON body into v, answering the error itself
+// and returning false when the body is too large, malformed, or carries
+// unknown fields (a typo must not be silently ignored).
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, "body must be application/json")
+		return false
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("more than one JSON value")
+	}
+	if err == nil {
+		if _, rerr := io.Copy(io.Discard, r.Body); rerr != nil {
+			err = rerr
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit))
+	case errors.Is(err, io.EOF):
+		writeError(w, http.StatusBadRequest, "request body is empty: JSON expected")
+	default:
+		writeError(w, http.StatusBadRequest, "bad JSON body: "+err.Error())
+	}
+	return false
+}
