@@ -1,10 +1,6 @@
 package proxy
 
-import (
-	"math/rand/v2"
-	"net"
-	"net/netip"
-)
+import "math/rand/v2"
 
 // slot is one query awaiting a backend's answer.
 type slot struct {
@@ -13,8 +9,8 @@ type slot struct {
 	inUse      bool
 	id         uint16 // the ID the backend sees
 	clientID   uint16
-	client     netip.AddrPort
-	ln         *net.UDPConn // the socket the client wrote to, to answer from it
+	client     rawAddr // the client's address in kernel form, to answer it
+	ln         int     // index of the listener socket to answer from
 	up         *upstream
 	pool       *poolSnap
 	hash       uint64

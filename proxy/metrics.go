@@ -176,9 +176,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	inflight := 0
 	for _, sh := range c.p.shards {
-		sh.mu.Lock()
-		inflight += sh.tab.n
-		sh.mu.Unlock()
+		inflight += sh.inflight()
 	}
 	ch <- prometheus.MustNewConstMetric(descUDPInfligh, prometheus.GaugeValue, float64(inflight))
 

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,10 +38,12 @@ type Proxy struct {
 	hitsFor  *config.Config
 
 	shards []*shard
-	udpLns []*net.UDPConn
-	tcpLns []net.Listener
-	tcp    *tcpFront
-	wg     sync.WaitGroup // every goroutine Run starts
+	udpLns []*udpListener
+	// backendV6 says the shards' backend sockets are dual-stack.
+	backendV6 bool
+	tcpLns    []net.Listener
+	tcp       *tcpFront
+	wg        sync.WaitGroup // every goroutine Run starts
 	// stopping is set when Run's context ends: readers stop taking queries.
 	stopping atomic.Bool
 
@@ -98,21 +100,41 @@ func (p *Proxy) Run(ctx context.Context) error {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	for i := 0; i < workers; i++ {
-		p.shards = append(p.shards, newShard(p, i, cfg.Proxy.MaxInflight))
+		s, err := newShard(p, i, cfg.Proxy.MaxInflight)
+		if err != nil {
+			p.stopAll()
+			return err
+		}
+		p.shards = append(p.shards, s)
+		p.backendV6 = s.bv6
 	}
 	// The first snapshot is built before any socket opens, so the first
 	// query already has somewhere to go.
 	pools, backends, err := p.readStore()
 	if err != nil {
+		p.stopAll()
 		return err
 	}
 	p.rebuild(pools, backends)
 
 	if err := p.listen(cfg); err != nil {
-		p.closeListeners()
-		p.closeUpstreams()
-		p.wg.Wait()
+		p.stopAll()
 		return err
+	}
+	for _, s := range p.shards {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			s.backendLoop()
+		}()
+	}
+	for _, l := range p.udpLns {
+		s := p.shards[l.idx%len(p.shards)]
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			s.clientLoop(l)
+		}()
 	}
 	p.tcp = newTCPFront(p, cfg.Proxy.TCP)
 	for _, ln := range p.tcpLns {
@@ -123,10 +145,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}()
 	}
 	stopTimeouts := make(chan struct{})
+	var timeoutsWG sync.WaitGroup
 	for _, s := range p.shards {
-		p.wg.Add(1)
+		timeoutsWG.Add(1)
 		go func() {
-			defer p.wg.Done()
+			defer timeoutsWG.Done()
 			s.timeoutLoop(stopTimeouts)
 		}()
 	}
@@ -146,23 +169,41 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.log.Error("state", "err", err)
 	}
 	// Stop taking queries but keep the UDP sockets open: answers to the
-	// queries in flight still leave through them.
+	// queries in flight still leave through them. Client readers notice
+	// within their read timeout.
 	p.stopping.Store(true)
-	for _, c := range p.udpLns {
-		_ = c.SetReadDeadline(time.Now())
-	}
 	for _, ln := range p.tcpLns {
 		ln.Close()
 	}
 	p.tcp.shutdown()
 	p.drain(time.Duration(cfg.Proxy.Timeout) * time.Duration(cfg.Proxy.Retries+1))
 	close(stopTimeouts)
+	timeoutsWG.Wait()
 	stopWatch()
 	<-watchDone
-	p.closeListeners()
+	p.stopAll()
+	return nil
+}
+
+// stopAll stops every reader, waits for them, then closes the sockets: a
+// socket is closed only once nothing blocks on it, so its number cannot be
+// reused under a reader's feet.
+func (p *Proxy) stopAll() {
+	p.stopping.Store(true)
+	for _, s := range p.shards {
+		s.closing.Store(true)
+	}
+	for _, ln := range p.tcpLns {
+		ln.Close()
+	}
 	p.closeUpstreams()
 	p.wg.Wait()
-	return nil
+	for _, l := range p.udpLns {
+		unix.Close(l.fd)
+	}
+	for _, s := range p.shards {
+		s.close()
+	}
 }
 
 func (p *Proxy) readStore() ([]*state.Pool, []*state.Backend, error) {
@@ -196,40 +237,27 @@ func (p *Proxy) watch(ctx context.Context) {
 // listen opens, for every do53 address, one SO_REUSEPORT UDP socket per shard
 // (the kernel spreads clients across them) and one TCP listener.
 func (p *Proxy) listen(cfg *config.Config) error {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
 	for _, l := range cfg.Listen {
 		if l.Protocol != "" && l.Protocol != "do53" {
 			p.log.Warn("listen protocol not served yet", "address", l.Address, "protocol", l.Protocol)
 			continue
 		}
-		addr := l.Address.String()
-		for _, s := range p.shards {
-			pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		addr := l.Address
+		for range p.shards {
+			fd, v6, err := listenUDP(addr)
 			if err != nil {
-				return fmt.Errorf("listen udp %s: %w", addr, err)
+				return err
 			}
-			c := pc.(*net.UDPConn)
-			// Bursts arrive faster than a worker wakes: a larger receive
-			// buffer absorbs them instead of dropping.
-			_ = c.SetReadBuffer(4 << 20)
-			_ = c.SetWriteBuffer(4 << 20)
-			p.udpLns = append(p.udpLns, c)
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				s.clientLoop(c)
-			}()
+			p.udpLns = append(p.udpLns, &udpListener{fd: fd, v6: v6, idx: len(p.udpLns), addr: addr})
+			// Port 0 asks for a free port: every shard's socket and the
+			// TCP listener then share the one the first socket got.
+			if addr.Port() == 0 {
+				if sa, err := unix.Getsockname(fd); err == nil {
+					addr = netip.AddrPortFrom(addr.Addr(), uint16(sockaddrPort(sa)))
+				}
+			}
 		}
-		ln, err := net.Listen("tcp", addr)
+		ln, err := net.Listen("tcp", addr.String())
 		if err != nil {
 			return fmt.Errorf("listen tcp %s: %w", addr, err)
 		}
@@ -238,24 +266,23 @@ func (p *Proxy) listen(cfg *config.Config) error {
 	return nil
 }
 
-func (p *Proxy) closeListeners() {
-	for _, c := range p.udpLns {
-		c.Close()
+func sockaddrPort(sa unix.Sockaddr) int {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return a.Port
+	case *unix.SockaddrInet6:
+		return a.Port
 	}
-	for _, ln := range p.tcpLns {
-		ln.Close()
-	}
+	return 0
 }
 
-// drain waits until no UDP query is in flight, at most max.
+// drain waits until no query is in flight, at most max.
 func (p *Proxy) drain(max time.Duration) {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
 		n := 0
 		for _, s := range p.shards {
-			s.mu.Lock()
-			n += s.tab.n
-			s.mu.Unlock()
+			n += s.inflight()
 		}
 		if n == 0 && p.tcp.inflight.Load() == 0 {
 			return

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync/atomic"
 
@@ -39,11 +38,10 @@ type upstream struct {
 	pool  string
 	addr  netip.AddrPort
 	stats *policy.Stats
-	// conns has one connected UDP socket per shard: the kernel then drops
-	// datagrams from any other source and reports ICMP refusals to us.
-	conns []*net.UDPConn
-	tcp   *tcpPool
-	obs   state.Observer // never nil
+	// sa is addr in the form the shards' backend sockets send to.
+	sa  rawAddr
+	tcp *tcpPool
+	obs state.Observer // never nil
 	// latency is observed on every valid answer: an atomic add, no lock.
 	latency prometheus.Histogram
 
@@ -156,6 +154,8 @@ func (p *Proxy) newUpstream(b *state.Backend) (*upstream, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Answers arrive with IPv4 sources unmapped; compare like with like.
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	u := &upstream{name: b.Name, pool: b.Pool, addr: addr, stats: &policy.Stats{}, obs: nopObserver{},
 		latency: newLatencyHistogram(b.Name, b.Pool)}
 	if p.outcomes != nil {
@@ -163,21 +163,21 @@ func (p *Proxy) newUpstream(b *state.Backend) (*upstream, error) {
 			u.obs = o
 		}
 	}
+	u.sa = rawAddrFrom(addr, p.backendV6)
 	u.tcp = newTCPPool(p, u, p.cfg.Load().Proxy.TCP.BackendConns)
-	for _, s := range p.shards {
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
-		if err != nil {
-			u.close()
-			return nil, err
-		}
-		u.conns = append(u.conns, c)
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			s.backendLoop(u, c)
-		}()
-	}
 	return u, nil
+}
+
+// upstreamAt finds the backend at an address, for ICMP errors.
+func (p *Proxy) upstreamAt(a netip.AddrPort) *upstream {
+	p.buildMu.Lock()
+	defer p.buildMu.Unlock()
+	for _, u := range p.ups {
+		if u.addr == a {
+			return u
+		}
+	}
+	return nil
 }
 
 // retire closes a backend that left the config. In-flight queries to it get
@@ -190,9 +190,6 @@ func (p *Proxy) retire(u *upstream) {
 func (u *upstream) close() {
 	if u.closed.Swap(true) {
 		return
-	}
-	for _, c := range u.conns {
-		c.Close()
 	}
 	u.tcp.close()
 }

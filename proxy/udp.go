@@ -3,29 +3,52 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
-	"net"
 	"net/netip"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/proxy/policy"
 	"github.com/anyfront/anyfront/state"
 )
 
-// maxUDPMsg is the largest datagram read; anything longer is cut by the kernel
-// and then fails validation.
-const maxUDPMsg = 65535
+const (
+	// maxQuerySize bounds a UDP query: larger datagrams are cut by the
+	// kernel, flagged MSG_TRUNC, and dropped as malformed.
+	maxQuerySize = 4096
+	// maxAnswerSize is the largest UDP answer a backend can send.
+	maxAnswerSize = 65535
+	// queryBatch and answerBatch are how many datagrams one wake-up takes.
+	queryBatch  = 32
+	answerBatch = 16
+)
 
-// shard is one worker's share of the UDP path: its in-flight table, and the
-// goroutines that read its client sockets and its backend sockets. Queries
-// never cross shards, so the lock is contended only between a shard's own
-// client and backend readers.
+// udpListener is one shard's SO_REUSEPORT socket on one listen address.
+type udpListener struct {
+	fd   int
+	v6   bool
+	idx  int // index in Proxy.udpLns: slots name the socket to answer from
+	addr netip.AddrPort
+}
+
+// shard is one worker's share of the UDP path: its in-flight table, its
+// socket to the backends, and the goroutines that read its client sockets
+// and that backend socket. Queries never cross shards, so the lock is
+// contended only between a shard's own readers and its timeout loop.
 type shard struct {
 	p   *Proxy
 	id  int
 	mu  sync.Mutex
 	tab *inflight
+	bfd int  // the socket every backend is reached through
+	bv6 bool // bfd is dual-stack AF_INET6
+	// closing stops the backend loop, after the drain.
+	closing atomic.Bool
+	// errPending says a send under mu took an ICMP error off the backend
+	// socket: the error queue has entries no reader was woken for.
+	errPending atomic.Bool
 	// expired is scratch space for the timeout loop.
 	expired []int32
 	// reply is scratch space for answers made under mu.
@@ -33,51 +56,83 @@ type shard struct {
 	view  msgView
 }
 
-func newShard(p *Proxy, id, maxInflight int) *shard {
-	return &shard{p: p, id: id, tab: newInflight(maxInflight), reply: make([]byte, 0, 1024)}
+func newShard(p *Proxy, id, maxInflight int) (*shard, error) {
+	fd, v6, err := backendSocket()
+	if err != nil {
+		return nil, err
+	}
+	return &shard{p: p, id: id, tab: newInflight(maxInflight), bfd: fd, bv6: v6, reply: make([]byte, 0, 1024)}, nil
 }
 
-// clientLoop reads queries from one listening socket until it is closed or
-// the proxy stops. One goroutine per socket, none per query.
-func (s *shard) clientLoop(ln *net.UDPConn) {
-	buf := make([]byte, maxUDPMsg)
-	out := make([]byte, 0, 1024)
+// clientLoop reads queries from one listening socket until the proxy stops.
+// One goroutine per socket, none per query; a wake-up handles every query
+// queued, then sends the forwards and the local answers in one call each.
+func (s *shard) clientLoop(l *udpListener) {
+	rb := newRecvBatch(queryBatch, maxQuerySize)
+	fwd := newSendBatch(queryBatch)
+	rep := newSendBatch(queryBatch)
+	outs := make([][]byte, queryBatch)
+	for i := range outs {
+		outs[i] = make([]byte, 0, 512)
+	}
 	var v msgView
-	for {
-		n, src, err := ln.ReadFromUDPAddrPort(buf)
+	for !s.p.stopping.Load() {
+		n, err := rb.recv(l.fd)
 		if err != nil {
-			if s.p.stopping.Load() || errors.Is(err, net.ErrClosed) {
-				return
+			if err != unix.EAGAIN && err != unix.EINTR {
+				s.p.Stats.ReadErrors.Add(1)
 			}
-			s.p.Stats.ReadErrors.Add(1)
 			continue
 		}
-		out = s.handleQuery(ln, buf[:n], src, &v, out[:0])
+		for i := 0; i < n; i++ {
+			msg, trunc := rb.msg(i)
+			if trunc {
+				s.p.Stats.MalformedShort.Add(1)
+				continue
+			}
+			u, out := s.handleQuery(l, msg, &rb.addrs[i], &v, outs[i][:0])
+			outs[i] = out
+			switch {
+			case u != nil:
+				fwd.add(&u.sa, msg)
+			case len(out) > 0:
+				rep.add(&rb.addrs[i], out)
+			}
+		}
+		if fwd.n > 0 {
+			// A send the kernel refuses leaves its query to the timeout.
+			failed, icmp := fwd.flush(s.bfd)
+			s.p.Stats.SendErrors.Add(uint64(failed))
+			if icmp || s.errPending.Swap(false) {
+				// The send took an ICMP error meant for the backend
+				// loop, which will not wake for it now: handle it here.
+				readErrQueue(s.bfd, s.refused)
+			}
+		}
+		if rep.n > 0 {
+			failed, _ := rep.flush(l.fd)
+			s.p.Stats.SendErrors.Add(uint64(failed))
+		}
 	}
 }
 
-// handleQuery validates one query, then forwards it or answers it. It returns
-// out for reuse.
-func (s *shard) handleQuery(ln *net.UDPConn, msg []byte, src netip.AddrPort, v *msgView, out []byte) []byte {
+// handleQuery validates one query, then either records it in flight and
+// returns the backend to send msg (its ID rewritten) to, or returns the
+// answer to send back (empty: send nothing).
+func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView, out []byte) (*upstream, []byte) {
 	p := s.p
 	p.Stats.UDPQueries.Add(1)
 	snap := p.snap.Load()
 	err := v.parseQuery(msg)
-	vd, pool, out := p.front(snap, v, msg, err, src.Addr(), out)
-	switch vd {
-	case vReply:
-		s.send(ln, out, src)
-		return out
-	case vDrop:
-		return out
+	vd, pool, out := p.front(snap, v, msg, err, src.addrPort().Addr(), out)
+	if vd != vForward {
+		return nil, out
 	}
 	h := policy.HashName(v.name())
 	idx := pool.pol.Pick(h, 0)
 	if idx < 0 {
 		p.Stats.NoBackend.Add(1)
-		out = appendReply(out, msg, v, rcodeServFail)
-		s.send(ln, out, src)
-		return out
+		return nil, appendReply(out, msg, v, rcodeServFail)
 	}
 	u := pool.ups[idx]
 
@@ -86,15 +141,13 @@ func (s *shard) handleQuery(ln *net.UDPConn, msg []byte, src netip.AddrPort, v *
 	if si < 0 {
 		s.mu.Unlock()
 		p.Stats.Shed.Add(1)
-		out = appendReply(out, msg, v, rcodeServFail)
-		s.send(ln, out, src)
-		return out
+		return nil, appendReply(out, msg, v, rcodeServFail)
 	}
 	sl := &s.tab.slots[si]
 	now := p.now()
 	sl.clientID = v.id
-	sl.client = src
-	sl.ln = ln
+	sl.client = *src
+	sl.ln = l.idx
 	sl.up = u
 	sl.pool = pool
 	sl.hash = h
@@ -106,81 +159,93 @@ func (s *shard) handleQuery(ln *net.UDPConn, msg []byte, src netip.AddrPort, v *
 	sl.qEnd = v.qEnd
 	sl.maxUDP = v.maxUDPResponse()
 	s.tab.pushBack(si)
-	id := sl.id
+	binary.BigEndian.PutUint16(msg, sl.id)
 	u.stats.Outstanding.Add(1)
 	s.mu.Unlock()
-
-	// Send from the reader's own buffer: the slot may be answered and
-	// reused before Write returns.
-	binary.BigEndian.PutUint16(msg, id)
-	s.forward(u, msg, si, id)
-	return out
-}
-
-// forward sends a query to a backend. A refusal (ICMP unreachable reported on
-// the connected socket) sends the query on at once rather than waiting for
-// the timeout.
-func (s *shard) forward(u *upstream, msg []byte, si int32, id uint16) {
 	u.queries.Add(1)
-	_, err := u.conns[s.id].Write(msg)
-	if err == nil {
-		return
-	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		u.refusals.Add(1)
-		u.obs.Observe(state.OutcomeUnreachable, 0)
-	} else {
-		s.p.Stats.SendErrors.Add(1)
-	}
-	s.mu.Lock()
-	if s.tab.lookup(id) == si && s.tab.slots[si].up == u {
-		s.retry(si)
-	}
-	s.mu.Unlock()
+	return u, out
 }
 
-func (s *shard) send(ln *net.UDPConn, b []byte, to netip.AddrPort) {
-	if _, err := ln.WriteToUDPAddrPort(b, to); err != nil {
-		s.p.Stats.SendErrors.Add(1)
+// backendLoop reads every backend's answers on this shard's socket, until
+// the proxy has drained and closes the shard.
+func (s *shard) backendLoop() {
+	rb := newRecvBatch(answerBatch, maxAnswerSize)
+	reps := make([]*msgBatch, len(s.p.udpLns))
+	for i := range reps {
+		reps[i] = newSendBatch(answerBatch)
 	}
-}
-
-// backendLoop reads one backend's answers on this shard's socket to it.
-func (s *shard) backendLoop(u *upstream, c *net.UDPConn) {
-	buf := make([]byte, maxUDPMsg)
+	var clients [answerBatch]rawAddr
 	var v msgView
-	for {
-		n, err := c.Read(buf)
+	for !s.closing.Load() {
+		n, err := rb.recv(s.bfd)
 		if err != nil {
-			if u.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				u.refusals.Add(1)
-				u.obs.Observe(state.OutcomeUnreachable, 0)
-				s.retryAllOf(u)
+			switch err {
+			case unix.EAGAIN, unix.EINTR:
+				if s.errPending.Swap(false) {
+					readErrQueue(s.bfd, s.refused)
+				}
+			case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.EACCES:
+				readErrQueue(s.bfd, s.refused)
+			default:
+				s.p.Stats.ReadErrors.Add(1)
 			}
 			continue
 		}
-		s.handleAnswer(u, buf[:n], &v)
+		if s.errPending.Swap(false) {
+			readErrQueue(s.bfd, s.refused)
+		}
+		for i := 0; i < n; i++ {
+			msg, trunc := rb.msg(i)
+			if trunc {
+				s.p.Stats.UnexpectedAnswers.Add(1)
+				continue
+			}
+			ln, out := s.handleAnswer(msg, rb.addrs[i].addrPort(), &v, &clients[i])
+			if out != nil {
+				reps[ln].add(&clients[i], out)
+			}
+		}
+		for i, rep := range reps {
+			if rep.n > 0 {
+				failed, _ := rep.flush(s.p.udpLns[i].fd)
+				s.p.Stats.SendErrors.Add(uint64(failed))
+			}
+		}
 	}
 }
 
-func (s *shard) handleAnswer(u *upstream, msg []byte, v *msgView) {
+// refused handles an ICMP error for a datagram sent to dst: that backend is
+// not answering, so every query waiting on it moves on now.
+func (s *shard) refused(dst netip.AddrPort) {
+	u := s.p.upstreamAt(dst)
+	if u == nil {
+		return
+	}
+	u.refusals.Add(1)
+	u.obs.Observe(state.OutcomeUnreachable, 0)
+	s.retryAllOf(u)
+}
+
+// handleAnswer matches one backend answer to its query and returns the
+// listener to answer from and the answer, with client filled in; a nil
+// answer sends nothing.
+func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, client *rawAddr) (int, []byte) {
 	p := s.p
 	if len(msg) < headerLen {
-		u.badAnswer.Add(1)
-		return
+		p.Stats.UnexpectedAnswers.Add(1)
+		return 0, nil
 	}
 	s.mu.Lock()
 	si := s.tab.lookup(binary.BigEndian.Uint16(msg))
-	if si < 0 || s.tab.slots[si].up != u {
+	if si < 0 || s.tab.slots[si].up.addr != from {
 		s.mu.Unlock()
-		// Late (already answered or retried) or forged: not ours to use.
+		// Late (already answered or retried), forged, or from an
+		// address we did not ask: not ours to use.
 		p.Stats.UnexpectedAnswers.Add(1)
-		return
+		return 0, nil
 	}
 	sl := &s.tab.slots[si]
+	u := sl.up
 	if err := matchResponse(msg, v, sl.query[headerLen:sl.qEnd]); err != nil {
 		u.badAnswer.Add(1)
 		u.obs.Observe(state.OutcomeBadAnswer, 0)
@@ -192,14 +257,15 @@ func (s *shard) handleAnswer(u *upstream, msg []byte, v *msgView) {
 		// A wrong question may be a spoofing attempt: keep waiting for
 		// the real answer.
 		s.mu.Unlock()
-		return
+		return 0, nil
 	}
 	// Restore the client's ID and question bytes (its case included).
 	binary.BigEndian.PutUint16(msg, sl.clientID)
 	if v.qEnd > headerLen {
 		copy(msg[headerLen:v.qEnd], sl.query[headerLen:sl.qEnd])
 	}
-	client, ln, limit := sl.client, sl.ln, sl.maxUDP
+	*client = sl.client
+	ln, limit := sl.ln, sl.maxUDP
 	rtt := p.now() - sl.sent
 	u.stats.Outstanding.Add(-1)
 	s.tab.release(si)
@@ -212,12 +278,12 @@ func (s *shard) handleAnswer(u *upstream, msg []byte, v *msgView) {
 	if n > limit {
 		if n = truncateTo(msg, v, limit); n == 0 {
 			p.Stats.SendErrors.Add(1)
-			return
+			return 0, nil
 		}
 		p.Stats.Truncated.Add(1)
 	}
 	p.Stats.countRcode(v.rcode())
-	s.send(ln, msg[:n], client)
+	return ln, msg[:n]
 }
 
 func outcomeOf(rcode int) state.Outcome {
@@ -251,34 +317,37 @@ func (s *shard) retry(si int32) {
 	sl := &s.tab.slots[si]
 	sl.up.stats.Outstanding.Add(-1)
 	snap := p.snap.Load()
-	if sl.attempts <= snap.retries {
-		if idx := sl.pool.pol.Pick(sl.hash, sl.tried); idx >= 0 {
-			u := sl.pool.ups[idx]
-			if !u.closed.Load() {
-				now := p.now()
-				sl.up = u
-				sl.tried |= 1 << (uint(idx) % 64)
-				sl.attempts++
-				sl.sent = now
-				sl.deadline = now + snap.timeout
-				s.tab.unlink(si)
-				s.tab.pushBack(si)
-				u.stats.Outstanding.Add(1)
-				u.queries.Add(1)
-				p.Stats.Retries.Add(1)
-				binary.BigEndian.PutUint16(sl.query, sl.id)
-				_, err := u.conns[s.id].Write(sl.query)
-				binary.BigEndian.PutUint16(sl.query, sl.clientID)
-				if err == nil {
-					return
-				}
-				// Refused at once too: out of budget or on to the next.
-				u.refusals.Add(1)
-				u.obs.Observe(state.OutcomeUnreachable, 0)
-				s.retry(si)
-				return
-			}
+	for sl.attempts <= snap.retries {
+		idx := sl.pool.pol.Pick(sl.hash, sl.tried)
+		if idx < 0 {
+			break
 		}
+		u := sl.pool.ups[idx]
+		now := p.now()
+		sl.up = u
+		sl.tried |= 1 << (uint(idx) % 64)
+		sl.attempts++
+		sl.sent = now
+		sl.deadline = now + snap.timeout
+		s.tab.unlink(si)
+		s.tab.pushBack(si)
+		u.stats.Outstanding.Add(1)
+		u.queries.Add(1)
+		p.Stats.Retries.Add(1)
+		binary.BigEndian.PutUint16(sl.query, sl.id)
+		icmp, err := sendTo(s.bfd, &u.sa, sl.query)
+		binary.BigEndian.PutUint16(sl.query, sl.clientID)
+		if icmp {
+			// Under s.mu the queue cannot be read here (refused locks
+			// it): leave it to the next reader.
+			s.errPending.Store(true)
+		}
+		if err == nil {
+			return
+		}
+		// Refused at once too: on to the next, within the budget.
+		u.stats.Outstanding.Add(-1)
+		p.Stats.SendErrors.Add(1)
 	}
 	s.servfail(si)
 }
@@ -287,9 +356,11 @@ func (s *shard) retry(si int32) {
 func (s *shard) servfail(si int32) {
 	sl := &s.tab.slots[si]
 	v := &s.view
-	if v.parseQuery(sl.query) == nil || v.qEnd > headerLen {
+	if err := v.parseQuery(sl.query); err == nil || v.qEnd > headerLen {
 		s.reply = appendReply(s.reply[:0], sl.query, v, rcodeServFail)
-		s.send(sl.ln, s.reply, sl.client)
+		if _, err := sendTo(s.p.udpLns[sl.ln].fd, &sl.client, s.reply); err != nil {
+			s.p.Stats.SendErrors.Add(1)
+		}
 	}
 	s.p.Stats.ServFail.Add(1)
 	s.tab.release(si)
@@ -344,3 +415,18 @@ func (s *shard) expire() {
 		s.retry(si)
 	}
 }
+
+func (s *shard) inflight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tab.n
+}
+
+func (s *shard) close() {
+	if s.bfd >= 0 {
+		unix.Close(s.bfd)
+		s.bfd = -1
+	}
+}
+
+var errNoShards = errors.New("proxy: no UDP workers")

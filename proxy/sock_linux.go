@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The UDP path talks to the kernel directly: blocking sockets read with
+// recvmmsg(MSG_WAITFORONE) and written with sendmmsg. A blocked reader is a
+// thread the kernel wakes straight from the socket, with no netpoller hop,
+// and a wake-up takes every datagram already queued, never waiting for a
+// batch to fill.
+
+// rawAddr is a socket address in kernel form, big enough for IPv6.
+type rawAddr struct {
+	b [unix.SizeofSockaddrInet6]byte
+	n uint32
+}
+
+func rawAddrFrom(ap netip.AddrPort, v6socket bool) rawAddr {
+	var r rawAddr
+	a := ap.Addr()
+	if !v6socket && a.Unmap().Is4() {
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.b[0]))
+		sa.Family = unix.AF_INET
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], ap.Port())
+		sa.Addr = a.Unmap().As4()
+		r.n = unix.SizeofSockaddrInet4
+		return r
+	}
+	sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&r.b[0]))
+	sa.Family = unix.AF_INET6
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], ap.Port())
+	sa.Addr = a.As16() // an IPv4 address becomes v4-mapped
+	sa.Scope_id = 0
+	r.n = unix.SizeofSockaddrInet6
+	return r
+}
+
+// addrPort decodes a kernel address; v4-mapped addresses come back as IPv4.
+func (r *rawAddr) addrPort() netip.AddrPort {
+	switch *(*uint16)(unsafe.Pointer(&r.b[0])) {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.b[0]))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:]))
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&r.b[0]))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:]))
+	}
+	return netip.AddrPort{}
+}
+
+// mmsghdr is struct mmsghdr.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// msgBatch is a reusable set of messages for one recvmmsg or sendmmsg.
+type msgBatch struct {
+	msgs  []mmsghdr
+	iovs  []unix.Iovec
+	addrs []rawAddr
+	bufs  [][]byte // receive buffers; nil in a send batch
+	n     int      // messages filled, for a send batch
+}
+
+func newRecvBatch(n, bufSize int) *msgBatch {
+	b := &msgBatch{msgs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), addrs: make([]rawAddr, n), bufs: make([][]byte, n)}
+	for i := range b.msgs {
+		b.bufs[i] = make([]byte, bufSize)
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(bufSize)
+		b.msgs[i].hdr.Name = &b.addrs[i].b[0]
+		b.msgs[i].hdr.Iov = &b.iovs[i]
+		b.msgs[i].hdr.SetIovlen(1)
+	}
+	return b
+}
+
+func newSendBatch(n int) *msgBatch {
+	b := &msgBatch{msgs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), addrs: make([]rawAddr, n)}
+	for i := range b.msgs {
+		b.msgs[i].hdr.Name = &b.addrs[i].b[0]
+		b.msgs[i].hdr.Iov = &b.iovs[i]
+		b.msgs[i].hdr.SetIovlen(1)
+	}
+	return b
+}
+
+// recv blocks until at least one datagram is queued, then takes every one
+// queued, up to the batch size. EAGAIN means the receive timeout passed
+// with nothing to read.
+func (b *msgBatch) recv(fd int) (int, error) {
+	for i := range b.msgs {
+		b.msgs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		b.msgs[i].hdr.Flags = 0
+	}
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)), unix.MSG_WAITFORONE, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	n := int(r)
+	for i := 0; i < n; i++ {
+		b.addrs[i].n = b.msgs[i].hdr.Namelen
+	}
+	return n, nil
+}
+
+// msg returns received datagram i; truncated reports a datagram larger than
+// the buffer, which is never a valid message for us.
+func (b *msgBatch) msg(i int) (msg []byte, truncated bool) {
+	return b.bufs[i][:b.msgs[i].n], b.msgs[i].hdr.Flags&unix.MSG_TRUNC != 0
+}
+
+// add queues payload for to. The payload is not copied: it must stay
+// unchanged until flush.
+func (b *msgBatch) add(to *rawAddr, payload []byte) bool {
+	if b.n == len(b.msgs) || len(payload) == 0 {
+		return false
+	}
+	i := b.n
+	b.addrs[i] = *to
+	b.msgs[i].hdr.Namelen = to.n
+	b.iovs[i].Base = &payload[0]
+	b.iovs[i].SetLen(len(payload))
+	b.n++
+	return true
+}
+
+// icmpErr reports an errno that stands for an ICMP error the kernel queued
+// on the socket (IP_RECVERR). A send on that socket may return it even though
+// it belongs to an earlier datagram to another destination.
+func icmpErr(e unix.Errno) bool {
+	switch e {
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.EACCES:
+		return true
+	}
+	return false
+}
+
+// flush sends every queued message; it returns how many failed, and whether
+// a send reported a pending ICMP error (the error queue then wants reading).
+// A message the kernel refuses is skipped so the rest still go.
+func (b *msgBatch) flush(fd int) (failed int, icmp bool) {
+	tries := 0
+	for off := 0; off < b.n; {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[off])), uintptr(b.n-off), 0, 0, 0)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case icmpErr(e) && tries < 3:
+			// The error was an earlier datagram's: this one was not
+			// sent, so send it again.
+			icmp = true
+			tries++
+		case e != 0:
+			failed++
+			off++
+		default:
+			off += int(r)
+		}
+	}
+	for i := 0; i < b.n; i++ {
+		b.iovs[i].Base = nil // drop references to the payloads
+	}
+	b.n = 0
+	return failed, icmp
+}
+
+// sendTo sends one datagram; the timeout and retry paths use it. Like
+// flush, it sends again when the kernel hands it an earlier datagram's ICMP
+// error, and reports that the error queue wants reading.
+func sendTo(fd int, to *rawAddr, payload []byte) (icmp bool, err error) {
+	if len(payload) == 0 {
+		return false, nil
+	}
+	for tries := 0; ; tries++ {
+		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&payload[0])), uintptr(len(payload)), 0, uintptr(unsafe.Pointer(&to.b[0])), uintptr(to.n))
+		switch {
+		case e == 0:
+			return icmp, nil
+		case e == unix.EINTR:
+		case icmpErr(e) && tries < 3:
+			icmp = true
+		default:
+			return icmp, e
+		}
+	}
+}
+
+// readTimeout bounds how long a blocked reader sleeps without traffic, so
+// it notices shutdown; idle readers wake four times a second, nothing more.
+const readTimeout = 250 * time.Millisecond
+
+func setCommon(fd int, bufBytes int) error {
+	tv := unix.NsecToTimeval(readTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return err
+	}
+	// Bursts arrive faster than a worker wakes: large buffers absorb them
+	// instead of dropping. The kernel caps them at net.core.*mem_max.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, bufBytes)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, bufBytes)
+	return nil
+}
+
+// listenUDP opens one blocking SO_REUSEPORT socket on addr.
+func listenUDP(addr netip.AddrPort) (int, bool, error) {
+	v6 := addr.Addr().Is6() && !addr.Addr().Is4In6()
+	family := unix.AF_INET
+	if v6 {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return -1, v6, err
+	}
+	fail := func(err error) (int, bool, error) {
+		unix.Close(fd)
+		return -1, v6, fmt.Errorf("listen udp %s: %w", addr, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fail(err)
+	}
+	if v6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail(err)
+		}
+	}
+	if err := setCommon(fd, 4<<20); err != nil {
+		return fail(err)
+	}
+	ra := rawAddrFrom(addr, v6)
+	if _, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&ra.b[0])), uintptr(ra.n)); e != 0 {
+		return fail(e)
+	}
+	return fd, v6, nil
+}
+
+// backendSocket opens a shard's socket to every backend: unconnected, dual
+// stack where the kernel has IPv6, with ICMP errors reported (IP_RECVERR), so
+// a refusing backend is known at once and its queries retried elsewhere.
+func backendSocket() (int, bool, error) {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	v6 := err == nil
+	if err == nil {
+		if err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err == nil {
+			err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
+		}
+		if err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil { // no IPv6 in this kernel: IPv4 backends only
+		v6 = false
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP); err != nil {
+			return -1, false, fmt.Errorf("backend socket: %w", err)
+		}
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1); err != nil {
+		unix.Close(fd)
+		return -1, false, fmt.Errorf("backend socket: IP_RECVERR: %w", err)
+	}
+	if err := setCommon(fd, 4<<20); err != nil {
+		unix.Close(fd)
+		return -1, false, fmt.Errorf("backend socket: %w", err)
+	}
+	// Bind to an ephemeral port now, so the port is fixed before the
+	// first query goes out.
+	var any rawAddr
+	if v6 {
+		any = rawAddrFrom(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), true)
+	} else {
+		any = rawAddrFrom(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), false)
+	}
+	if _, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&any.b[0])), uintptr(any.n)); e != 0 {
+		unix.Close(fd)
+		return -1, false, fmt.Errorf("backend socket: bind: %w", e)
+	}
+	return fd, v6, nil
+}
+
+// readErrQueue drains the socket's error queue and calls fn once with each
+// destination ICMP errors came back for.
+func readErrQueue(fd int, fn func(dst netip.AddrPort)) {
+	var seen [8]netip.AddrPort
+	n := 0
+	defer func() {
+		for _, d := range seen[:n] {
+			fn(d)
+		}
+	}()
+	var ra rawAddr
+	var buf [512]byte
+	var oob [512]byte
+	for i := 0; i < 1024; i++ { // bounded: the queue is bounded by the socket buffer anyway
+		iov := unix.Iovec{Base: &buf[0]}
+		iov.SetLen(len(buf))
+		var h unix.Msghdr
+		h.Name = &ra.b[0]
+		h.Namelen = unix.SizeofSockaddrInet6
+		h.Iov = &iov
+		h.SetIovlen(1)
+		h.Control = &oob[0]
+		h.SetControllen(len(oob))
+		_, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&h)), unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+		if e != 0 {
+			return
+		}
+		ra.n = h.Namelen
+		d := ra.addrPort()
+		dup := false
+		for _, x := range seen[:n] {
+			dup = dup || x == d
+		}
+		switch {
+		case dup:
+		case n < len(seen):
+			seen[n] = d
+			n++
+		default:
+			fn(d)
+		}
+	}
+}
