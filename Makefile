@@ -42,3 +42,20 @@ vet:
 
 clean:
 	rm -rf $(BIN)
+
+# bench: one unbound directly, dnsdist and anyfront side by side under
+# dnsperf (bench/README.md); writes bench/RESULTS.md. About 8 minutes;
+# BENCHFLAGS=-quick for a check in under 2.
+.PHONY: bench
+bench:
+	scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build
+	$(GO) run ./bench/cmd/bench -anyfront $(BIN)/anyfront -out bench/RESULTS.md $(BENCHFLAGS)
+
+# generate: recompile ebpf/xdp.c with Debian's clang (bpf2go) and record the
+# hashes that ebpf's TestCommittedObjectsAreFresh checks. The output is
+# committed, so building anyfront needs no clang.
+.PHONY: generate
+generate:
+	scripts/install-deps.sh generate
+	$(GO) generate ./ebpf/...

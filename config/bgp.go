@@ -12,6 +12,9 @@ import (
 // minHoldTime is the smallest non-zero BGP hold time (RFC 4271 4.2).
 const minHoldTime = 3 * time.Second
 
+// defaultBGPPort is the neighbour's port unless a peer says otherwise.
+const defaultBGPPort = 179
+
 // bgp decodes the bgp section; line is that of the "bgp:" key. Pools are
 // already decoded, so announce pool names are checked here.
 func (d *decoder) bgp(n *yaml.Node, line int, cfg *Config) *BGP {
@@ -66,21 +69,23 @@ func (d *decoder) bgp(n *yaml.Node, line int, cfg *Config) *BGP {
 	}
 
 	if dn := f.get("drain"); dn != nil {
-		if df, ok := d.fields(dn, "bgp.drain", "community", "grace"); ok {
+		if df, ok := d.fields(dn, "bgp.drain", "community", "grace", "prepend", "med"); ok {
 			if c := df.get("community"); c != nil {
 				if s, ok := d.community(c, df.at("community")); ok {
 					b.Drain.Community = s
 				}
 			}
 			df.duration("grace", false, &b.Drain.Grace)
+			df.int("prepend", 0, maxPrepend, &b.Drain.Prepend)
+			df.uint32("med", 0, &b.Drain.MED)
 		}
 	}
 	return b
 }
 
 func (d *decoder) peer(n *yaml.Node, where string) (BGPPeer, bool) {
-	p := BGPPeer{HoldTime: defaultHoldTime, Line: n.Line}
-	f, ok := d.fields(n, where, "address", "asn", "hold_time", "password_file", "multihop")
+	p := BGPPeer{HoldTime: defaultHoldTime, Port: defaultBGPPort, Line: n.Line}
+	f, ok := d.fields(n, where, "address", "asn", "hold_time", "password_file", "multihop", "port", "ttl_security")
 	if !ok {
 		return p, false
 	}
@@ -91,13 +96,17 @@ func (d *decoder) peer(n *yaml.Node, where string) (BGPPeer, bool) {
 	if f.require("asn") == nil || !f.uint32("asn", 1, &p.ASN) {
 		good = false
 	}
-	if f.duration("hold_time", false, &p.HoldTime) && p.HoldTime != 0 && p.HoldTime < minHoldTime {
-		d.errorf(f.get("hold_time"), "%s: must be 0 (no keepalives) or at least %s, got %s", f.at("hold_time"), minHoldTime, p.HoldTime)
+	// RFC 4271 allows 0 (no keepalives), but GoBGP replaces 0 with its
+	// 90s default, so accepting it would silently run something else.
+	if f.duration("hold_time", false, &p.HoldTime) && p.HoldTime < minHoldTime {
+		d.errorf(f.get("hold_time"), "%s: must be at least %s, got %s", f.at("hold_time"), minHoldTime, p.HoldTime)
 	}
 	if pf := f.get("password_file"); pf != nil {
 		p.PasswordFile, _ = d.path(pf, f.at("password_file"))
 	}
 	f.int("multihop", 0, math.MaxUint8, &p.Multihop)
+	f.int("port", 1, math.MaxUint16, &p.Port)
+	f.bool("ttl_security", &p.TTLSecurity)
 	return p, good
 }
 

@@ -29,6 +29,15 @@ const (
 	// are told apart by their 16-bit DNS ID, and IDs must stay sparse
 	// enough to be picked at random without long searches.
 	maxInflight = 60000
+	// minHealthWindow and maxHealthWindow bound healthcheck.window: the
+	// window is kept as ten buckets, so below a second they would be too
+	// short to hold a useful sample, and past ten minutes a failure is
+	// history, not a reason to probe now.
+	minHealthWindow = time.Second
+	maxHealthWindow = 10 * time.Minute
+	// maxProbeRcode: probes carry no EDNS, so an answer's rcode is the
+	// header's 4 bits; extended rcodes (BADVERS and up) cannot occur.
+	maxProbeRcode = 15
 	// maxPrepend caps AS-path prepending: past a handful it changes
 	// nothing about path selection and only lengthens every route.
 	maxPrepend = 10
@@ -64,6 +73,12 @@ func defaultHealthCheck() HealthCheck {
 		Fall:     2,
 		Mode:     defaultHealthMode,
 		Rcodes:   []int{dns.RcodeSuccess, dns.RcodeNameError},
+		// 3 failures in 10 is well above what a healthy resolver shows
+		// (a few SERVFAILs for broken zones), and 10 samples keep one
+		// unlucky query on an idle backend from triggering probes.
+		FailureRatio: 0.3,
+		Window:       10 * time.Second,
+		MinSamples:   10,
 	}
 }
 

@@ -113,6 +113,24 @@ func TestParseReportsEveryProblemWithItsLine(t *testing.T) {
 		}},
 		{"boolean that is not one", withPool("    healthcheck: {tcp: 'yes'}"),
 			[]string{`t.yaml:4: pools.default.healthcheck.tcp: expected true or false, got "yes"`}},
+		{"healthcheck failure_ratio out of range", withPool("    healthcheck:", "      failure_ratio: 0", "      min_samples: 0"), []string{
+			`t.yaml:5: pools.default.healthcheck.failure_ratio: must be greater than 0`,
+			`t.yaml:6: pools.default.healthcheck.min_samples: must be at least 1, got 0`,
+		}},
+		{"healthcheck failure_ratio above 1 or not a number", withPool("    healthcheck: {failure_ratio: 1.5}", "  other:",
+			"    backends: [{name: o1, address: '127.0.0.1:1'}]", "    healthcheck: {failure_ratio: half}"), []string{
+			`t.yaml:4: pools.default.healthcheck.failure_ratio: must be between 0 and 1, got 1.5`,
+			`t.yaml:7: pools.other.healthcheck.failure_ratio: expected a number, got "half"`,
+		}},
+		{"healthcheck window too short, too long, or not a duration", withPool("    healthcheck: {window: 500ms}", "  other:",
+			"    backends: [{name: o1, address: '127.0.0.1:1'}]", "    healthcheck: {window: 1h}", "  third:",
+			"    backends: [{name: o2, address: '127.0.0.1:2'}]", "    healthcheck: {window: 10}"), []string{
+			`t.yaml:4: pools.default.healthcheck.window: must be between 1s and 10m0s, got 500ms`,
+			`t.yaml:7: pools.other.healthcheck.window: must be between 1s and 10m0s, got 1h0m0s`,
+			`t.yaml:10: pools.third.healthcheck.window: expected a duration like 500ms, got "10"`,
+		}},
+		{"extended rcode cannot answer a probe", withPool("    healthcheck: {rcodes: [NOERROR, BADCOOKIE]}"),
+			[]string{`t.yaml:4: pools.default.healthcheck.rcodes: BADCOOKIE cannot be a probe's answer: probes carry no EDNS, so only rcodes 0-15 occur`}},
 		{"negative cache size", withPool("    cache: {size: -1}"),
 			[]string{`t.yaml:4: pools.default.cache.size: must be at least 0, got -1`}},
 		{"xdp entries beyond the cache", withPool("    cache: {size: 10, xdp_entries: 20}"),
@@ -167,6 +185,20 @@ func TestParseReportsEveryProblemWithItsLine(t *testing.T) {
 			`t.yaml:13: bgp.announce[4].next_hop: 192.0.2.1 is IPv4 but the prefix 2001:db8:54::/48 is IPv6`,
 			`t.yaml:14: bgp.announce[5].min_healthy_fraction: must be between 0 and 1, got 1.5`,
 		}},
+		{"bad peer transport and drain extras", withPool(
+			"bgp:",
+			"  asn: 65001",
+			"  router_id: 198.51.100.2",
+			"  peers:",
+			"    - {address: 198.51.100.1, asn: 65000, hold_time: 0s, port: 0, ttl_security: maybe}",
+			"  drain: {prepend: 11, med: -1}",
+		), []string{
+			`t.yaml:8: bgp.peers[0].hold_time: must be at least 3s, got 0s`,
+			`t.yaml:8: bgp.peers[0].port: must be between 1 and 65535, got 0`,
+			`t.yaml:8: bgp.peers[0].ttl_security: expected true or false, got "maybe"`,
+			`t.yaml:9: bgp.drain.prepend: must be between 0 and 10, got 11`,
+			`t.yaml:9: bgp.drain.med: must be between 0 and 4294967295, got -1`,
+		}},
 
 		{"xdp without interface and with bad values", withPool(
 			"xdp:",
@@ -179,6 +211,16 @@ func TestParseReportsEveryProblemWithItsLine(t *testing.T) {
 			`t.yaml:6: xdp.vips: "192.0.2.53" needs a port (IP:port, IPv6 in brackets like [2001:db8::1]:53)`,
 			`t.yaml:7: xdp.ratelimit.v4_prefix: must be between 1 and 32, got 33`,
 			`t.yaml:7: xdp.ratelimit.v6_prefix: must be between 1 and 128, got 0`,
+		}},
+		{"xdp rate limit out of range", withPool(
+			"xdp:",
+			"  interface: eth0",
+			"  vips: ['192.0.2.53:53']",
+			"  ratelimit: {qps: 2000000000, burst: 0, tc_slip: -1}",
+		), []string{
+			`t.yaml:7: xdp.ratelimit.qps: must be between 0 and 1000000000, got 2000000000`,
+			`t.yaml:7: xdp.ratelimit.burst: must be between 1 and 1000000000, got 0`,
+			`t.yaml:7: xdp.ratelimit.tc_slip: must be at least 0, got -1`,
 		}},
 
 		{"several problems are all reported in line order", text(

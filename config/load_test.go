@@ -50,6 +50,7 @@ func TestFullDesignExampleLandsInTheRightFields(t *testing.T) {
 	check(t, "default.HealthCheck", def.HealthCheck, HealthCheck{
 		QName: "health.test.", QType: dns.TypeA, Interval: time.Second, Timeout: 500 * time.Millisecond,
 		Rise: 2, Fall: 2, Mode: "active", Rcodes: []int{dns.RcodeSuccess, dns.RcodeNameError},
+		FailureRatio: 0.3, Window: 10 * time.Second, MinSamples: 10,
 	})
 	check(t, "default.Cache", def.Cache, Cache{Size: 100000, ServeStale: time.Minute, XDPEntries: 4096})
 	check(t, "default.Line", def.Line, 9)
@@ -65,7 +66,7 @@ func TestFullDesignExampleLandsInTheRightFields(t *testing.T) {
 
 	check(t, "BGP", *cfg.BGP, BGP{
 		ASN: 65001, RouterID: ip("198.51.100.2"),
-		Peers: []BGPPeer{{Address: ip("198.51.100.1"), ASN: 65000, HoldTime: 9 * time.Second, Line: 33}},
+		Peers: []BGPPeer{{Address: ip("198.51.100.1"), ASN: 65000, HoldTime: 9 * time.Second, Port: 179, Line: 33}},
 		Announce: []Announce{
 			{Prefix: pfx("192.0.2.53/32"), Pools: []string{"default"}, MinHealthy: 1, Line: 35},
 			{Prefix: pfx("2001:db8:53::53/128"), NextHop: ip("2001:db8:100::2"), Pools: []string{"default"}, MinHealthy: 1, Line: 38},
@@ -77,7 +78,7 @@ func TestFullDesignExampleLandsInTheRightFields(t *testing.T) {
 	check(t, "XDP", *cfg.XDP, XDP{
 		Interface: "eth0", Mode: "auto",
 		VIPs:      []netip.AddrPort{ap("192.0.2.53:53"), ap("[2001:db8:53::53]:53")},
-		RateLimit: RateLimit{QPS: 1000, V4Prefix: 24, V6Prefix: 56},
+		RateLimit: RateLimit{QPS: 1000, Burst: 1000, V4Prefix: 24, V6Prefix: 56},
 		Blocklist: []netip.Prefix{pfx("203.0.113.0/24")},
 		Line:      44,
 	})
@@ -100,6 +101,7 @@ func TestMinimalConfigGetsEveryDefault(t *testing.T) {
 	check(t, "HealthCheck", p.HealthCheck, HealthCheck{
 		QName: "health.anyfront.test.", QType: dns.TypeA, Interval: time.Second, Timeout: 500 * time.Millisecond,
 		Rise: 2, Fall: 2, Mode: "active", Rcodes: []int{dns.RcodeSuccess, dns.RcodeNameError},
+		FailureRatio: 0.3, Window: 10 * time.Second, MinSamples: 10,
 	})
 	check(t, "Cache", p.Cache, Cache{})
 	check(t, "Rules", cfg.Rules, []Rule(nil))
@@ -119,11 +121,14 @@ func TestSectionDefaults(t *testing.T) {
 		"acl: []",
 	))
 	check(t, "peer hold time", cfg.BGP.Peers[0].HoldTime, 9*time.Second)
+	check(t, "peer port", cfg.BGP.Peers[0].Port, 179)
 	check(t, "min_healthy", cfg.BGP.Announce[0].MinHealthy, 1)
 	check(t, "withdraw_after", cfg.BGP.WithdrawAfter, 2*time.Second)
 	check(t, "drain", cfg.BGP.Drain, Drain{Community: "65535:0", Grace: 30 * time.Second})
 	check(t, "xdp mode", cfg.XDP.Mode, "auto")
 	check(t, "ratelimit", cfg.XDP.RateLimit, RateLimit{V4Prefix: 24, V6Prefix: 56})
+	rl := mustParse(t, "t.yaml", withPool("xdp: {interface: eth0, vips: ['192.0.2.53:53'], ratelimit: {qps: 50, tc_slip: 2}}"))
+	check(t, "burst defaults to qps", rl.XDP.RateLimit, RateLimit{QPS: 50, Burst: 50, V4Prefix: 24, V6Prefix: 56, TCSlip: 2})
 	check(t, "explicit empty acl stays empty", cfg.ACL, []netip.Prefix{})
 }
 
@@ -231,4 +236,26 @@ func TestLookups(t *testing.T) {
 	check(t, "DefaultPool without a pool named default is the first", cfg.DefaultPool().Name, "corp")
 	named := mustParse(t, "t.yaml", withPool("  aaa:", "    backends: [{name: a1, address: '127.0.0.1:1'}]"))
 	check(t, "DefaultPool prefers the pool named default", named.DefaultPool().Name, "default")
+}
+
+func TestHealthCheckTrafficKnobs(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		yaml  string
+		ratio float64
+		win   time.Duration
+		min   int
+	}{
+		{"defaults when absent", "    healthcheck: {mode: lazy}", 0.3, 10 * time.Second, 10},
+		{"all three set", "    healthcheck: {failure_ratio: 0.5, window: 30s, min_samples: 20}", 0.5, 30 * time.Second, 20},
+		{"ratio 1 and an integer ratio", "    healthcheck: {failure_ratio: 1}", 1, 10 * time.Second, 10},
+		{"window at its bounds", "    healthcheck: {window: 10m, min_samples: 1}", 0.3, 10 * time.Minute, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := mustParse(t, "t.yaml", withPool(tt.yaml)).Pools["default"].HealthCheck
+			check(t, "FailureRatio", h.FailureRatio, tt.ratio)
+			check(t, "Window", h.Window, tt.win)
+			check(t, "MinSamples", h.MinSamples, tt.min)
+		})
+	}
 }

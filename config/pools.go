@@ -1,6 +1,8 @@
 package config
 
 import (
+	"time"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -95,7 +97,8 @@ func (d *decoder) backend(n *yaml.Node, where string, i int, lines map[string]in
 }
 
 func (d *decoder) healthCheck(n *yaml.Node, where string, h *HealthCheck) {
-	f, ok := d.fields(n, where, "qname", "qtype", "interval", "timeout", "rise", "fall", "mode", "rcodes", "tcp")
+	f, ok := d.fields(n, where, "qname", "qtype", "interval", "timeout", "rise", "fall", "mode", "rcodes", "tcp",
+		"failure_ratio", "window", "min_samples")
 	if !ok {
 		return
 	}
@@ -125,7 +128,12 @@ func (d *decoder) healthCheck(n *yaml.Node, where string, h *HealthCheck) {
 		}
 		var rcodes []int
 		for _, it := range items {
-			if r, ok := d.rcode(it, f.at("rcodes")); ok {
+			r, ok := d.rcode(it, f.at("rcodes"))
+			if ok && r > maxProbeRcode {
+				d.errorf(it, "%s: %s cannot be a probe's answer: probes carry no EDNS, so only rcodes 0-15 occur", f.at("rcodes"), it.Value)
+				ok = false
+			}
+			if ok {
 				rcodes = append(rcodes, r)
 			}
 		}
@@ -134,6 +142,28 @@ func (d *decoder) healthCheck(n *yaml.Node, where string, h *HealthCheck) {
 		}
 	}
 	f.bool("tcp", &h.TCP)
+	if n := f.get("failure_ratio"); n != nil {
+		var r float64
+		if f.float("failure_ratio", 0, 1, &r) {
+			if r == 0 {
+				// 0 would make every failure, however rare, a trigger.
+				d.errorf(n, "%s: must be greater than 0", f.at("failure_ratio"))
+			} else {
+				h.FailureRatio = r
+			}
+		}
+	}
+	if n := f.get("window"); n != nil {
+		var w time.Duration
+		if f.duration("window", true, &w) {
+			if w < minHealthWindow || w > maxHealthWindow {
+				d.errorf(n, "%s: must be between %s and %s, got %s", f.at("window"), minHealthWindow, maxHealthWindow, w)
+			} else {
+				h.Window = w
+			}
+		}
+	}
+	f.int("min_samples", 1, noMax, &h.MinSamples)
 }
 
 func (d *decoder) cache(n *yaml.Node, where string, c *Cache) {

@@ -98,6 +98,14 @@ type HealthCheck struct {
 	// Rcodes that count as healthy; default NOERROR and NXDOMAIN. YAML takes names.
 	Rcodes []int
 	TCP    bool // probe over TCP instead of UDP
+	// FailureRatio, Window and MinSamples decide when live traffic says a
+	// backend is in trouble: when at least MinSamples queries were sent to
+	// it over the last Window and at least FailureRatio of them failed
+	// (timeout, SERVFAIL, unreachable, bad answer), it is probed at once,
+	// in either mode; in lazy mode this is what starts probing at all.
+	FailureRatio float64       // default 0.3; in (0, 1]
+	Window       time.Duration // default 10s; 1s to 10m
+	MinSamples   int           // default 10
 }
 
 // Cache configures a pool's packet cache.
@@ -152,10 +160,15 @@ type BGP struct {
 type BGPPeer struct {
 	Address      netip.Addr
 	ASN          uint32
-	HoldTime     time.Duration // default 9s
+	HoldTime     time.Duration // default 9s; at least 3s
 	PasswordFile string        // TCP-MD5 password, read from a file
 	Multihop     int           // TTL; 0 means directly connected
-	Line         int
+	// Port is the neighbour's TCP port; default 179.
+	Port int
+	// TTLSecurity turns on GTSM (RFC 5082): send with TTL 255 and accept
+	// only packets that crossed at most Multihop routers (1 when 0).
+	TTLSecurity bool
+	Line        int
 }
 
 // Announce is one prefix announced while its pools are healthy.
@@ -175,6 +188,11 @@ type Announce struct {
 type Drain struct {
 	Community string        // default "65535:0"
 	Grace     time.Duration // default 30s
+	// Prepend adds this many extra AS-path prepends while draining, for
+	// routers that do not act on the community; default 0.
+	Prepend int
+	// MED replaces the announcement's MED while draining when not 0.
+	MED uint32
 }
 
 // XDP configures the XDP fast path.
@@ -190,6 +208,8 @@ type XDP struct {
 // RateLimit configures per-source-prefix token buckets in XDP.
 type RateLimit struct {
 	QPS      int // 0: no rate limit
+	Burst    int // queries a prefix may send at once; default QPS (one second's worth)
 	V4Prefix int // default 24
 	V6Prefix int // default 56
+	TCSlip   int // 0 (default): drop every over-limit query; N: answer every Nth with TC=1
 }

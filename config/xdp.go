@@ -9,6 +9,9 @@ import (
 // maxIfNameLen is IFNAMSIZ (16) less the terminating NUL.
 const maxIfNameLen = 15
 
+// maxRateQPS bounds ratelimit.qps and burst (see xdp below).
+const maxRateQPS = 1_000_000_000
+
 // xdp decodes the xdp section; line is that of the "xdp:" key.
 func (d *decoder) xdp(n *yaml.Node, line int) *XDP {
 	x := &XDP{Mode: defaultXDPMode, RateLimit: RateLimit{V4Prefix: defaultRateV4Prefix, V6Prefix: defaultRateV6Prefix}, Line: line}
@@ -35,11 +38,18 @@ func (d *decoder) xdp(n *yaml.Node, line int) *XDP {
 		}
 	}
 	if r := f.get("ratelimit"); r != nil {
-		if rf, ok := d.fields(r, "xdp.ratelimit", "qps", "v4_prefix", "v6_prefix"); ok {
-			rf.int("qps", 0, noMax, &x.RateLimit.QPS)
+		if rf, ok := d.fields(r, "xdp.ratelimit", "qps", "burst", "v4_prefix", "v6_prefix", "tc_slip"); ok {
+			// Past maxRateQPS the per-query interval (1s/qps) is under a
+			// nanosecond, the resolution of the kernel's token buckets.
+			rf.int("qps", 0, maxRateQPS, &x.RateLimit.QPS)
+			rf.int("burst", 1, maxRateQPS, &x.RateLimit.Burst)
 			rf.int("v4_prefix", 1, 32, &x.RateLimit.V4Prefix)
 			rf.int("v6_prefix", 1, 128, &x.RateLimit.V6Prefix)
+			rf.int("tc_slip", 0, noMax, &x.RateLimit.TCSlip)
 		}
+	}
+	if x.RateLimit.Burst == 0 {
+		x.RateLimit.Burst = x.RateLimit.QPS
 	}
 	x.Blocklist, _ = each(f, "blocklist", d.prefix)
 	return x

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# install-deps.sh [run|test|bench]: installs what `make run`, `make test` or
-# `make bench` needs on Debian, idempotently and quietly, then downloads the
-# Go modules.
+# install-deps.sh [run|test|bench|generate]: installs what `make run`,
+# `make test`, `make bench` or `make generate` needs on Debian, idempotently
+# and quietly, then downloads the Go modules.
 #
 #   run    unbound (demo resolvers), dnsutils (dig)
-#   test   run's, plus knot-dnsutils (kdig) and dnsperf
+#   test   run's, plus knot-dnsutils (kdig), dnsperf and bird2 (BGP peer)
 #   bench  test's, plus dnsdist (the benchmark's peer)
+#   generate  clang, llvm (llvm-strip) and libbpf-dev, to recompile ebpf/xdp.c
 #
 # Only the missing packages are installed, with one `apt-get update` when
 # there is something to install. Installing unbound or dnsdist must not leave
@@ -23,13 +24,18 @@ declare -A provides=(
 	[knot-dnsutils]=kdig
 	[dnsperf]=dnsperf
 	[dnsdist]=dnsdist
+	[bird2]=bird
+	[clang]=clang
+	[llvm]=llvm-strip
+	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
 )
 case $mode in
 run) wanted=(unbound dnsutils) ;;
-test) wanted=(unbound dnsutils knot-dnsutils dnsperf) ;;
-bench) wanted=(unbound dnsutils knot-dnsutils dnsperf dnsdist) ;;
+test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2) ;;
+bench) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 dnsdist) ;;
+generate) wanted=(clang llvm libbpf-dev) ;;
 *)
-	echo "usage: $0 [run|test|bench]" >&2
+	echo "usage: $0 [run|test|bench|generate]" >&2
 	exit 2
 	;;
 esac
@@ -39,7 +45,11 @@ export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/go/bin
 
 missing=()
 for pkg in "${wanted[@]}"; do
-	command -v "${provides[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
+	# A provides entry is a program, or (for headers) a file.
+	case ${provides[$pkg]} in
+	/*) [ -e "${provides[$pkg]}" ] || missing+=("$pkg") ;;
+	*) command -v "${provides[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg") ;;
+	esac
 done
 # unbound-control (for the lab's Stats) comes with unbound; check it too.
 if command -v unbound >/dev/null 2>&1 && ! command -v unbound-control >/dev/null 2>&1; then
@@ -119,6 +129,7 @@ install_packages() {
 		case $pkg in
 		unbound) units+=(unbound.service unbound-resolvconf.service) ;;
 		dnsdist) units+=(dnsdist.service) ;;
+		bird2) units+=(bird.service) ;;
 		esac
 		case $pkg in
 		unbound | dnsdist) command -v update-rc.d >/dev/null 2>&1 && update-rc.d "$pkg" disable >/dev/null 2>&1 || true ;;

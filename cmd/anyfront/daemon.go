@@ -14,6 +14,7 @@ import (
 
 	"github.com/anyfront/anyfront/admin"
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/ebpf"
 	"github.com/anyfront/anyfront/proxy"
 	"github.com/anyfront/anyfront/state"
 )
@@ -25,6 +26,7 @@ type daemon struct {
 	store *state.Store
 	proxy *proxy.Proxy
 	admin *admin.Server
+	xdp   *ebpf.Dataplane // nil without an xdp section
 	reg   *prometheus.Registry
 
 	mu  sync.Mutex // serialises reloads
@@ -54,6 +56,12 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.XDP != nil {
+		if d.xdp, err = ebpf.New(cfg.XDP, log.With("component", "xdp")); err != nil {
+			return nil, err
+		}
+		d.reg.MustRegister(d.xdp.Collector())
+	}
 	d.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "anyfront"}),
@@ -68,6 +76,9 @@ func (d *daemon) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.proxy.Run(ctx) })
 	g.Go(func() error { return d.admin.Run(ctx) })
+	if d.xdp != nil {
+		g.Go(func() error { return d.xdp.Run(ctx) })
+	}
 	g.Go(func() error {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -101,6 +112,14 @@ func (d *daemon) reload() error {
 	if err := d.store.ApplyConfig(cfg); err != nil {
 		d.log.Error("reload: state", "err", err)
 		return err
+	}
+	switch {
+	case d.xdp != nil && cfg.XDP != nil:
+		if err := d.xdp.Reload(cfg.XDP); err != nil {
+			d.log.Error("reload: xdp: the old XDP settings stay", "err", err)
+		}
+	case (d.xdp != nil) != (cfg.XDP != nil):
+		d.log.Warn("adding or removing the xdp section needs a restart")
 	}
 	if err := d.admin.Reload(cfg.Admin); err != nil {
 		d.log.Error("reload: admin token: the old token stays", "err", err)
