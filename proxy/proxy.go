@@ -121,6 +121,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.stopAll()
 		return err
 	}
+	p.ensureProcs(len(p.udpLns) + len(p.shards))
 	for _, s := range p.shards {
 		p.wg.Add(1)
 		go func() {
@@ -203,6 +204,19 @@ func (p *Proxy) stopAll() {
 	}
 	for _, s := range p.shards {
 		s.close()
+	}
+}
+
+// ensureProcs makes room for blocked readers. Each reader sleeps in a
+// blocking recvmmsg holding a Go P; with no P left over, a reader that wakes
+// must wait for the runtime's monitor to take one back from a sleeper, which
+// can take milliseconds. With a P per reader on top of one per CPU, a waking
+// reader always finds one at once. Idle Ps cost nothing.
+func (p *Proxy) ensureProcs(blockedReaders int) {
+	want := runtime.NumCPU() + blockedReaders
+	if runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
+		p.log.Debug("GOMAXPROCS raised for blocked readers", "gomaxprocs", want)
 	}
 }
 
