@@ -41,6 +41,9 @@ const (
 	// maxPrepend caps AS-path prepending: past a handful it changes
 	// nothing about path selection and only lengthens every route.
 	maxPrepend = 10
+	// maxCacheSize caps cache.size: ten million answers is several GiB,
+	// more than one node should hold; a typo of extra digits is refused.
+	maxCacheSize = 10_000_000
 )
 
 // defaultProxy returns the forwarding limits used when proxy keys are absent.
@@ -58,6 +61,16 @@ func defaultProxy() Proxy {
 			MaxInflightPerConn: 100,
 			BackendConns:       4,
 		},
+	}
+}
+
+// defaultCache is the packet cache when a pool says nothing: off (size 0),
+// with the clamps an operator expects once it is turned on.
+func defaultCache() Cache {
+	return Cache{
+		MaxTTL:         24 * time.Hour,
+		MaxNegativeTTL: time.Hour,
+		Prefetch:       true,
 	}
 }
 

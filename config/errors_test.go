@@ -132,7 +132,7 @@ func TestParseReportsEveryProblemWithItsLine(t *testing.T) {
 		{"extended rcode cannot answer a probe", withPool("    healthcheck: {rcodes: [NOERROR, BADCOOKIE]}"),
 			[]string{`t.yaml:4: pools.default.healthcheck.rcodes: BADCOOKIE cannot be a probe's answer: probes carry no EDNS, so only rcodes 0-15 occur`}},
 		{"negative cache size", withPool("    cache: {size: -1}"),
-			[]string{`t.yaml:4: pools.default.cache.size: must be at least 0, got -1`}},
+			[]string{`t.yaml:4: pools.default.cache.size: must be between 0 and 10000000, got -1`}},
 		{"xdp entries beyond the cache", withPool("    cache: {size: 10, xdp_entries: 20}"),
 			[]string{`t.yaml:4: pools.default.cache: xdp_entries (20) cannot exceed size (10): XDP serves the hottest cached answers`}},
 

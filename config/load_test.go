@@ -52,7 +52,8 @@ func TestFullDesignExampleLandsInTheRightFields(t *testing.T) {
 		Rise: 2, Fall: 2, Mode: "active", Rcodes: []int{dns.RcodeSuccess, dns.RcodeNameError},
 		FailureRatio: 0.3, Window: 10 * time.Second, MinSamples: 10,
 	})
-	check(t, "default.Cache", def.Cache, Cache{Size: 100000, ServeStale: time.Minute, XDPEntries: 4096})
+	check(t, "default.Cache", def.Cache, Cache{Size: 100000, ServeStale: time.Minute, XDPEntries: 4096,
+		MaxTTL: 24 * time.Hour, MaxNegativeTTL: time.Hour, Prefetch: true})
 	check(t, "default.Line", def.Line, 9)
 	check(t, "corp.Backends", cfg.Pools["corp"].Backends, []Backend{{Name: "c1", Address: ap("127.0.0.1:5311"), Weight: 1, Order: 1, Line: 21}})
 
@@ -103,7 +104,7 @@ func TestMinimalConfigGetsEveryDefault(t *testing.T) {
 		Rise: 2, Fall: 2, Mode: "active", Rcodes: []int{dns.RcodeSuccess, dns.RcodeNameError},
 		FailureRatio: 0.3, Window: 10 * time.Second, MinSamples: 10,
 	})
-	check(t, "Cache", p.Cache, Cache{})
+	check(t, "Cache", p.Cache, Cache{MaxTTL: 24 * time.Hour, MaxNegativeTTL: time.Hour, Prefetch: true})
 	check(t, "Rules", cfg.Rules, []Rule(nil))
 	check(t, "Admin", cfg.Admin, Admin{Listen: "127.0.0.1:8053"})
 	check(t, "BGP", cfg.BGP, (*BGP)(nil))

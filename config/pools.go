@@ -40,7 +40,7 @@ func (d *decoder) pools(top fieldSet, cfg *Config) {
 
 func (d *decoder) pool(name string, key, n *yaml.Node, backendLines map[string]int) *Pool {
 	where := "pools." + name
-	pool := &Pool{Name: name, Policy: defaultPolicy, HealthCheck: defaultHealthCheck(), Line: key.Line}
+	pool := &Pool{Name: name, Policy: defaultPolicy, HealthCheck: defaultHealthCheck(), Cache: defaultCache(), Line: key.Line}
 	if isNull(n) {
 		d.errorf(key, "%s: a pool needs at least one backend", where)
 		return pool
@@ -167,13 +167,22 @@ func (d *decoder) healthCheck(n *yaml.Node, where string, h *HealthCheck) {
 }
 
 func (d *decoder) cache(n *yaml.Node, where string, c *Cache) {
-	f, ok := d.fields(n, where, "size", "serve_stale", "xdp_entries")
+	f, ok := d.fields(n, where, "size", "serve_stale", "xdp_entries", "min_ttl", "max_ttl",
+		"max_negative_ttl", "temporary_failure_ttl", "prefetch")
 	if !ok {
 		return
 	}
-	f.int("size", 0, noMax, &c.Size)
+	f.int("size", 0, maxCacheSize, &c.Size)
 	f.duration("serve_stale", false, &c.ServeStale)
 	f.int("xdp_entries", 0, noMax, &c.XDPEntries)
+	f.duration("min_ttl", false, &c.MinTTL)
+	f.duration("max_ttl", true, &c.MaxTTL)
+	f.duration("max_negative_ttl", true, &c.MaxNegativeTTL)
+	f.duration("temporary_failure_ttl", false, &c.TemporaryFailureTTL)
+	f.bool("prefetch", &c.Prefetch)
+	if c.MinTTL > c.MaxTTL {
+		d.errorAt(f.keyLine("min_ttl"), "%s: min_ttl (%s) exceeds max_ttl (%s)", where, c.MinTTL, c.MaxTTL)
+	}
 	// Both features are views of the packet cache; without it they would
 	// silently do nothing.
 	if c.XDPEntries > c.Size {

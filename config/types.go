@@ -110,9 +110,20 @@ type HealthCheck struct {
 
 // Cache configures a pool's packet cache.
 type Cache struct {
-	Size       int           // entries; 0 disables (default 0)
+	Size       int           // entries; 0 disables (default 0); at most 10,000,000
 	ServeStale time.Duration // default 0 (off)
 	XDPEntries int           // default 0 (off)
+	// MinTTL and MaxTTL clamp how long an answer is cached (defaults 0
+	// and 24h); MaxNegativeTTL caps NXDOMAIN/NODATA (default 1h, RFC
+	// 2308's SOA minimum otherwise); TemporaryFailureTTL caches SERVFAIL
+	// (default 0: never).
+	MinTTL              time.Duration
+	MaxTTL              time.Duration
+	MaxNegativeTTL      time.Duration
+	TemporaryFailureTTL time.Duration
+	// Prefetch refreshes an entry still being asked for in the last 10%
+	// of its TTL, so popular names never miss (default true).
+	Prefetch bool
 }
 
 // Rule is one first-match-wins rule.

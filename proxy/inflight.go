@@ -24,6 +24,9 @@ type slot struct {
 	qEnd  int
 	// maxUDP is the largest UDP answer the client can take.
 	maxUDP int
+	// refresh marks a prefetch: its answer updates the cache and goes to
+	// no client.
+	refresh bool
 }
 
 // inflight is one shard's table of outstanding queries. It is bounded: when

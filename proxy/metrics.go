@@ -186,6 +186,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ups = append(ups, u)
 	}
 	c.p.buildMu.Unlock()
+	c.collectCaches(ch)
 	for _, u := range ups {
 		counter(descBQueries, u.queries.Load(), u.name, u.pool)
 		counter(descBOutcomes, u.answers.Load(), u.name, u.pool, "answer")
@@ -204,4 +205,62 @@ func rcodeName(rc int) string {
 		return n
 	}
 	return strconv.Itoa(rc)
+}
+
+var (
+	descCacheEvents  = prometheus.NewDesc("anyfront_proxy_cache_events_total", "Packet cache lookups and changes, by pool and event (hit, miss, stale, store, eviction, prefetch).", []string{"pool", "event"}, nil)
+	descCacheEntries = prometheus.NewDesc("anyfront_proxy_cache_entries", "Answers held in the packet cache.", []string{"pool"}, nil)
+	descRuleHits     = prometheus.NewDesc("anyfront_proxy_rule_hits_total", "Queries matched by each rule, by its position and config line.", []string{"rule", "line"}, nil)
+)
+
+func (c collector) collectCaches(ch chan<- prometheus.Metric) {
+	c.p.buildMu.Lock()
+	caches := make(map[string]*packetCache, len(c.p.caches))
+	for name, pc := range c.p.caches {
+		caches[name] = pc
+	}
+	hits := c.p.ruleHits
+	var lines []int
+	if c.p.hitsFor != nil {
+		for _, r := range c.p.hitsFor.Rules {
+			lines = append(lines, r.Line)
+		}
+	}
+	c.p.buildMu.Unlock()
+	for name, pc := range caches {
+		for _, e := range []struct {
+			event string
+			v     uint64
+		}{
+			{"hit", pc.hits.Load()}, {"miss", pc.misses.Load()}, {"stale", pc.stale.Load()},
+			{"store", pc.stores.Load()}, {"eviction", pc.evictions.Load()}, {"prefetch", pc.prefetches.Load()},
+		} {
+			ch <- prometheus.MustNewConstMetric(descCacheEvents, prometheus.CounterValue, float64(e.v), name, e.event)
+		}
+		ch <- prometheus.MustNewConstMetric(descCacheEntries, prometheus.GaugeValue, float64(pc.size()), name)
+	}
+	for i := range hits {
+		line := ""
+		if i < len(lines) {
+			line = strconv.Itoa(lines[i])
+		}
+		ch <- prometheus.MustNewConstMetric(descRuleHits, prometheus.CounterValue, float64(hits[i].Load()), strconv.Itoa(i), line)
+	}
+}
+
+// PurgeCache removes cached answers for names under suffix ("" or "." for
+// all) from every pool's cache and returns how many it removed.
+func (p *Proxy) PurgeCache(suffix string) (int, error) {
+	w := wireName(suffix)
+	p.buildMu.Lock()
+	caches := make([]*packetCache, 0, len(p.caches))
+	for _, pc := range p.caches {
+		caches = append(caches, pc)
+	}
+	p.buildMu.Unlock()
+	n := 0
+	for _, pc := range caches {
+		n += pc.purge(w)
+	}
+	return n, nil
 }

@@ -32,6 +32,7 @@ type Proxy struct {
 	snap      atomic.Pointer[snapshot]
 	buildMu   sync.Mutex
 	ups       map[string]*upstream // guarded by buildMu
+	caches    map[string]*packetCache // by pool, guarded by buildMu
 	rebuildCh chan struct{}
 	// ruleHits counts matches per rule of hitsFor (guarded by buildMu).
 	ruleHits []atomic.Uint64
@@ -97,7 +98,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	cfg := p.cfg.Load()
 	workers := cfg.Proxy.Workers
 	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
+		workers = cpus
 	}
 	for i := 0; i < workers; i++ {
 		s, err := newShard(p, i, cfg.Proxy.MaxInflight)
@@ -207,13 +208,18 @@ func (p *Proxy) stopAll() {
 	}
 }
 
+// cpus is the CPUs the process may use, as the runtime saw them at start
+// (cgroup limits included), before ensureProcs raised GOMAXPROCS: the
+// default worker count, which must not feed back on itself.
+var cpus = runtime.GOMAXPROCS(0)
+
 // ensureProcs makes room for blocked readers. Each reader sleeps in a
 // blocking recvmmsg holding a Go P; with no P left over, a reader that wakes
 // must wait for the runtime's monitor to take one back from a sleeper, which
 // can take milliseconds. With a P per reader on top of one per CPU, a waking
 // reader always finds one at once. Idle Ps cost nothing.
 func (p *Proxy) ensureProcs(blockedReaders int) {
-	want := runtime.NumCPU() + blockedReaders
+	want := cpus + blockedReaders
 	if runtime.GOMAXPROCS(0) < want {
 		runtime.GOMAXPROCS(want)
 		p.log.Debug("GOMAXPROCS raised for blocked readers", "gomaxprocs", want)

@@ -26,9 +26,10 @@ type snapshot struct {
 
 // poolSnap is one pool's usable backends and its policy over them.
 type poolSnap struct {
-	name string
-	ups  []*upstream // usable: up and not drained, indexes match the policy's
-	pol  policy.Policy
+	name  string
+	ups   []*upstream // usable: up and not drained, indexes match the policy's
+	pol   policy.Policy
+	cache *packetCache // nil: no cache
 }
 
 // upstream is one backend as the proxy talks to it. It outlives snapshots:
@@ -105,8 +106,20 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 		timeout: int64(cfg.Proxy.Timeout),
 		retries: cfg.Proxy.Retries,
 	}
+	caches := map[string]*packetCache{}
 	for _, pr := range pools {
 		ps := &poolSnap{name: pr.Name}
+		if pc := cfg.Pools[pr.Name]; pc != nil {
+			// A cache outlives snapshots; a reload that changes its
+			// settings starts a new, empty one.
+			ps.cache = p.caches[pr.Name]
+			if ps.cache == nil || ps.cache.cfg != pc.Cache {
+				ps.cache = newPacketCache(pc.Cache)
+			}
+			if ps.cache != nil {
+				caches[pr.Name] = ps.cache
+			}
+		}
 		var pbs []*policy.Backend
 		for _, b := range byPool[pr.Name] {
 			u := p.ups[b.Name]
@@ -127,6 +140,7 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 			snap.def = ps
 		}
 	}
+	p.caches = caches
 	byName := map[string]*poolSnap{}
 	for _, ps := range snap.pools {
 		byName[ps.name] = ps

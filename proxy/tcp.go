@@ -166,16 +166,37 @@ func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
 // answerTCP validates one query from a TCP client and returns the answer to
 // send, or nil to send nothing.
 func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort) []byte {
-	var v msgView
+	v := new(msgView)
 	snap := p.snap.Load()
 	err := v.parseQuery(msg)
-	vd, pool, out := p.front(snap, &v, msg, err, client.Addr(), nil)
+	vd, pool, out := p.front(snap, v, msg, err, client.Addr(), nil)
 	switch vd {
 	case vReply:
 		return out
 	case vDrop:
 		return nil
+	case vPrefetch:
+		// Answer from the cache now; refresh it in the background.
+		q := append([]byte(nil), msg...)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			rv := new(msgView)
+			if rv.parseQuery(q) == nil {
+				rv.key.set(rv)
+				p.forwardTCP(snap, pool, q, rv, true)
+			}
+		}()
+		return out
 	}
+	return p.forwardTCP(snap, pool, msg, v, false)
+}
+
+// forwardTCP sends a query over TCP to the pool's backends, retrying on
+// another one on failure, and returns the answer for the client: the
+// backend's, a stale cache entry, or SERVFAIL. A refresh only updates the
+// cache.
+func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgView, refresh bool) []byte {
 	h := policy.HashName(v.name())
 	question := msg[headerLen:v.qEnd]
 	var tried uint64
@@ -209,17 +230,31 @@ func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort) []byte {
 			u.obs.Observe(state.OutcomeBadAnswer, 0)
 			continue
 		}
-		rtt := p.now() - start
+		now := p.now()
 		u.answers.Add(1)
-		observeLatency(u, rtt)
-		u.obs.Observe(outcomeOf(rv.rcode()), rtt/1000)
+		observeLatency(u, now-start)
+		u.obs.Observe(outcomeOf(rv.rcode()), (now-start)/1000)
 		binary.BigEndian.PutUint16(resp, v.id)
 		if rv.qEnd > headerLen {
 			copy(resp[headerLen:rv.qEnd], question)
 		}
+		if c := pool.cache; c != nil {
+			if rv.rcode() == rcodeServFail && !refresh {
+				if o, stale := p.failAnswer(pool, &v.key, msg, v, nil); stale {
+					return o
+				}
+			}
+			c.store(&v.key, resp, now)
+		}
 		p.Stats.countRcode(rv.rcode())
 		return resp
 	}
-	p.Stats.ServFail.Add(1)
-	return appendReply(nil, msg, &v, rcodeServFail)
+	if refresh {
+		return nil
+	}
+	out, stale := p.failAnswer(pool, &v.key, msg, v, nil)
+	if !stale {
+		p.Stats.ServFail.Add(1)
+	}
+	return out
 }

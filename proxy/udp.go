@@ -92,10 +92,10 @@ func (s *shard) clientLoop(l *udpListener) {
 			}
 			u, out := s.handleQuery(l, msg, &rb.addrs[i], &v, outs[i][:0])
 			outs[i] = out
-			switch {
-			case u != nil:
+			if u != nil {
 				fwd.add(&u.sa, msg)
-			case len(out) > 0:
+			}
+			if len(out) > 0 {
 				rep.add(&rb.addrs[i], out)
 			}
 		}
@@ -116,23 +116,30 @@ func (s *shard) clientLoop(l *udpListener) {
 	}
 }
 
-// handleQuery validates one query, then either records it in flight and
-// returns the backend to send msg (its ID rewritten) to, or returns the
-// answer to send back (empty: send nothing).
+// handleQuery validates one query, then records it in flight and returns
+// the backend to send msg (its ID rewritten) to, and/or returns the answer to
+// send back (empty: send nothing). A cache hit due for prefetch does both.
 func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView, out []byte) (*upstream, []byte) {
 	p := s.p
 	p.Stats.UDPQueries.Add(1)
 	snap := p.snap.Load()
 	err := v.parseQuery(msg)
 	vd, pool, out := p.front(snap, v, msg, err, src.addrPort().Addr(), out)
-	if vd != vForward {
+	if vd != vForward && vd != vPrefetch {
 		return nil, out
 	}
+	refresh := vd == vPrefetch
 	h := policy.HashName(v.name())
 	idx := pool.pol.Pick(h, 0)
 	if idx < 0 {
-		p.Stats.NoBackend.Add(1)
-		return nil, appendReply(out, msg, v, rcodeServFail)
+		if refresh {
+			return nil, out
+		}
+		o, stale := p.failAnswer(pool, &v.key, msg, v, out)
+		if !stale {
+			p.Stats.NoBackend.Add(1)
+		}
+		return nil, o
 	}
 	u := pool.ups[idx]
 
@@ -140,6 +147,9 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 	si := s.tab.alloc()
 	if si < 0 {
 		s.mu.Unlock()
+		if refresh {
+			return nil, out
+		}
 		p.Stats.Shed.Add(1)
 		return nil, appendReply(out, msg, v, rcodeServFail)
 	}
@@ -158,6 +168,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 	sl.query = append(sl.query[:0], msg...)
 	sl.qEnd = v.qEnd
 	sl.maxUDP = v.maxUDPResponse()
+	sl.refresh = refresh
 	s.tab.pushBack(si)
 	binary.BigEndian.PutUint16(msg, sl.id)
 	u.stats.Outstanding.Add(1)
@@ -175,7 +186,8 @@ func (s *shard) backendLoop() {
 		reps[i] = newSendBatch(answerBatch)
 	}
 	var clients [answerBatch]rawAddr
-	var v msgView
+	outs := make([][]byte, answerBatch) // for stale answers, rare: grown on demand
+	var v, qv msgView
 	for !s.closing.Load() {
 		n, err := rb.recv(s.bfd)
 		if err != nil {
@@ -200,7 +212,7 @@ func (s *shard) backendLoop() {
 				s.p.Stats.UnexpectedAnswers.Add(1)
 				continue
 			}
-			ln, out := s.handleAnswer(msg, rb.addrs[i].addrPort(), &v, &clients[i])
+			ln, out := s.handleAnswer(msg, rb.addrs[i].addrPort(), &v, &qv, &clients[i], outs[i][:0])
 			if out != nil {
 				reps[ln].add(&clients[i], out)
 			}
@@ -228,8 +240,9 @@ func (s *shard) refused(dst netip.AddrPort) {
 
 // handleAnswer matches one backend answer to its query and returns the
 // listener to answer from and the answer, with client filled in; a nil
-// answer sends nothing.
-func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, client *rawAddr) (int, []byte) {
+// answer sends nothing. The answer is msg itself, or a stale cache entry
+// built in out when the backend said SERVFAIL. qv is scratch for the query.
+func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *msgView, client *rawAddr, out []byte) (int, []byte) {
 	p := s.p
 	if len(msg) < headerLen {
 		p.Stats.UnexpectedAnswers.Add(1)
@@ -265,8 +278,18 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, client
 		copy(msg[headerLen:v.qEnd], sl.query[headerLen:sl.qEnd])
 	}
 	*client = sl.client
-	ln, limit := sl.ln, sl.maxUDP
-	rtt := p.now() - sl.sent
+	ln, limit, pool, refresh := sl.ln, sl.maxUDP, sl.pool, sl.refresh
+	if pool.cache != nil {
+		// The key comes from the client's query, parsed now while the
+		// slot still holds it.
+		if qv.parseQuery(sl.query) == nil {
+			qv.key.set(qv)
+		} else {
+			pool = &poolSnap{} // cannot happen: it parsed on the way in
+		}
+	}
+	now := p.now()
+	rtt := now - sl.sent
 	u.stats.Outstanding.Add(-1)
 	s.tab.release(si)
 	s.mu.Unlock()
@@ -274,6 +297,17 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, client
 	u.answers.Add(1)
 	observeLatency(u, rtt)
 	u.obs.Observe(outcomeOf(v.rcode()), rtt/1000)
+	if c := pool.cache; c != nil {
+		if v.rcode() == rcodeServFail && !refresh {
+			if o, stale := p.failAnswer(pool, &qv.key, msg, qv, out); stale {
+				return ln, o
+			}
+		}
+		c.store(&qv.key, msg, now)
+	}
+	if refresh {
+		return 0, nil
+	}
 	n := len(msg)
 	if n > limit {
 		if n = truncateTo(msg, v, limit); n == 0 {
@@ -352,17 +386,24 @@ func (s *shard) retry(si int32) {
 	s.servfail(si)
 }
 
-// servfail answers the slot's client SERVFAIL and frees the slot.
+// servfail answers the slot's client with a stale cache entry or SERVFAIL
+// once every attempt failed, and frees the slot.
 func (s *shard) servfail(si int32) {
 	sl := &s.tab.slots[si]
 	v := &s.view
-	if err := v.parseQuery(sl.query); err == nil || v.qEnd > headerLen {
-		s.reply = appendReply(s.reply[:0], sl.query, v, rcodeServFail)
+	if !sl.refresh && v.parseQuery(sl.query) == nil {
+		if sl.pool.cache != nil {
+			v.key.set(v)
+		}
+		var stale bool
+		s.reply, stale = s.p.failAnswer(sl.pool, &v.key, sl.query, v, s.reply[:0])
+		if !stale {
+			s.p.Stats.ServFail.Add(1)
+		}
 		if _, err := sendTo(s.p.udpLns[sl.ln].fd, &sl.client, s.reply); err != nil {
 			s.p.Stats.SendErrors.Add(1)
 		}
 	}
-	s.p.Stats.ServFail.Add(1)
 	s.tab.release(si)
 }
 

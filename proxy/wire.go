@@ -70,6 +70,8 @@ type msgView struct {
 	hasOPT  bool
 	udpSize uint16 // OPT CLASS: the sender's UDP payload size
 	ednsTTL uint32 // OPT TTL: extended rcode, version, DO and Z flags
+	// key is the packet cache key, filled only when a cache is consulted.
+	key cacheKey
 }
 
 func (v *msgView) opcode() int  { return int(v.flags>>11) & 0xF }

@@ -2,32 +2,42 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/anyfront/anyfront/admin"
+	"github.com/anyfront/anyfront/bgp"
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/ebpf"
+	"github.com/anyfront/anyfront/healthcheck"
 	"github.com/anyfront/anyfront/proxy"
 	"github.com/anyfront/anyfront/state"
 )
 
+// shutdownSlack is added to the BGP drain grace to bound the whole SIGTERM
+// drain: the grace itself plus time to send the withdrawals.
+const shutdownSlack = 5 * time.Second
+
 // daemon wires the components together; they meet in the state store and
 // through the small interfaces each one declares.
 type daemon struct {
-	log   *slog.Logger
-	store *state.Store
-	proxy *proxy.Proxy
-	admin *admin.Server
-	xdp   *ebpf.Dataplane // nil without an xdp section
-	reg   *prometheus.Registry
+	log    *slog.Logger
+	store  *state.Store
+	proxy  *proxy.Proxy
+	health *healthcheck.Checker
+	admin  *admin.Server
+	bgp    *bgp.Controller // nil without a bgp section
+	xdp    *ebpf.Dataplane // nil without an xdp section
+	reg    *prometheus.Registry
 
 	mu  sync.Mutex // serialises reloads
 	cfg *config.Config
@@ -42,18 +52,29 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if err := d.store.ApplyConfig(cfg); err != nil {
 		return nil, err
 	}
-	d.proxy, err = proxy.New(cfg, proxy.Deps{Store: d.store, Log: log.With("component", "proxy")})
+	if d.health, err = healthcheck.New(cfg, healthcheck.Deps{Store: d.store, Log: log.With("component", "healthcheck")}); err != nil {
+		return nil, err
+	}
+	d.proxy, err = proxy.New(cfg, proxy.Deps{Store: d.store, Log: log.With("component", "proxy"), Outcomes: d.health})
 	if err != nil {
 		return nil, err
 	}
-	d.admin, err = admin.New(cfg.Admin, admin.Deps{
-		Store:    d.store,
-		Live:     liveStats{d.proxy},
-		Gatherer: d.reg,
-		Reload:   d.reload,
-		Log:      log.With("component", "admin"),
-	})
-	if err != nil {
+	adeps := admin.Deps{
+		Store:      d.store,
+		Live:       liveStats{d.proxy},
+		Gatherer:   d.reg,
+		Reload:     d.reload,
+		PurgeCache: d.proxy.PurgeCache,
+		Log:        log.With("component", "admin"),
+	}
+	if cfg.BGP != nil {
+		if d.bgp, err = bgp.New(cfg.BGP, bgp.Deps{Store: d.store, Log: log.With("component", "bgp")}); err != nil {
+			return nil, err
+		}
+		adeps.BGP = d.bgp
+		d.reg.MustRegister(d.bgp.Collector())
+	}
+	if d.admin, err = admin.New(cfg.Admin, adeps); err != nil {
 		return nil, err
 	}
 	if cfg.XDP != nil {
@@ -66,33 +87,83 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "anyfront"}),
 		d.proxy.Collector(),
+		d.health.Collector(),
 		d.admin.Collector(),
 	)
 	return d, nil
 }
 
-// run serves until ctx ends; SIGHUP reloads the config.
-func (d *daemon) run(ctx context.Context) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return d.proxy.Run(ctx) })
-	g.Go(func() error { return d.admin.Run(ctx) })
+// run serves until sig ends (SIGTERM or SIGINT) or a component fails. On a
+// signal, BGP drains first (graceful-shutdown community, grace, withdraw)
+// while queries are still answered; then the proxy stops taking queries and
+// answers those in flight; BGP stops last.
+func (d *daemon) run(sig context.Context) error {
+	svc, stopSvc := context.WithCancel(context.Background())
+	defer stopSvc()
+	g, gctx := errgroup.WithContext(svc)
+	g.Go(func() error { return d.proxy.Run(gctx) })
+	g.Go(func() error { return d.health.Run(gctx) })
+	g.Go(func() error { return d.admin.Run(gctx) })
 	if d.xdp != nil {
-		g.Go(func() error { return d.xdp.Run(ctx) })
+		g.Go(func() error { return d.xdp.Run(gctx) })
 	}
-	g.Go(func() error {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-hup:
-				_ = d.reload()
+	g.Go(func() error { d.reloadOnHUP(gctx); return nil })
+
+	// BGP runs on a context of its own: cancelling it withdraws at once,
+	// which must wait until the graceful drain is done.
+	bgpCtx, stopBGP := context.WithCancel(context.Background())
+	defer stopBGP()
+	bgpDone := make(chan error, 1)
+	if d.bgp != nil {
+		go func() { bgpDone <- d.bgp.Run(bgpCtx) }()
+	}
+
+	var bgpErr error
+	select {
+	case <-sig.Done():
+		d.log.Info("stopping", "reason", "signal")
+		_, _ = d.store.SetShuttingDown()
+		if d.bgp != nil {
+			grace := d.currentConfig().BGP.Drain.Grace + shutdownSlack
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
+			if err := d.bgp.Shutdown(ctx); err != nil {
+				d.log.Error("bgp drain", "err", err)
 			}
+			cancel()
 		}
-	})
-	return g.Wait()
+	case <-gctx.Done():
+	case bgpErr = <-bgpDone:
+		bgpDone <- bgpErr // for the wait below
+	}
+	stopSvc()
+	err := g.Wait()
+	stopBGP()
+	if d.bgp != nil {
+		if e := <-bgpDone; e != nil && !errors.Is(e, context.Canceled) {
+			err = errors.Join(err, e)
+		}
+	}
+	return err
+}
+
+func (d *daemon) reloadOnHUP(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_ = d.reload()
+		}
+	}
+}
+
+func (d *daemon) currentConfig() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
 }
 
 // reload reads the config file again and applies it. An invalid file is
@@ -107,19 +178,26 @@ func (d *daemon) reload() error {
 		return err
 	}
 	// The proxy takes the config first, so the rebuild that the state
-	// change triggers already sees the new ACL and timeouts.
+	// change triggers already sees the new ACL, rules and timeouts.
 	d.proxy.Reload(cfg)
 	if err := d.store.ApplyConfig(cfg); err != nil {
 		d.log.Error("reload: state", "err", err)
 		return err
 	}
-	switch {
-	case d.xdp != nil && cfg.XDP != nil:
+	d.health.Reload(cfg)
+	if (d.bgp != nil) != (cfg.BGP != nil) {
+		d.log.Warn("adding or removing the bgp section needs a restart")
+	} else if d.bgp != nil {
+		if err := d.bgp.Reload(cfg.BGP); err != nil {
+			d.log.Error("reload: bgp", "err", err)
+		}
+	}
+	if (d.xdp != nil) != (cfg.XDP != nil) {
+		d.log.Warn("adding or removing the xdp section needs a restart")
+	} else if d.xdp != nil {
 		if err := d.xdp.Reload(cfg.XDP); err != nil {
 			d.log.Error("reload: xdp: the old XDP settings stay", "err", err)
 		}
-	case (d.xdp != nil) != (cfg.XDP != nil):
-		d.log.Warn("adding or removing the xdp section needs a restart")
 	}
 	if err := d.admin.Reload(cfg.Admin); err != nil {
 		d.log.Error("reload: admin token: the old token stays", "err", err)

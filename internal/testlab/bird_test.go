@@ -1,0 +1,142 @@
+package testlab
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseBirdRoutes(t *testing.T) {
+	out, err := os.ReadFile("testdata/bird-show-route-all.txt") // birdc output of BIRD 2.0.12
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := ParseBirdRoutes(string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"192.0.2.53/32 via [198.51.100.2] from anyfront as-path [65001 65001] med 7 local-pref 100 communities [65535:0 65001:53 65001:1:2]",
+		"192.0.2.53/32 via [198.51.100.3] from node2 as-path [65002] med - local-pref 100 communities []",
+		"2001:db8:53::53/128 via [2001:db8:100::2] from anyfront as-path [65001] med - local-pref 100 communities []",
+	}
+	if len(rs) != len(want) {
+		t.Fatalf("got %d routes: %v", len(rs), rs)
+	}
+	for i, r := range rs {
+		if r.String() != want[i] {
+			t.Errorf("route %d:\n got %s\nwant %s", i, r, want[i])
+		}
+	}
+	if !rs[0].Primary || rs[1].Primary || rs[0].Table != "master4" || rs[2].Table != "master6" {
+		t.Errorf("primary/table: %+v", rs)
+	}
+	if rs[0].Since != "2026-11-23 06:02:14.605" || rs[2].From != netip.MustParseAddr("198.51.100.2") {
+		t.Errorf("since/from: %q %v", rs[0].Since, rs[2].From)
+	}
+	if !rs[0].HasCommunity("65535:0") || rs[1].HasCommunity("65535:0") {
+		t.Error("HasCommunity")
+	}
+	if _, err := ParseBirdRoutes("Table master4:\nnonsense\n"); err == nil {
+		t.Error("garbage parsed without error")
+	}
+}
+
+func TestBirdConfigRefusesIncompleteOptions(t *testing.T) {
+	ok := BirdOptions{RouterID: netip.MustParseAddr("198.51.100.1"), ASN: 65000,
+		Neighbors: []BirdNeighbor{{Name: "n1", Address: netip.MustParseAddr("198.51.100.2"), ASN: 65001}}}
+	conf, err := BirdConfig(ok)
+	if err != nil || !strings.Contains(conf, "neighbor 198.51.100.2 as 65001;") {
+		t.Fatalf("valid options: %v\n%s", err, conf)
+	}
+	lab := ok
+	lab.KernelECMP, lab.HonourGracefulShutdown = true, true
+	conf, _ = BirdConfig(lab)
+	for _, s := range []string{"merge paths on;", "(65535, 0) ~ bgp_community", "import filter graceful_shutdown;"} {
+		if !strings.Contains(conf, s) {
+			t.Errorf("lab config lacks %q:\n%s", s, conf)
+		}
+	}
+	for name, o := range map[string]BirdOptions{
+		"no router id":   {ASN: 1, Neighbors: ok.Neighbors},
+		"no neighbours":  {RouterID: ok.RouterID, ASN: 1},
+		"bad name":       {RouterID: ok.RouterID, ASN: 1, Neighbors: []BirdNeighbor{{Name: "a-b", Address: ok.RouterID, ASN: 1}}},
+		"neighbour asn":  {RouterID: ok.RouterID, ASN: 1, Neighbors: []BirdNeighbor{{Name: "a", Address: ok.RouterID}}},
+		"IPv6 router id": {RouterID: netip.MustParseAddr("2001:db8::1"), ASN: 1, Neighbors: ok.Neighbors},
+	} {
+		if _, err := BirdConfig(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestLabPrefixFitsInterfaceNames(t *testing.T) {
+	p := LabPrefix(t)
+	if len(p) != 8 || !strings.HasPrefix(p, "af") || len(p+"rtr0a") > maxIfName {
+		t.Errorf("prefix %q", p)
+	}
+	if LabPrefix(t) != p {
+		t.Error("prefix not stable")
+	}
+}
+
+// TestNamespaceVethAndBird starts BIRD in a namespace behind a veth and
+// checks that everything is gone after the subtest, as after a failure.
+func TestNamespaceVethAndBird(t *testing.T) {
+	RequireRoot(t)
+	for _, b := range []string{"ip", "bird", "birdc"} {
+		RequireBinary(t, b)
+	}
+	var nsName, link string
+	var bird *proc
+	t.Run("lab", func(t *testing.T) {
+		ns := NewNetns(t, "r")
+		v := NewVeth(t, "v", nil, []netip.Prefix{netip.MustParsePrefix("203.0.113.2/30")},
+			ns, []netip.Prefix{netip.MustParsePrefix("203.0.113.1/30"), netip.MustParsePrefix("2001:db8:113::1/64")})
+		nsName, link = ns.Name, v.A
+		// The lab router's options, so real BIRD checks the syntax.
+		b := StartBird(t, ns, BirdOptions{RouterID: netip.MustParseAddr("203.0.113.1"), ASN: 65000,
+			KernelECMP: true, HonourGracefulShutdown: true,
+			Neighbors: []BirdNeighbor{{Name: "peer", Address: netip.MustParseAddr("203.0.113.2"), ASN: 65001}}})
+		bird = b.proc
+		if st, err := b.ProtocolState("peer"); err != nil || !strings.HasPrefix(st, "start") {
+			t.Errorf("protocol state %q, %v (want start: nobody connects)", st, err)
+		}
+		if rs, err := b.Routes(); err != nil || len(rs) != 0 {
+			t.Errorf("routes %v, %v", rs, err)
+		}
+		// The namespace's end has both addresses and the link is up.
+		out, err := ip(ns, "-o", "addr", "show", "dev", v.B)
+		if err != nil || !strings.Contains(string(out), "203.0.113.1/30") || !strings.Contains(string(out), "2001:db8:113::1/64") {
+			t.Errorf("addresses in the namespace: %s %v", out, err)
+		}
+		if v2, err := CreateVeth(LabPrefix(t)+"x", nil, []netip.Prefix{netip.MustParsePrefix("203.0.113.3/30")}, nil, nil); err == nil {
+			v2.Close()
+			t.Error("a second veth on a subnet already in the root namespace was allowed")
+		}
+	})
+	if _, err := os.Stat("/run/netns/" + nsName); err == nil {
+		t.Errorf("namespace %s left behind", nsName)
+	}
+	if _, err := ip(nil, "link", "show", link); err == nil {
+		t.Errorf("link %s left behind", link)
+	}
+	if !bird.exited() {
+		t.Errorf("bird (pid %d) still running", bird.pid())
+	}
+}
+
+func TestParseImportStats(t *testing.T) {
+	out, err := os.ReadFile("testdata/bird-show-protocols-all.txt") // the channels part of birdc's output
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, w, err := parseImportStats(string(out)) // summed over the ipv4 and ipv6 channels
+	if err != nil || u != 10 || w != 6 {
+		t.Errorf("got %d updates, %d withdraws, %v; want 10, 6", u, w, err)
+	}
+	if _, _, err := parseImportStats("no stats here"); err == nil {
+		t.Error("no error without statistics")
+	}
+}

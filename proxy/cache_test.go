@@ -1,0 +1,253 @@
+package proxy
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/anyfront/anyfront/config"
+)
+
+func cacheCfg(size int) config.Cache {
+	return config.Cache{Size: size, MaxTTL: 24 * time.Hour, MaxNegativeTTL: time.Hour, ServeStale: time.Minute, Prefetch: true}
+}
+
+// keyed parses a query and fills its cache key.
+func keyed(t testing.TB, q *dns.Msg) ([]byte, *msgView) {
+	t.Helper()
+	raw := pack(t, q)
+	v := new(msgView)
+	if err := v.parseQuery(raw); err != nil {
+		t.Fatal(err)
+	}
+	v.key.set(v)
+	return raw, v
+}
+
+func answerA(t testing.TB, q *dns.Msg, ttls ...uint32) []byte {
+	r := new(dns.Msg)
+	r.SetReply(q)
+	for i, ttl := range ttls {
+		rr, err := dns.NewRR(q.Question[0].Name + " 0 IN A 192.0.2." + string(rune('1'+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rr.Header().Ttl = ttl
+		r.Answer = append(r.Answer, rr)
+	}
+	return pack(t, r)
+}
+
+func TestCacheKey(t *testing.T) {
+	base := query("Example.COM.", dns.TypeA)
+	_, bv := keyed(t, base)
+	for _, tt := range []struct {
+		name string
+		q    func() *dns.Msg
+		same bool
+	}{
+		{"another case of the same name shares the entry", func() *dns.Msg { return query("example.com.", dns.TypeA) }, true},
+		{"another type does not", func() *dns.Msg { return query("example.com.", dns.TypeAAAA) }, false},
+		{"EDNS presence does not", func() *dns.Msg { q := query("example.com.", dns.TypeA); q.SetEdns0(1232, false); return q }, false},
+		{"the DO bit does not", func() *dns.Msg { q := query("example.com.", dns.TypeA); q.SetEdns0(1232, true); return q }, false},
+		{"the CD bit does not", func() *dns.Msg { q := query("example.com.", dns.TypeA); q.CheckingDisabled = true; return q }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, v := keyed(t, tt.q())
+			if got := string(v.key.bytes()) == string(bv.key.bytes()); got != tt.same {
+				t.Errorf("same key = %v", got)
+			}
+		})
+	}
+	e1 := query("example.com.", dns.TypeA)
+	e1.SetEdns0(1232, false)
+	e2 := query("example.com.", dns.TypeA)
+	e2.SetEdns0(1232, false)
+	e2.IsEdns0().SetVersion(1)
+	_, v1 := keyed(t, e1)
+	_, v2 := keyed(t, e2)
+	if string(v1.key.bytes()) == string(v2.key.bytes()) {
+		t.Error("EDNS versions 0 and 1 share a key")
+	}
+}
+
+func TestCacheStoreAndAnswer(t *testing.T) {
+	c := newPacketCache(cacheCfg(1000))
+	q := query("www.example.", dns.TypeA)
+	raw, v := keyed(t, q)
+	sec := int64(time.Second)
+	c.store(&v.key, answerA(t, q, 300, 100), 0)
+
+	t.Run("a hit lowers every TTL by the entry's age and echoes ID and question", func(t *testing.T) {
+		q2 := query("WWW.Example.", dns.TypeA)
+		q2.Id = 0xBEEF
+		raw2, v2 := keyed(t, q2)
+		out, res, _ := c.answer(nil, &v2.key, raw2, v2, 40*sec, false)
+		if res != cacheHit {
+			t.Fatalf("res = %v", res)
+		}
+		var m dns.Msg
+		if err := m.Unpack(out); err != nil {
+			t.Fatal(err)
+		}
+		if m.Id != 0xBEEF || m.Question[0].Name != "WWW.Example." {
+			t.Errorf("header/question: %v", &m)
+		}
+		if m.Answer[0].Header().Ttl != 260 || m.Answer[1].Header().Ttl != 60 {
+			t.Errorf("TTLs %d %d, want 260 60", m.Answer[0].Header().Ttl, m.Answer[1].Header().Ttl)
+		}
+	})
+	t.Run("the entry lives for the smallest TTL", func(t *testing.T) {
+		if _, res, _ := c.answer(nil, &v.key, raw, v, 101*sec, false); res != cacheMiss {
+			t.Errorf("res = %v after the smallest TTL", res)
+		}
+	})
+	t.Run("an expired entry answers stale with TTL 30 within serve_stale", func(t *testing.T) {
+		out, res, _ := c.answer(nil, &v.key, raw, v, 150*sec, true)
+		if res != cacheStale {
+			t.Fatalf("res = %v", res)
+		}
+		var m dns.Msg
+		if err := m.Unpack(out); err != nil {
+			t.Fatal(err)
+		}
+		if m.Answer[0].Header().Ttl != staleTTL {
+			t.Errorf("stale TTL %d", m.Answer[0].Header().Ttl)
+		}
+		if _, res, _ := c.answer(nil, &v.key, raw, v, 100*sec+int64(time.Minute)+sec, true); res != cacheMiss {
+			t.Errorf("answered stale past serve_stale")
+		}
+	})
+	t.Run("a hit near expiry asks for one prefetch", func(t *testing.T) {
+		_, _, pf := c.answer(nil, &v.key, raw, v, 95*sec, false)
+		_, _, again := c.answer(nil, &v.key, raw, v, 96*sec, false)
+		if !pf || again {
+			t.Errorf("prefetch %v then %v, want true then false", pf, again)
+		}
+		c.store(&v.key, answerA(t, q, 300, 100), 96*sec) // the refresh lands
+		if _, res, pf := c.answer(nil, &v.key, raw, v, 97*sec, false); res != cacheHit || pf {
+			t.Errorf("after refresh: %v %v", res, pf)
+		}
+	})
+}
+
+func TestCacheWhatIsStored(t *testing.T) {
+	q := query("x.example.", dns.TypeA)
+	soa := func(ttl, minimum uint32) dns.RR {
+		return &dns.SOA{Hdr: dns.RR_Header{Name: "example.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+			Ns: "ns.example.", Mbox: "h.example.", Serial: 1, Refresh: 1, Retry: 1, Expire: 1, Minttl: minimum}
+	}
+	reply := func(rcode int, edit func(*dns.Msg)) []byte {
+		r := new(dns.Msg)
+		r.SetRcode(q, rcode)
+		if edit != nil {
+			edit(r)
+		}
+		return pack(t, r)
+	}
+	for _, tt := range []struct {
+		name string
+		resp []byte
+		life time.Duration // 0: not cached
+	}{
+		{"NXDOMAIN lives for the SOA minimum", reply(dns.RcodeNameError, func(r *dns.Msg) { r.Ns = []dns.RR{soa(3600, 60)} }), 60 * time.Second},
+		{"NODATA lives for the SOA TTL when smaller", reply(dns.RcodeSuccess, func(r *dns.Msg) { r.Ns = []dns.RR{soa(20, 60)} }), 20 * time.Second},
+		{"negative answers are capped by max_negative_ttl", reply(dns.RcodeNameError, func(r *dns.Msg) { r.Ns = []dns.RR{soa(86400, 86400)} }), time.Hour},
+		{"NXDOMAIN without SOA is not cached", reply(dns.RcodeNameError, nil), 0},
+		{"SERVFAIL is not cached by default", reply(dns.RcodeServerFailure, nil), 0},
+		{"REFUSED is not cached", reply(dns.RcodeRefused, nil), 0},
+		{"a truncated answer is not cached", reply(dns.RcodeSuccess, func(r *dns.Msg) { r.Truncated = true }), 0},
+		{"positive TTLs are capped by max_ttl", answerA(t, q, 1<<30), 24 * time.Hour},
+		{"a zero TTL is not cached", answerA(t, q, 0), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newPacketCache(cacheCfg(100))
+			raw, v := keyed(t, q)
+			c.store(&v.key, tt.resp, 0)
+			_, res, _ := c.answer(nil, &v.key, raw, v, int64(tt.life)-1, false)
+			if tt.life == 0 {
+				if res != cacheMiss {
+					t.Errorf("cached")
+				}
+				return
+			}
+			if res != cacheHit {
+				t.Fatalf("not cached for %v", tt.life)
+			}
+			if _, res, _ := c.answer(nil, &v.key, raw, v, int64(tt.life), false); res != cacheMiss {
+				t.Errorf("still fresh at %v", tt.life)
+			}
+		})
+	}
+}
+
+func TestCacheEvictionKeepsHotEntries(t *testing.T) {
+	c := newPacketCache(cacheCfg(4 * cacheShards))
+	hotQ := query("hot.example.", dns.TypeA)
+	hotRaw, hot := keyed(t, hotQ)
+	c.store(&hot.key, answerA(t, hotQ, 300), 0)
+	for i := 0; i < 5000; i++ {
+		q := query(fmt.Sprintf("cold%d.example.", i), dns.TypeA)
+		_, v := keyed(t, q)
+		c.store(&v.key, answerA(t, q, 300), 0)
+		// The hot name is asked for between every cold store.
+		if _, res, _ := c.answer(nil, &hot.key, hotRaw, hot, 1, false); res != cacheHit {
+			t.Fatalf("the hot entry was evicted after %d cold stores", i+1)
+		}
+	}
+	if n := c.size(); n > 4*cacheShards {
+		t.Errorf("size %d over the bound %d", n, 4*cacheShards)
+	}
+	if c.evictions.Load() < 5000-4*cacheShards {
+		t.Errorf("only %d evictions", c.evictions.Load())
+	}
+}
+
+func TestCachePurge(t *testing.T) {
+	c := newPacketCache(cacheCfg(1000))
+	for _, n := range []string{"a.corp.example.", "b.corp.example.", "xcorp.example.", "www.test."} {
+		q := query(n, dns.TypeA)
+		_, v := keyed(t, q)
+		c.store(&v.key, answerA(t, q, 300), 0)
+	}
+	if got := c.purge(wireName("corp.example.")); got != 2 {
+		t.Errorf("purged %d under corp.example., want 2", got)
+	}
+	if c.size() != 2 {
+		t.Errorf("size %d after purge", c.size())
+	}
+	if got := c.purge(wireName(".")); got != 2 || c.size() != 0 {
+		t.Errorf("purge all removed %d, left %d", got, c.size())
+	}
+}
+
+func BenchmarkCacheHit(b *testing.B) {
+	c := newPacketCache(cacheCfg(1000))
+	q := query("www.example.", dns.TypeA)
+	raw, v := keyed(b, q)
+	c.store(&v.key, answerA(b, q, 300, 300), 0)
+	out := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		v.parseQuery(raw)
+		v.key.set(v)
+		out, _, _ = c.answer(out[:0], &v.key, raw, v, 1, false)
+	}
+}
+
+func TestCacheHitAllocatesNothing(t *testing.T) {
+	c := newPacketCache(cacheCfg(1000))
+	q := query("www.example.", dns.TypeA)
+	raw, v := keyed(t, q)
+	c.store(&v.key, answerA(t, q, 300, 300), 0)
+	out := make([]byte, 0, 512)
+	if n := testing.AllocsPerRun(1000, func() {
+		v.parseQuery(raw)
+		v.key.set(v)
+		out, _, _ = c.answer(out[:0], &v.key, raw, v, 1, false)
+	}); n != 0 {
+		t.Errorf("%v allocations per hit", n)
+	}
+}
