@@ -6,10 +6,10 @@ import "net/netip"
 type verdict uint8
 
 const (
-	vForward verdict = iota // send to the returned pool
-	vReply                  // answer with the returned bytes
-	vDrop                   // send nothing
-	vPrefetch               // answer with the returned bytes and forward as a refresh
+	vForward  verdict = iota // send to the returned pool
+	vReply                   // answer with the returned bytes
+	vDrop                    // send nothing
+	vPrefetch                // answer with the returned bytes and forward as a refresh
 )
 
 // front runs the checks every front end shares, so no transport can skip

@@ -31,7 +31,7 @@ type Proxy struct {
 
 	snap      atomic.Pointer[snapshot]
 	buildMu   sync.Mutex
-	ups       map[string]*upstream // guarded by buildMu
+	ups       map[string]*upstream    // guarded by buildMu
 	caches    map[string]*packetCache // by pool, guarded by buildMu
 	rebuildCh chan struct{}
 	// ruleHits counts matches per rule of hitsFor (guarded by buildMu).
