@@ -106,7 +106,7 @@ func startNode(t *testing.T, body string) *node {
 	n.cmd = exec.Command(filepath.Join(binDir, "anyfront"), "-config", n.cfgPath)
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := n.cmd.Start(); err != nil {
+	if err := testlab.StartCmd(n.cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() { n.exited <- n.cmd.Wait() }()

@@ -13,10 +13,10 @@ var verdictNames = [verdictCount]string{"pass", "blocked", "ratelimited", "malfo
 // Counters counts UDP packets to a VIP by the program's verdict, since
 // the Dataplane was created. Traffic not for a VIP is not counted.
 type Counters struct {
-	Pass        uint64 // a well-formed query, passed to the proxy
+	Pass        uint64 // a query passed to the proxy (NOTIMP/FORMERR material among them)
 	Blocked     uint64 // source in the blocklist or a dynamic block: dropped
 	RateLimited uint64 // source prefix over its budget: dropped
-	Malformed   uint64 // not a well-formed DNS query (responses among them): dropped
+	Malformed   uint64 // a response, a TC=1 query, or too short for its header/question: dropped
 	Answered    uint64 // over budget, answered with TC=1 (ratelimit.tc_slip)
 }
 
@@ -47,7 +47,7 @@ func (d *Dataplane) counts() ([verdictCount]uint64, error) {
 var (
 	packetsDesc = prometheus.NewDesc("anyfront_xdp_packets_total",
 		"UDP packets to a VIP by the XDP program's verdict: pass (to the proxy), blocked (source blocklisted), "+
-			"ratelimited (source prefix over budget, dropped), malformed (not a DNS query, dropped), "+
+			"ratelimited (source prefix over budget, dropped), malformed (a response, a TC=1 query or one too short for its question, dropped), "+
 			"answered (over budget, answered with TC=1).",
 		[]string{"verdict"}, nil)
 	attachedDesc = prometheus.NewDesc("anyfront_xdp_attached",

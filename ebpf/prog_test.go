@@ -133,12 +133,39 @@ func TestProgramVerdicts(t *testing.T) {
 
 		{"response to the VIP", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Response = true }) }), xdpDrop, malformed},
 		{"IPv6 response to the VIP", with(q6(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Response = true }) }), xdpDrop, malformed},
-		{"opcode NOTIFY", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }) }), xdpDrop, malformed},
-		{"opcode UPDATE", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeUpdate }) }), xdpDrop, malformed},
-		{"no question", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Question = nil; m.Extra = nil }) }), xdpDrop, malformed},
-		{"two questions", with(q4(), func(f *frame) {
+		// The proxy answers these itself (RFC 8906: never silence), so XDP
+		// passes them; only what the proxy would drop too is malformed.
+		{"opcode NOTIFY passes (NOTIMP)", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }) }), xdpPass, pass},
+		{"opcode UPDATE passes (NOTIMP)", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeUpdate }) }), xdpPass, pass},
+		{"IPv6 opcode NOTIFY passes (NOTIMP)", with(q6(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }) }), xdpPass, pass},
+		{"opcode 15 passes (NOTIMP)", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Opcode = 15 }) }), xdpPass, pass},
+		{"no question passes (FORMERR)", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Question = nil; m.Extra = nil }) }), xdpPass, pass},
+		{"no question with OPT passes (FORMERR)", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Question = nil }) }), xdpPass, pass},
+		{"two questions pass (FORMERR)", with(q4(), func(f *frame) {
 			f.payload = msg(func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) })
+		}), xdpPass, pass},
+		{"QDCOUNT 2 with no question bytes passes (FORMERR)", with(q4(), func(f *frame) {
+			f.payload = []byte{0x42, 0x42, 0x01, 0, 0, 2, 0, 0, 0, 0, 0, 0}
+		}), xdpPass, pass},
+		{"blocklisted NOTIFY", with(q4(), func(f *frame) {
+			f.src = blocked4
+			f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify })
+		}), xdpDrop, blocked},
+		{"NOTIFY response to the VIP", with(q4(), func(f *frame) {
+			f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify; m.Response = true })
 		}), xdpDrop, malformed},
+		{"response without a question", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Question = nil; m.Response = true }) }), xdpDrop, malformed},
+		{"query with TC=1", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Truncated = true }) }), xdpDrop, malformed},
+		{"IPv6 query with TC=1", with(q6(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Truncated = true }) }), xdpDrop, malformed},
+		{"NOTIFY with TC=1", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify; m.Truncated = true }) }), xdpDrop, malformed},
+		{"NOTIFY with its question cut", with(q4(), func(f *frame) {
+			f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify; m.Extra = nil })
+			f.payload = f.payload[:len(f.payload)-2]
+		}), xdpDrop, malformed},
+		{"NOTIFY with a compression pointer", with(q4(), func(f *frame) {
+			f.payload = append([]byte{0x42, 0x42, 0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0}, 0xc0, 0x0c, 0, 6, 0, 1)
+		}), xdpDrop, malformed},
+		{"11 bytes", with(q4(), func(f *frame) { f.payload = []byte{0x42, 0x42, 0x01, 0, 0, 0, 0, 0, 0, 0, 0} }), xdpDrop, malformed},
 		{"header only", with(q4(), func(f *frame) { f.payload = f.payload[:12] }), xdpDrop, malformed},
 		{"question cut after the name", with(q4(), func(f *frame) { f.payload = f.payload[:12+13+2] }), xdpDrop, malformed},
 		{"empty datagram", with(q4(), func(f *frame) { f.payload = nil }), xdpDrop, malformed},

@@ -134,6 +134,24 @@ func TestTCAnswers(t *testing.T) {
 			checkTCAnswer(t, c.f, out)
 		})
 	}
+	// NOTIMP and FORMERR material is charged like any query, but a TC=1
+	// answer (opcode QUERY, one question) would misstate what it asked.
+	for _, c := range []struct {
+		name string
+		f    frame
+	}{
+		{"never to NOTIFY", frame{src: netip.MustParseAddrPort("198.51.104.1:5353"), dst: vip4,
+			payload: query("example.com", func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify })}},
+		{"never to QDCOUNT 0", frame{src: netip.MustParseAddrPort("[2001:db8:104::1]:5353"), dst: vip6,
+			payload: query("example.com", func(m *dns.Msg) { m.Question = nil })}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			expect(t, o, "first", c.f, xdpPass, vPass)
+			for range 4 {
+				expect(t, o, "over the limit", c.f, xdpDrop, vRateLimited)
+			}
+		})
+	}
 	t.Run("never with IPv4 options", func(t *testing.T) {
 		f := frame{src: netip.MustParseAddrPort("198.51.103.1:5353"), dst: vip4, ipOpts: []byte{1, 1, 1, 0}, payload: query("example.com", nil)}
 		expect(t, o, "first query", f, xdpPass, vPass)

@@ -3,7 +3,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 //
 // anyfront's XDP program: for UDP traffic to a configured VIP it drops
-// blocklisted sources, malformed DNS queries and sources over their rate
+// blocklisted sources, malformed DNS messages (responses, TC=1 queries,
+// datagrams too short for what they claim) and sources over their rate
 // limit (optionally answering every Nth of those with TC=1 so that real
 // clients retry over TCP), counts every verdict, and passes the rest to the
 // kernel and the proxy's sockets. Everything that is not UDP to a VIP
@@ -55,18 +56,13 @@ static __always_inline int blocked(struct pkt *p)
 }
 
 // question_end returns the offset just past the question (from the start
-// of the DNS header), or 0 when the header is not a plain query or the
-// question does not fit in the datagram.
+// of the DNS header), or 0 when the question does not fit in the datagram
+// (or uses a compression pointer, or a name over 255 bytes). The caller has
+// checked that the header fits.
 static __always_inline __u32 question_end(void *dns, void *end, __u32 dns_len)
 {
-	__u8 *h = dns;
 	__u32 off = DNS_HDR_LEN;
 
-	if ((void *)(h + DNS_HDR_LEN) > end || dns_len < DNS_HDR_LEN + 5)
-		return 0;
-	// QR=0 and opcode QUERY (0): the top five bits of the third byte.
-	if ((h[2] & 0xf8) != 0 || h[4] != 0 || h[5] != 1)
-		return 0;
 	for (int i = 0; i < MAX_LABELS; i++) {
 		if (off > DNS_HDR_LEN + MAX_NAME_LEN - 1 || off >= dns_len)
 			return 0;
@@ -82,6 +78,37 @@ static __always_inline __u32 question_end(void *dns, void *end, __u32 dns_len)
 		off += 1 + *l;
 	}
 	return 0;
+}
+
+// What dns_kind makes of a DNS message to a VIP.
+enum dns_kind {
+	DNS_MALFORMED, // dropped: not something any DNS server answers
+	DNS_QUERY,     // a plain query: opcode QUERY, one question
+	DNS_OTHER,     // a query the proxy answers itself (FORMERR or NOTIMP)
+};
+
+// dns_kind mirrors the proxy's checks (proxy/wire.go parseQuery), so that
+// XDP drops only what the proxy would drop too. A response (QR=1), a
+// query with TC=1 or a datagram shorter than a header is malformed. With
+// QDCOUNT other than 1 the proxy answers FORMERR whatever follows the
+// header, and with an opcode other than QUERY it answers NOTIMP once the
+// question parses: RFC 8906 asks for those answers rather than silence,
+// so such messages pass (DNS_OTHER). With QDCOUNT 1 the question must fit;
+// *qend is then set to the offset just past it.
+static __always_inline int dns_kind(void *dns, void *end, __u32 dns_len, __u32 *qend)
+{
+	__u8 *h = dns;
+
+	if ((void *)(h + DNS_HDR_LEN) > end || dns_len < DNS_HDR_LEN)
+		return DNS_MALFORMED;
+	if (h[2] & 0x82) // QR (0x80) or TC (0x02)
+		return DNS_MALFORMED;
+	if (h[4] != 0 || h[5] != 1)
+		return DNS_OTHER;
+	*qend = question_end(dns, end, dns_len);
+	if (!*qend)
+		return DNS_MALFORMED;
+	return (h[2] & 0x78) ? DNS_OTHER : DNS_QUERY; // opcode: bits 3-6
 }
 
 // over_limit charges one query to the source's bucket and says whether it
@@ -124,19 +151,24 @@ static __always_inline int dns_verdict(struct xdp_md *ctx, struct pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	__u32 zero = 0, qend;
+	__u32 zero = 0, qend = 0;
 	struct settings *s;
 	__u64 over = 0;
+	int kind;
 
 	if (blocked(p))
 		return count(VERDICT_BLOCKED, XDP_DROP);
-	qend = question_end(data + (p->l4_off & 0xff) + sizeof(struct udphdr), end, p->dns_len);
-	if (!qend)
+	kind = dns_kind(data + (p->l4_off & 0xff) + sizeof(struct udphdr), end, p->dns_len, &qend);
+	if (kind == DNS_MALFORMED)
 		return count(VERDICT_MALFORMED, XDP_DROP);
+	// Queries the proxy answers FORMERR or NOTIMP cost it work too: they
+	// are charged like any other, but never answered with TC=1 here: that
+	// answer echoes one question under opcode QUERY, which would misstate
+	// what they asked.
 	s = bpf_map_lookup_elem(&config, &zero);
 	if (!s || !s->interval_ns || !over_limit(p, s, &over))
 		return count(VERDICT_PASS, XDP_PASS);
-	if (s->tc_slip && over % s->tc_slip == 0 && tc_answer(ctx, p, qend))
+	if (kind == DNS_QUERY && s->tc_slip && over % s->tc_slip == 0 && tc_answer(ctx, p, qend))
 		return count(VERDICT_ANSWERED, XDP_TX);
 	return count(VERDICT_RATELIMITED, XDP_DROP);
 }

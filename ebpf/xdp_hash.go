@@ -6,8 +6,8 @@ package ebpf
 // generation time, checked by TestCommittedObjectsAreFresh.
 var generatedFrom = map[string]string{
 	"tc.h":        "f36cee31425b66dbf200cd6735c438e07860facd36f87338cbad1d3e6935dbe5",
-	"xdp.c":       "f4eb3179c1bc32cd6ee2e78d1d27961857b44d40d58a1bfae298823917edcf16",
+	"xdp.c":       "b4d56e7c384af4158342f3ebf94ddb534620a01a8589ac55633a301da74782be",
 	"xdp.h":       "b29e5565a714e9d21d83c9a3a2c4b9d4a7af6fd2a8f25c7737e2b8778510d4c3",
-	"xdp_bpfeb.o": "22ed9a4433bbf329246306ef05a1d34d284b54f03cfb778fc250b10d2d3c9ebf",
-	"xdp_bpfel.o": "99679a3b511ca0c71f6c5ebcf5ef86539869ed7ce3a7b0d5de0716df4bb7e803",
+	"xdp_bpfeb.o": "3bdde2a7db15a397f6390144045704c7dbecd8490a89d3d1a204e323127c9a33",
+	"xdp_bpfel.o": "44605d15679a53f67770d2297ec5e70f94c8f480ba33ce74dd96488f4bb8d857",
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
+	"sync"
 	"syscall"
 )
 
@@ -33,11 +35,12 @@ func startProc(path string, args []string, out *os.File) (*proc, error) {
 		Setpgid: true,
 		// When the test binary dies without running its cleanups (go test
 		// -timeout panics, SIGKILL), the kernel kills the child too, so no
-		// resolver is left holding a port. Go only ends an OS thread when a
-		// goroutine exits while locked to it, which the lab never does.
+		// resolver is left holding a port. The kernel sends it when the
+		// *thread* that started the child ends, so children are started
+		// from one thread kept for the life of the process (StartCmd).
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if err := cmd.Start(); err != nil {
+	if err := StartCmd(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
 	p := &proc{cmd: cmd, done: make(chan struct{})}
@@ -46,6 +49,38 @@ func startProc(path string, args []string, out *os.File) (*proc, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// spawnReqs feeds the spawner: one goroutine locked to its OS thread for
+// the life of the process, in the namespace the process started in.
+var (
+	spawnOnce sync.Once
+	spawnReqs chan spawnReq
+)
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	errc chan error
+}
+
+// StartCmd starts cmd from a thread that lives as long as the process, so
+// a Pdeathsig in cmd.SysProcAttr fires only when the process itself dies,
+// never because the goroutine that asked happened to run on a thread that
+// a namespace helper later let end (Go ends a thread whose goroutine exits
+// locked to it).
+func StartCmd(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnReqs = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread stays
+			for r := range spawnReqs {
+				r.errc <- r.cmd.Start()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	spawnReqs <- spawnReq{cmd: cmd, errc: errc}
+	return <-errc
 }
 
 // pid returns the process ID.

@@ -54,6 +54,10 @@ type UnboundOptions struct {
 	ExtraLocalData []string
 	// Verbosity is unbound's verbosity (0: errors only).
 	Verbosity int
+	// Netns runs the resolver inside this network namespace, on that
+	// namespace's 127.0.0.1 (nil: the current namespace). Set Port: a free
+	// port is looked for in the current namespace.
+	Netns *Netns
 }
 
 // Unbound is one running (or killed, restartable) unbound process. Its
@@ -66,6 +70,7 @@ type Unbound struct {
 	dir             string // temp dir holding config, log, pidfile, socket
 	confPath        string
 	logPath         string
+	ns              *Netns // nil: the current namespace
 
 	mu     sync.Mutex
 	proc   *proc // nil before start or after Close
@@ -107,6 +112,7 @@ func NewUnbound(opts UnboundOptions) (*Unbound, error) {
 		dir:        dir,
 		confPath:   filepath.Join(dir, "unbound.conf"),
 		logPath:    filepath.Join(dir, "unbound.log"),
+		ns:         opts.Netns,
 	}
 	for attempt := 1; ; attempt++ {
 		port := opts.Port
@@ -170,14 +176,24 @@ func (u *Unbound) start() error {
 	if err != nil {
 		return fmt.Errorf("open unbound log: %w", err)
 	}
-	p, err := startProc(u.bin, []string{"-d", "-c", u.confPath}, logf)
+	path, args := u.bin, []string{"-d", "-c", u.confPath}
+	if u.ns != nil {
+		// ip netns exec execs unbound in place: the PID we hold is unbound's.
+		cmd, err := u.ns.Command(path, args...)
+		if err != nil {
+			logf.Close()
+			return err
+		}
+		path, args = cmd.Path, cmd.Args[1:]
+	}
+	p, err := startProc(path, args, logf)
 	// The child has its own copy of the descriptor; unbound also reopens the
 	// log itself (logfile:). Ours is no longer needed either way.
 	logf.Close()
 	if err != nil {
 		return err
 	}
-	if err := waitReady(p, u.Addr); err != nil {
+	if err := waitReady(p, u.Addr, u.ns); err != nil {
 		p.kill()
 		return fmt.Errorf("unbound on %s: %w\n--- last lines of %s ---\n%s", u.Addr, err, u.logPath, u.logTail())
 	}
@@ -185,9 +201,10 @@ func (u *Unbound) start() error {
 	return nil
 }
 
-// waitReady queries addr until it answers or the process exits or the
-// deadline passes: readiness is observed, never assumed after a sleep.
-func waitReady(p *proc, addr netip.AddrPort) error {
+// waitReady queries addr (inside ns unless nil) until it answers or the
+// process exits or the deadline passes: readiness is observed, never
+// assumed after a sleep.
+func waitReady(p *proc, addr netip.AddrPort, ns *Netns) error {
 	c := &dns.Client{Net: "udp", Timeout: probeTimeout}
 	q := new(dns.Msg).SetQuestion(HealthName, dns.TypeA)
 	deadline := time.Now().Add(readyTimeout)
@@ -196,7 +213,7 @@ func waitReady(p *proc, addr netip.AddrPort) error {
 		if p.exited() {
 			return fmt.Errorf("exited during start: %v", p.err)
 		}
-		r, _, err := c.Exchange(q, addr.String())
+		r, err := probeOnce(c, q, addr, ns)
 		if err == nil && r.Rcode == dns.RcodeSuccess {
 			return nil
 		}
@@ -210,6 +227,24 @@ func waitReady(p *proc, addr netip.AddrPort) error {
 		}
 	}
 	return fmt.Errorf("no answer within %v: %v", readyTimeout, lastErr)
+}
+
+// probeOnce sends q to addr from inside ns (nil: here) and returns the
+// answer.
+func probeOnce(c *dns.Client, q *dns.Msg, addr netip.AddrPort, ns *Netns) (*dns.Msg, error) {
+	if ns == nil {
+		r, _, err := c.Exchange(q, addr.String())
+		return r, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	conn, err := ns.DialContext(ctx, "udp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	r, _, err := c.ExchangeWithConn(q, &dns.Conn{Conn: conn})
+	return r, err
 }
 
 // logTail returns the last lines of unbound's log.

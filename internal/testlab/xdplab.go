@@ -173,3 +173,32 @@ func (l *XDPLab) LinkDetails(t testing.TB, ns, ifname string) string {
 	}
 	return string(out)
 }
+
+// Netns returns the lab's namespace ns (l.Client or l.Server) as a *Netns,
+// for the helpers that take one: UnboundOptions.Netns runs a resolver
+// there, Netns.Command runs a daemon there (`ip netns exec`), and
+// Netns.DialContext reaches what listens only there. The lab deletes the
+// namespace when the test ends; the caller must not Close it.
+func (l *XDPLab) Netns(ns string) *Netns { return &Netns{Name: ns} }
+
+// OnLastingThread runs fn on an OS thread that is kept until the test
+// ends, and returns fn's error. Start processes through it in tests that
+// also use Do, Go or Netns.Do: the lab starts processes with Pdeathsig,
+// which the kernel sends when the thread that started the process ends,
+// not the process; and Do, Go and Netns.Do end their threads (they lock
+// them and leave them in another namespace). A process started from an
+// ordinary goroutine is killed whenever one of those later happens to run
+// on the thread that started it. fn must not call t.Fatal (it runs on
+// another goroutine); the test's cleanups registered after this call run
+// before the thread is let go.
+func OnLastingThread(t testing.TB, fn func() error) error {
+	errc := make(chan error, 1)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	go func() {
+		runtime.LockOSThread()
+		errc <- fn()
+		<-release // then end locked: the thread goes with the goroutine
+	}()
+	return <-errc
+}
