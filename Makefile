@@ -33,6 +33,7 @@ test:
 	scripts/install-deps.sh test
 	$(GO) vet -tags $(TESTTAGS) ./...
 	$(GO) test -tags $(TESTTAGS) -count=1 -timeout $(TESTTIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz-short
 
 fmt:
 	$(GO) fmt ./...
@@ -59,3 +60,51 @@ bench:
 generate:
 	scripts/install-deps.sh generate
 	$(GO) generate ./ebpf/...
+
+# fuzz: every fuzz target for FUZZTIME each (seeds under */testdata/fuzz/;
+# a crash is written there as a new regression seed). fuzz-short runs each
+# for a few seconds, so the corpora stay honest in `make test`. FUZZTIME is
+# -fuzztime: a duration (60s) or a count of executions (100000x). Go 1.26's
+# fuzz coordinator can fail a duration-bounded run with a bare "context
+# deadline exceeded" and no crasher when the CPU is busy (go.dev/issue/75804,
+# fixed in Go 1.27), so fuzz-short, which CI runs, uses a count: 10000
+# executions take 0.5-4 s per target.
+FUZZTIME ?= 60s
+FUZZSHORT ?= 10000x
+FUZZTARGETS := ./proxy:FuzzParseQuery ./proxy:FuzzMatchResponse ./proxy:FuzzCache \
+	./proxy:FuzzRuleMatch ./proxy:FuzzTCPReader ./config:FuzzParse
+.PHONY: fuzz fuzz-short
+fuzz:
+	@set -e; for t in $(FUZZTARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "$(GO) test $$pkg -run '^$$' -fuzz '^'$$fn'$$' -fuzztime $(FUZZTIME)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
+	done
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZSHORT)
+
+# soak (not in CI): anyfront at half its measured max q/s for SOAKTIME while
+# its backends restart every 30 s; RSS and goroutines must stay flat.
+SOAKTIME ?= 10m
+.PHONY: soak
+soak:
+	scripts/install-deps.sh test
+	ANYFRONT_SOAK=$(SOAKTIME) $(GO) test ./e2e -run '^TestSoak$$' -count=1 -v -timeout 0
+
+# lab (root): the anycast lab in network namespaces: a BIRD 2 router with
+# ECMP, two anyfront nodes announcing 192.0.2.53/32 and 2001:db8:53::53/128,
+# each with two unbound backends, and a client (docs/lab.md). It prints what
+# to try and tears everything down on Ctrl-C.
+.PHONY: lab
+lab:
+	scripts/install-deps.sh test
+	@$(MAKE) --no-print-directory build
+	$(GO) run ./internal/testlab/cmd/lab -anyfront $(BIN)/anyfront -anyfrontctl $(BIN)/anyfrontctl
+
+# bench-xdp (root): packets/s dropped in XDP for a blocklisted source versus
+# the same traffic refused by the proxy's ACL, with anyfront's and softirq
+# CPU, in two network namespaces; writes bench/XDP.md. About a minute.
+.PHONY: bench-xdp
+bench-xdp:
+	@$(MAKE) --no-print-directory build
+	$(GO) run ./bench/xdp -anyfront $(BIN)/anyfront -out bench/XDP.md $(BENCHXDPFLAGS)

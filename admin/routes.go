@@ -37,8 +37,12 @@ func (s *Server) endpoints() []route {
 		h("POST /api/v1/node/drain", s.requireToken(s.setNodeDrained(true))),
 		h("POST /api/v1/node/undrain", s.requireToken(s.setNodeDrained(false))),
 		h("GET /api/v1/bgp", s.getBGP),
+		h("GET /api/v1/stats", s.statsHandler()),
 		h("POST /api/v1/reload", s.requireToken(s.reload)),
 		h("DELETE /api/v1/cache", s.requireToken(s.purgeCache)),
+		h("GET /api/v1/rules", s.getRules),
+		h("GET /api/v1/blocks", s.getBlocks),
+		h("DELETE /api/v1/blocks/{prefix...}", s.requireToken(s.unblock)),
 		{"GET /metrics", s.metricsHandler()},
 		h("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

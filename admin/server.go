@@ -89,6 +89,11 @@ type Deps struct {
 	PurgeCache func(suffix string) (int, error)
 	// BGP reports BGP status; nil means BGP is not configured.
 	BGP BGPStatus
+	// Rules serves GET /api/v1/rules; nil lists none.
+	Rules Rules
+	// Blocks serves GET /api/v1/blocks and DELETE /api/v1/blocks/{prefix};
+	// nil lists none.
+	Blocks Blocks
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 }

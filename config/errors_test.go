@@ -141,9 +141,9 @@ func TestParseReportsEveryProblemWithItsLine(t *testing.T) {
 		{"rule with two actions", withPool("rules:", "  - action: {refuse: true, drop: true}"),
 			[]string{`t.yaml:5: rules[0].action: has 2 actions (refuse, drop); a rule does exactly one thing`}},
 		{"rule with no action", withPool("rules:", "  - match: {qtype: [ANY]}", "    action: {refuse: false}"),
-			[]string{`t.yaml:6: rules[0].action: needs exactly one of pool, refuse, drop, spoof`}},
+			[]string{`t.yaml:6: rules[0].action: needs exactly one of pool, refuse, drop, nxdomain, rcode, spoof, spoof_cname, truncate, ratelimit, nocache, log`}},
 		{"rule without action key", withPool("rules:", "  - match: {qtype: [ANY]}"),
-			[]string{`t.yaml:5: rules[0]: needs an action (one of pool, refuse, drop, spoof)`}},
+			[]string{`t.yaml:5: rules[0]: needs an action (one of pool, refuse, drop, nxdomain, rcode, spoof, spoof_cname, truncate, ratelimit, nocache, log)`}},
 		{"spoof address that is not an IP", withPool("rules:", "  - action: {spoof: [192.0.2.999]}"),
 			[]string{`t.yaml:5: rules[0].action.spoof: expected an IP address, got "192.0.2.999"`}},
 

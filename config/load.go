@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -87,7 +88,7 @@ func (d *decoder) document(data []byte) (*yaml.Node, bool) {
 		return &yaml.Node{Kind: yaml.MappingNode, Line: 1}, true
 	}
 	if err != nil {
-		d.yamlError(err)
+		d.yamlError(err, data)
 		return nil, false
 	}
 	var extra yaml.Node
@@ -95,7 +96,7 @@ func (d *decoder) document(data []byte) (*yaml.Node, bool) {
 	case err == nil:
 		d.errorAt(extra.Line, "only one YAML document is allowed; remove the second \"---\"")
 	case !errors.Is(err, io.EOF):
-		d.yamlError(err)
+		d.yamlError(err, data)
 	}
 	root := resolve(doc.Content[0])
 	if isNull(root) {
@@ -104,14 +105,32 @@ func (d *decoder) document(data []byte) (*yaml.Node, bool) {
 	return root, true
 }
 
-func (d *decoder) yamlError(err error) {
+func (d *decoder) yamlError(err error, data []byte) {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		d.errorAt(line, "invalid YAML: %s", m[2])
 		return
 	}
-	d.errorAt(0, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+	// yaml.v3 gives no line for bad bytes (control characters, invalid
+	// UTF-8): every error still carries one, that of the first such byte.
+	d.errorAt(badByteLine(data), "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// badByteLine returns the line of the first byte YAML does not allow, or 1.
+func badByteLine(data []byte) int {
+	line := 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == '\n':
+			line++
+		case r == utf8.RuneError && size == 1, r < 0x20 && r != '\t' && r != '\r', r == 0x7f:
+			return line
+		}
+		i += size
+	}
+	return 1
 }
 
 // config decodes the top level. Pools are decoded before rules and bgp so
@@ -125,7 +144,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		Pools:  map[string]*Pool{},
 		Admin:  Admin{Listen: defaultAdminListen},
 	}
-	f, ok := d.fields(root, "", "listen", "acl", "proxy", "pools", "rules", "admin", "bgp", "xdp")
+	f, ok := d.fields(root, "", "listen", "acl", "proxy", "pools", "rules", "dynamic_blocks", "admin", "bgp", "xdp")
 	if !ok {
 		return cfg
 	}
@@ -141,6 +160,9 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	d.pools(f, cfg)
 	if n := f.get("rules"); n != nil {
 		cfg.Rules = d.rules(n, cfg)
+	}
+	if n := f.get("dynamic_blocks"); n != nil {
+		cfg.DynBlocks = d.dynBlocks(n, f.keyLine("dynamic_blocks"))
 	}
 	if n := f.get("admin"); n != nil {
 		d.admin(n, &cfg.Admin)
@@ -191,7 +213,7 @@ func (d *decoder) listeners(n *yaml.Node) []Listen {
 	var out []Listen
 	for i, it := range items {
 		where := index("listen", i)
-		f, ok := d.fields(it, where, "address", "protocol", "tls")
+		f, ok := d.fields(it, where, "address", "protocol", "tls", "path", "proxy_protocol", "proxy_protocol_from")
 		if !ok {
 			continue
 		}
@@ -209,6 +231,9 @@ func (d *decoder) listeners(n *yaml.Node) []Listen {
 		} else if protoOK && l.Protocol != "do53" {
 			d.errorAt(f.line, "%s: protocol %s needs tls: {cert, key}", where, l.Protocol)
 		}
+		if protoOK {
+			d.listenExtras(f, &l)
+		}
 		if addrOK && protoOK && l.Address.Port() != 0 {
 			key, tr := l.Address.String(), transports[l.Protocol]
 			for _, b := range seen[key] {
@@ -222,6 +247,41 @@ func (d *decoder) listeners(n *yaml.Node) []Listen {
 		out = append(out, l)
 	}
 	return out
+}
+
+// defaultDoHPath is RFC 8484's example path, which every client defaults to.
+const defaultDoHPath = "/dns-query"
+
+// listenExtras decodes the keys only some protocols use: the DoH path and
+// PROXY protocol.
+func (d *decoder) listenExtras(f fieldSet, l *Listen) {
+	if l.Protocol == "doh" {
+		l.Path = defaultDoHPath
+	}
+	if n := f.get("path"); n != nil {
+		var s string
+		switch {
+		case l.Protocol != "doh":
+			d.errorf(n, "%s: path is only used by doh", f.at("path"))
+		case f.str("path", &s) && (!strings.HasPrefix(s, "/") || strings.ContainsAny(s, "?# \t")):
+			d.errorf(n, "%s: expected an absolute URL path like /dns-query, got %q", f.at("path"), s)
+		default:
+			l.Path = s
+		}
+	}
+	f.bool("proxy_protocol", &l.ProxyProtocol)
+	from, fromSet := each(f, "proxy_protocol_from", d.prefix)
+	l.ProxyProtocolFrom = from
+	switch {
+	case l.ProxyProtocol && l.Protocol == "doq":
+		d.errorf(f.get("proxy_protocol"), "%s: PROXY protocol is only served on stream transports (do53's TCP side, dot, doh), not doq", f.at("proxy_protocol"))
+	case l.ProxyProtocol && len(from) == 0 && !fromSet:
+		d.errorf(f.get("proxy_protocol"), "%s: needs proxy_protocol_from: [CIDR, ...], the load balancers allowed to send the header", f.at("proxy_protocol"))
+	case l.ProxyProtocol && len(from) == 0:
+		d.errorf(f.get("proxy_protocol_from"), "%s: needs at least one CIDR", f.at("proxy_protocol_from"))
+	case !l.ProxyProtocol && fromSet:
+		d.errorf(f.get("proxy_protocol_from"), "%s: only used with proxy_protocol: true", f.at("proxy_protocol_from"))
+	}
 }
 
 func (d *decoder) tls(n *yaml.Node, where string) *TLS {

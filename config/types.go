@@ -20,6 +20,8 @@ type Config struct {
 	Pools     map[string]*Pool
 	PoolNames []string
 	Rules     []Rule
+	// DynBlocks is nil when the file has no dynamic_blocks section.
+	DynBlocks *DynBlocks
 	Admin     Admin
 	BGP       *BGP // nil when the file has no bgp section
 	XDP       *XDP // nil when the file has no xdp section
@@ -30,7 +32,16 @@ type Listen struct {
 	Address  netip.AddrPort
 	Protocol string // do53 (default), dot, doh, doq
 	TLS      *TLS   // required for dot, doh, doq
-	Line     int
+	// Path is where DoH answers; default "/dns-query". doh only.
+	Path string
+	// ProxyProtocol makes connections from ProxyProtocolFrom start with a
+	// PROXY protocol v2 header whose source address then stands for the
+	// client (ACL, rules, per-client bounds). Connections from elsewhere
+	// are served as plain ones: a header is never trusted from them. Stream
+	// transports only (do53's TCP side, dot, doh).
+	ProxyProtocol     bool
+	ProxyProtocolFrom []netip.Prefix // required when ProxyProtocol is set
+	Line              int
 }
 
 // TLS names certificate and key files.
@@ -133,20 +144,99 @@ type Rule struct {
 	Line   int
 }
 
-// Match is what a rule matches; every non-empty field must match.
+// Match is what a rule matches; every non-empty field must match. An empty
+// Match matches every query.
 type Match struct {
 	QName       []string // exact names, lowercased, fully qualified
 	QNameSuffix []string // suffixes, lowercased, fully qualified
 	QType       []uint16
 	Client      []netip.Prefix
+	// Opcode lists the opcodes matched (0 QUERY, 4 NOTIFY, 5 UPDATE...).
+	// A rule that names no opcode anywhere matches only QUERY, so other
+	// opcodes get NOTIMP unless a rule asks for them (RFC 8906).
+	Opcode []int
+	// RD, when set, matches the query's recursion-desired flag.
+	RD *bool
+	// Transport lists what the query came over: udp, tcp, dot, doh, doq.
+	Transport []string
+	// Probability, when above 0, matches that fraction of the queries
+	// the other conditions match, at random (0, 1].
+	Probability float64
+	// All, Any and Not combine nested matches: every one of All, at
+	// least one of Any, and not Not.
+	All []Match
+	Any []Match
+	Not *Match
 }
 
-// Action is what a matching rule does; exactly one field is set.
+// Action is what a matching rule does. Exactly one kind is set, except
+// that NoCache may go with Pool (alone it forwards to the default pool).
+// Log and RateLimit (while under its rate) go on to the next rule; so does
+// Truncate for queries that did not come over UDP.
 type Action struct {
-	Pool   string
-	Refuse bool
-	Drop   bool
-	Spoof  []netip.Addr
+	Pool     string
+	Refuse   bool
+	Drop     bool
+	NXDomain bool
+	// Rcode, when set, answers with this rcode (0-15).
+	Rcode *int
+	Spoof []netip.Addr
+	// SpoofCNAME answers with a CNAME to this name (lowercase, fully
+	// qualified).
+	SpoofCNAME string
+	// Truncate answers UDP queries with TC=1, so the client retries
+	// over TCP.
+	Truncate  bool
+	RateLimit *RuleRateLimit
+	// NoCache forwards without looking up or storing the answer in the
+	// pool's packet cache.
+	NoCache bool
+	// Log writes an Info line for matching queries, at most LogRate per
+	// second per rule, and goes on to the next rule.
+	Log bool
+}
+
+// RuleRateLimit limits the queries of each source prefix that reach a
+// rule; queries over the rate get Over, the others go on to the next rule.
+type RuleRateLimit struct {
+	QPS      int
+	Burst    int    // default QPS
+	V4Prefix int    // default 32
+	V6Prefix int    // default 64
+	Over     string // drop (default) | refuse | truncate
+	// MaxSources bounds the per-prefix table (least recently seen
+	// prefixes are forgotten first); default 65536.
+	MaxSources int
+}
+
+// DynBlocks configures dynamic blocks: per source prefix, sliding-window
+// detectors that block a prefix for a while when it goes over a rate.
+type DynBlocks struct {
+	V4Prefix int // default 32
+	V6Prefix int // default 64
+	// Action is what blocked queries get: drop (default) or refuse.
+	Action string
+	// MaxBlocks bounds blocks in force at once; default 10000.
+	MaxBlocks int
+	// MaxTracked bounds the prefixes measured at once (least recently
+	// seen forgotten first); default 65536.
+	MaxTracked int
+	Detectors  []Detector
+	Line       int
+}
+
+// Detector is one sliding-window measure of a source prefix.
+type Detector struct {
+	// Kind is queries (query rate), rcode (rate of answers with Rcode)
+	// or response_bytes (bytes of answers per second).
+	Kind  string
+	Rcode int
+	// Rate is per second, averaged over Window; above it the prefix is
+	// blocked for BlockFor.
+	Rate     float64
+	Window   time.Duration // default 10s
+	BlockFor time.Duration // default 60s
+	Line     int
 }
 
 // Admin configures the admin API.

@@ -144,6 +144,9 @@ func (c *packetCache) answer(dst []byte, k *cacheKey, msg []byte, v *msgView, no
 	dst = append(dst, e.answer...)
 	out = dst[start:]
 	binary.BigEndian.PutUint16(out, v.id)
+	// RD is the client's to set and the answer's to echo (RFC 1035), and
+	// it is not in the key: take it from this query.
+	out[2] = out[2]&^1 | byte(v.flags>>8)&1
 	copy(out[headerLen:v.qEnd], msg[headerLen:v.qEnd])
 	age := uint32((now - e.stored) / int64(time.Second))
 	for _, off := range e.ttls {

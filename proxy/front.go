@@ -12,13 +12,34 @@ const (
 	vPrefetch                // answer with the returned bytes and forward as a refresh
 )
 
-// front runs the checks every front end shares, so no transport can skip
-// one: parse and validate, ACL, rules, cache. msg must already be parsed into
-// v, with the parse error in parseErr; v.key receives the cache key.
-// Replies are appended to out. vPrefetch answers from the cache and asks the
-// caller to forward the query too, as a refresh whose answer only updates
-// the cache.
-func (p *Proxy) front(snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
+// frontOn runs the checks every front end shares, so no transport can skip
+// one: dynamic blocks, parse and validate, ACL, rules, cache, for a query
+// that came over tr. msg must already be parsed into v, with the parse error
+// in parseErr; v.key receives the cache key. Replies are appended to out.
+// vPrefetch answers from the cache and asks the caller to forward the query
+// too, as a refresh whose answer only updates the cache. A blocked source
+// gets nothing (or REFUSED), and every answer made here is measured for the
+// dynamic block detectors.
+func (p *Proxy) frontOn(tr transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
+	dyn := p.dynBlocks()
+	if dyn == nil {
+		return p.frontChecks(tr, snap, v, msg, parseErr, client, out)
+	}
+	if blocked, refuse := dyn.admit(client, p.now()); blocked {
+		if refuse && (parseErr == nil || parseErr == errOpcode || parseErr == errQDCount) {
+			return vReply, nil, appendReply(out, msg, v, rcodeRefused)
+		}
+		return vDrop, nil, out
+	}
+	start := len(out)
+	vd, pool, o := p.frontChecks(tr, snap, v, msg, parseErr, client, out)
+	if (vd == vReply || vd == vPrefetch) && len(o) >= start+headerLen {
+		dyn.observe(client, int(o[start+3]&0xF), len(o)-start, p.now())
+	}
+	return vd, pool, o
+}
+
+func (p *Proxy) frontChecks(tr transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
 	if !p.aclAllows(snap, client) {
 		p.Stats.ACLRefused.Add(1)
 		if parseErr != nil && parseErr != errOpcode && parseErr != errQDCount {
@@ -27,34 +48,42 @@ func (p *Proxy) front(snap *snapshot, v *msgView, msg []byte, parseErr error, cl
 		return vReply, nil, appendReply(out, msg, v, rcodeRefused)
 	}
 	switch parseErr {
-	case nil:
+	case nil, errOpcode: // other opcodes: NOTIMP below unless a rule takes them
 	case errQDCount:
 		p.Stats.FormErr.Add(1)
 		return vReply, nil, appendReply(out, msg, v, rcodeFormErr)
-	case errOpcode:
-		p.Stats.NotImp.Add(1)
-		return vReply, nil, appendReply(out, msg, v, rcodeNotImp)
 	default:
 		p.Stats.countMalformed(parseErr)
 		return vDrop, nil, out
 	}
 	pool := snap.def
-	if r := matchRule(snap.rules, v, client); r != nil {
-		switch r.kind {
-		case actForward:
-			pool = r.pool
-		case actRefuse:
-			p.Stats.RuleRefused.Add(1)
-			return vReply, nil, appendReply(out, msg, v, rcodeRefused)
-		case actDrop:
-			p.Stats.RuleDropped.Add(1)
-			return vDrop, nil, out
-		case actSpoof:
-			p.Stats.RuleSpoofed.Add(1)
-			return vReply, nil, appendSpoof(out, msg, v, r)
-		}
+	var r *rule
+	if len(snap.rules) > 0 {
+		q := queryFacts{v: v, client: client.Unmap(), tr: tr}
+		r = evalRules(snap.rules, &q, p.log, p.now())
+	}
+	switch {
+	case r == nil && parseErr == errOpcode:
+		p.Stats.NotImp.Add(1)
+		return vReply, nil, appendReply(out, msg, v, rcodeNotImp)
+	case r == nil:
+	case r.kind == actForward && parseErr == errOpcode:
+		pool = r.uncached
+	case r.kind == actForward:
+		pool = r.pool
+	default:
+		vd, o := p.ruleAnswer(r, tr, msg, v, out)
+		return vd, nil, o
 	}
 	k := &v.key
+	if parseErr == errOpcode {
+		// The cache key has no opcode: only QUERY answers are cached.
+		if len(pool.ups) == 0 {
+			p.Stats.NoBackend.Add(1)
+			return vReply, nil, appendReply(out, msg, v, rcodeServFail)
+		}
+		return vForward, pool, out
+	}
 	if c := pool.cache; c != nil {
 		k.set(v)
 		o, res, prefetch := c.answer(out, k, msg, v, p.now(), false)

@@ -187,6 +187,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.p.buildMu.Unlock()
 	c.collectCaches(ch)
+	c.p.collectDynBlocks(ch)
+	for proto, t := range c.p.TransportStats() {
+		counter(descTransport, t.Conns, proto, "connection")
+		counter(descTransport, t.HandshakeFailures, proto, "handshake_failure")
+		counter(descTransport, t.Queries, proto, "query")
+		counter(descTransport, t.BadRequests, proto, "bad_request")
+		counter(descTransport, t.ProxyBadHeader, proto, "proxy_bad_header")
+		counter(descTransport, t.ProxyRefused, proto, "proxy_refused")
+		counter(descTransport, t.ProxyUntrusted, proto, "proxy_untrusted")
+	}
 	for _, u := range ups {
 		counter(descBQueries, u.queries.Load(), u.name, u.pool)
 		counter(descBOutcomes, u.answers.Load(), u.name, u.pool, "answer")
@@ -210,6 +220,7 @@ func rcodeName(rc int) string {
 var (
 	descCacheEvents  = prometheus.NewDesc("anyfront_proxy_cache_events_total", "Packet cache lookups and changes, by pool and event (hit, miss, stale, store, eviction, prefetch).", []string{"pool", "event"}, nil)
 	descCacheEntries = prometheus.NewDesc("anyfront_proxy_cache_entries", "Answers held in the packet cache.", []string{"pool"}, nil)
+	descTransport    = prometheus.NewDesc("anyfront_proxy_transport_events_total", "DoT, DoH, DoQ and PROXY protocol events, by protocol and event.", []string{"protocol", "event"}, nil)
 	descRuleHits     = prometheus.NewDesc("anyfront_proxy_rule_hits_total", "Queries matched by each rule, by its position and config line.", []string{"rule", "line"}, nil)
 )
 

@@ -48,6 +48,9 @@ type Proxy struct {
 	// stopping is set when Run's context ends: readers stop taking queries.
 	stopping atomic.Bool
 
+	// dyn holds the dynamic blocks and their detectors.
+	dyn *dynBlocks
+
 	// Stats are the proxy's counters, read by the metrics exporter.
 	Stats Stats
 }
@@ -75,6 +78,7 @@ func New(cfg *config.Config, deps Deps) (*Proxy, error) {
 	}
 	p := &Proxy{store: deps.Store, log: log, outcomes: deps.Outcomes, epoch: time.Now(), ups: map[string]*upstream{}, rebuildCh: make(chan struct{}, 1)}
 	p.cfg.Store(cfg)
+	p.dyn = newDynBlocks(log, p.epoch)
 	return p, nil
 }
 
@@ -259,7 +263,11 @@ func (p *Proxy) watch(ctx context.Context) {
 func (p *Proxy) listen(cfg *config.Config) error {
 	for _, l := range cfg.Listen {
 		if l.Protocol != "" && l.Protocol != "do53" {
-			p.log.Warn("listen protocol not served yet", "address", l.Address, "protocol", l.Protocol)
+			ln, err := p.listenTransport(l) // dot, doh, doq: see dot.go
+			if err != nil {
+				return err
+			}
+			p.tcpLns = append(p.tcpLns, ln)
 			continue
 		}
 		addr := l.Address
@@ -281,7 +289,7 @@ func (p *Proxy) listen(cfg *config.Config) error {
 		if err != nil {
 			return fmt.Errorf("listen tcp %s: %w", addr, err)
 		}
-		p.tcpLns = append(p.tcpLns, ln)
+		p.tcpLns = append(p.tcpLns, p.proxyProtoListener(ln, l, &transportStats{}))
 	}
 	return nil
 }

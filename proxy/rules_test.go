@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -146,5 +150,323 @@ func TestAppendSpoof(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("got %s want %s", got, tt.want)
 		}
+	}
+}
+
+// compileYAML compiles the rules of a config whose pools are default and
+// corp.
+func compileYAML(t testing.TB, rules string) ([]rule, []atomic.Uint64) {
+	t.Helper()
+	cfg, err := config.Parse("r.yaml", []byte(`
+pools:
+  default: {backends: [{name: a, address: "127.0.0.1:1"}], cache: {size: 100}}
+  corp: {backends: [{name: c, address: "127.0.0.1:2"}]}
+rules:
+`+rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := make([]atomic.Uint64, len(cfg.Rules))
+	pools := map[string]*poolSnap{"default": {name: "default", cache: &packetCache{}}, "corp": {name: "corp"}}
+	return compileRules(cfg.Rules, pools, hits), hits
+}
+
+type testQuery struct {
+	name   string
+	qtype  uint16
+	client string
+	tr     transport
+	opcode int
+	noRD   bool
+}
+
+func (tq testQuery) facts(t testing.TB) *queryFacts {
+	t.Helper()
+	m := query(tq.name, tq.qtype)
+	m.Opcode = tq.opcode
+	m.RecursionDesired = !tq.noRD
+	v := new(msgView)
+	if err := v.parseQuery(pack(t, m)); err != nil && err != errOpcode {
+		t.Fatal(err)
+	}
+	c := tq.client
+	if c == "" {
+		c = "127.0.0.1"
+	}
+	tr := tq.tr
+	if tr == 0 {
+		tr = trUDP
+	}
+	return &queryFacts{v: v, client: netip.MustParseAddr(c).Unmap(), tr: tr}
+}
+
+func ruleIndex(rules []rule, r *rule) int {
+	for i := range rules {
+		if r == &rules[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestRuleMatches(t *testing.T) {
+	rules, _ := compileYAML(t, `
+  - {match: {opcode: [NOTIFY]}, action: {pool: corp}}
+  - {match: {rd: false, qname_suffix: [norecurse.test]}, action: {refuse: true}}
+  - {match: {transport: [tcp, dot], qname_suffix: [streams.test]}, action: {nxdomain: true}}
+  - {match: {all: [{qname_suffix: [a.test]}, {qtype: [MX]}]}, action: {rcode: SERVFAIL}}
+  - {match: {any: [{qname: [x.b.test]}, {client: ["2001:db8::/32"]}], qname_suffix: [b.test]}, action: {rcode: 4}}
+  - {match: {qname_suffix: [c.test], not: {any: [{qtype: [A]}, {client: ["192.0.2.0/24"]}]}}, action: {drop: true}}
+  - {match: {qname_suffix: [never.test], probability: 0.000001}, action: {drop: true}}
+`)
+	for _, tt := range []struct {
+		name string
+		q    testQuery
+		want int
+	}{
+		{"NOTIFY goes to the rule that names its opcode", testQuery{name: "z.test.", qtype: dns.TypeSOA, opcode: dns.OpcodeNotify}, 0},
+		{"UPDATE matches no rule", testQuery{name: "norecurse.test.", qtype: dns.TypeSOA, opcode: dns.OpcodeUpdate, noRD: true}, -1},
+		{"RD clear matches rd: false", testQuery{name: "x.norecurse.test.", qtype: dns.TypeA, noRD: true}, 1},
+		{"RD set does not match rd: false", testQuery{name: "x.norecurse.test.", qtype: dns.TypeA}, -1},
+		{"TCP matches transport tcp", testQuery{name: "streams.test.", qtype: dns.TypeA, tr: trTCP}, 2},
+		{"DoT matches transport dot", testQuery{name: "streams.test.", qtype: dns.TypeA, tr: trDoT}, 2},
+		{"UDP does not match transport tcp", testQuery{name: "streams.test.", qtype: dns.TypeA}, -1},
+		{"all: both hold", testQuery{name: "m.a.test.", qtype: dns.TypeMX}, 3},
+		{"all: one fails", testQuery{name: "m.a.test.", qtype: dns.TypeA}, -1},
+		{"any: the name", testQuery{name: "x.b.test.", qtype: dns.TypeA}, 4},
+		{"any: the client", testQuery{name: "y.b.test.", qtype: dns.TypeA, client: "2001:db8::5"}, 4},
+		{"any: neither", testQuery{name: "y.b.test.", qtype: dns.TypeA}, -1},
+		{"not: neither negated condition holds", testQuery{name: "c.test.", qtype: dns.TypeTXT}, 5},
+		{"not: A is excluded", testQuery{name: "c.test.", qtype: dns.TypeA}, -1},
+		{"not: the client is excluded", testQuery{name: "c.test.", qtype: dns.TypeTXT, client: "192.0.2.1"}, -1},
+		{"a tiny probability practically never matches", testQuery{name: "never.test.", qtype: dns.TypeA}, -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ruleIndex(rules, evalRules(rules, tt.q.facts(t), nil, 0)); got != tt.want {
+				t.Errorf("matched rule %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRuleProbability(t *testing.T) {
+	rules, hits := compileYAML(t, `
+  - {match: {probability: 0.25}, action: {drop: true}}
+`)
+	q := testQuery{name: "p.test.", qtype: dns.TypeA}.facts(t)
+	const n = 20000
+	for i := 0; i < n; i++ {
+		evalRules(rules, q, nil, 0)
+	}
+	if got := float64(hits[0].Load()) / n; got < 0.22 || got > 0.28 {
+		t.Errorf("probability 0.25 matched %.3f of queries", got)
+	}
+}
+
+func TestRuleActionsCompile(t *testing.T) {
+	rules, _ := compileYAML(t, `
+  - {match: {qname: [nc.test]}, action: {nocache: true}}
+  - {match: {qname: [nc2.test]}, action: {pool: default, nocache: true}}
+  - {match: {qname: [c.test]}, action: {pool: default}}
+  - {match: {qname: [cn.test]}, action: {spoof_cname: Target.Example}}
+`)
+	for i := 0; i < 2; i++ {
+		if r := rules[i]; r.kind != actForward || !r.nocache || r.pool == nil || r.pool.cache != nil || r.pool.name != "default" {
+			t.Errorf("rule %d: nocache must forward to a cache-less view of default, got %+v", i, r.pool)
+		}
+	}
+	if rules[2].pool.cache == nil || rules[2].nocache {
+		t.Error("a plain pool rule lost its cache")
+	}
+	if string(rules[3].cname) != "\x06target\x07example\x00" {
+		t.Errorf("cname %q", rules[3].cname)
+	}
+}
+
+func TestRuleNonTerminal(t *testing.T) {
+	rules, hits := compileYAML(t, `
+  - {match: {qname_suffix: [test]}, action: {log: true}}
+  - {match: {qname_suffix: [tc.test]}, action: {truncate: true}}
+  - {match: {qname_suffix: [rl.test]}, action: {ratelimit: {qps: 10, burst: 5, v4_prefix: 24}}}
+  - {match: {qname_suffix: [test]}, action: {pool: corp}}
+`)
+	t.Run("log goes on to the next rule", func(t *testing.T) {
+		if got := ruleIndex(rules, evalRules(rules, testQuery{name: "a.test.", qtype: dns.TypeA}.facts(t), nil, 0)); got != 3 {
+			t.Errorf("got %d", got)
+		}
+		if hits[0].Load() != 1 || hits[3].Load() != 1 {
+			t.Errorf("hits %d %d", hits[0].Load(), hits[3].Load())
+		}
+	})
+	t.Run("truncate decides UDP and passes TCP on", func(t *testing.T) {
+		if got := ruleIndex(rules, evalRules(rules, testQuery{name: "tc.test.", qtype: dns.TypeA}.facts(t), nil, 0)); got != 1 {
+			t.Errorf("udp: %d", got)
+		}
+		if got := ruleIndex(rules, evalRules(rules, testQuery{name: "tc.test.", qtype: dns.TypeA, tr: trTCP}.facts(t), nil, 0)); got != 3 {
+			t.Errorf("tcp: %d", got)
+		}
+	})
+	t.Run("ratelimit passes the burst, stops the rest, refills with time, per prefix", func(t *testing.T) {
+		q := testQuery{name: "x.rl.test.", qtype: dns.TypeA, client: "198.51.100.7"}.facts(t)
+		other := testQuery{name: "x.rl.test.", qtype: dns.TypeA, client: "198.51.101.7"}.facts(t)
+		now := int64(time.Hour)
+		for i := 0; i < 5; i++ {
+			if got := ruleIndex(rules, evalRules(rules, q, nil, now)); got != 3 {
+				t.Fatalf("query %d of the burst: rule %d", i, got)
+			}
+		}
+		if got := ruleIndex(rules, evalRules(rules, q, nil, now)); got != 2 {
+			t.Fatalf("over the burst: rule %d, want the ratelimit rule", got)
+		}
+		if got := ruleIndex(rules, evalRules(rules, other, nil, now)); got != 3 {
+			t.Fatalf("another /24 is limited too: %d", got)
+		}
+		if got := ruleIndex(rules, evalRules(rules, q, nil, now+int64(100*time.Millisecond))); got != 3 {
+			t.Fatalf("after 1/qps: rule %d", got)
+		}
+		if rules[2].rl.limited.Load() != 1 {
+			t.Errorf("limited = %d", rules[2].rl.limited.Load())
+		}
+	})
+}
+
+func TestLogLimiter(t *testing.T) {
+	var l logLimiter
+	r := &rule{}
+	q := testQuery{name: "a.test.", qtype: dns.TypeA}.facts(t)
+	for i := int64(0); i < 100; i++ {
+		l.log(nil, r, q, i*int64(time.Millisecond)) // 100 lines asked over 100ms
+	}
+	if got := l.suppressed.Load(); got != 99 {
+		t.Errorf("suppressed %d of 100 within one interval, want 99", got)
+	}
+}
+
+func TestCIDRSet(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var ps []netip.Prefix
+	for i := 0; i < 2000; i++ {
+		var p netip.Prefix
+		if i%2 == 0 {
+			a := netip.AddrFrom4([4]byte{byte(rng.UintN(256)), byte(rng.UintN(256)), byte(rng.UintN(256)), byte(rng.UintN(256))})
+			p = netip.PrefixFrom(a, 8+int(rng.UintN(25))).Masked()
+		} else {
+			var b [16]byte
+			b[0], b[1], b[2], b[3] = 0x20, 0x01, 0x0d, 0xb8
+			for j := 4; j < 16; j++ {
+				b[j] = byte(rng.UintN(256))
+			}
+			p = netip.PrefixFrom(netip.AddrFrom16(b), 32+int(rng.UintN(97))).Masked()
+		}
+		ps = append(ps, p)
+	}
+	ps = append(ps, netip.MustParsePrefix("::ffff:203.0.113.0/120")) // mapped: means 203.0.113.0/24
+	s := newCIDRSet(ps)
+	if len(s.small) != 0 {
+		t.Fatal("a big set must not be scanned")
+	}
+	linear := func(a netip.Addr) bool {
+		for _, p := range ps {
+			if canonicalPrefix(p).Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	probe := func(a netip.Addr) {
+		if got, want := s.contains(a), linear(a); got != want {
+			t.Fatalf("%s: contains %v, linear scan %v", a, got, want)
+		}
+	}
+	for _, p := range ps {
+		probe(canonicalPrefix(p).Addr()) // every listed prefix is found
+	}
+	probe(netip.MustParseAddr("203.0.113.77"))
+	for i := 0; i < 20000; i++ {
+		probe(netip.AddrFrom4([4]byte{byte(rng.UintN(256)), byte(rng.UintN(256)), byte(rng.UintN(256)), byte(rng.UintN(256))}))
+		var b [16]byte
+		b[0], b[1], b[2], b[3] = 0x20, 0x01, 0x0d, 0xb8
+		b[4] = byte(rng.UintN(256))
+		probe(netip.AddrFrom16(b))
+	}
+}
+
+func TestAppendSpoofCNAME(t *testing.T) {
+	r := &rule{cname: wireName("portal.example.net.")}
+	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX} {
+		q := query("Www.Example.Org.", qtype)
+		q.SetEdns0(1232, false)
+		raw := pack(t, q)
+		var v msgView
+		if err := v.parseQuery(raw); err != nil {
+			t.Fatal(err)
+		}
+		var m dns.Msg
+		if err := m.Unpack(appendSpoof(nil, raw, &v, r)); err != nil {
+			t.Fatal(err)
+		}
+		c, ok := m.Answer[0].(*dns.CNAME)
+		if len(m.Answer) != 1 || !ok || c.Target != "portal.example.net." || c.Hdr.Name != "Www.Example.Org." || m.IsEdns0() == nil {
+			t.Errorf("%s: %v", dns.TypeToString[qtype], &m)
+		}
+	}
+}
+
+// BenchmarkRules10k measures a query through a rule list whose first rule
+// holds 10,000 suffixes and does not match, then a catch-all.
+func BenchmarkRules10k(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("  - match:\n      qname_suffix:\n")
+	for i := 0; i < 10000; i++ {
+		fmt.Fprintf(&sb, "        - blocked%d.example%d.com\n", i, i%97)
+	}
+	sb.WriteString("    action: {drop: true}\n")
+	sb.WriteString("  - {match: {client: [\"192.0.2.0/24\", \"198.51.100.0/24\", \"2001:db8::/32\", \"10.0.0.0/8\", \"172.16.0.0/12\", \"192.168.0.0/16\", \"100.64.0.0/10\", \"203.0.113.0/24\", \"169.254.0.0/16\"]}, action: {refuse: true}}\n")
+	sb.WriteString("  - {match: {qtype: [ANY]}, action: {refuse: true}}\n")
+	sb.WriteString("  - {action: {pool: default}}\n")
+	rules, _ := compileYAML(b, sb.String())
+	q := testQuery{name: "www.some.long.name.under.example.com.", qtype: dns.TypeA}.facts(b)
+	hit := testQuery{name: "a.b.blocked42.example42.com.", qtype: dns.TypeA}.facts(b)
+	if r := evalRules(rules, q, nil, 0); ruleIndex(rules, r) != 3 {
+		b.Fatalf("miss matched rule %d", ruleIndex(rules, r))
+	}
+	if r := evalRules(rules, hit, nil, 0); ruleIndex(rules, r) != 0 {
+		b.Fatalf("hit matched rule %d", ruleIndex(rules, r))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i&1 == 0 {
+			evalRules(rules, q, nil, 0)
+		} else {
+			evalRules(rules, hit, nil, 0)
+		}
+	}
+}
+
+func TestCarryRuleState(t *testing.T) {
+	cfg, err := config.Parse("r.yaml", []byte(`
+pools:
+  default: {backends: [{name: a, address: "127.0.0.1:1"}]}
+rules:
+  - {action: {ratelimit: {qps: 10}}}
+  - {action: {log: true}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pools := map[string]*poolSnap{"default": {name: "default"}}
+	hits := make([]atomic.Uint64, 2)
+	first := &snapshot{rules: compileRules(cfg.Rules, pools, hits)}
+	again := carryRuleState(compileRules(cfg.Rules, pools, hits), first)
+	if again[0].rl != first.rules[0].rl || again[1].logs != first.rules[1].logs {
+		t.Error("a rebuild of the same config lost its limiters")
+	}
+	fresh := carryRuleState(compileRules(cfg.Rules, pools, make([]atomic.Uint64, 2)), first)
+	if fresh[0].rl == first.rules[0].rl {
+		t.Error("a new config kept the old limiters")
+	}
+	if carryRuleState(fresh, nil)[0].rl != fresh[0].rl {
+		t.Error("no previous snapshot")
 	}
 }

@@ -149,7 +149,9 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 		// Counters follow the rule list they count; a reload starts afresh.
 		p.ruleHits, p.hitsFor = make([]atomic.Uint64, len(cfg.Rules)), cfg
 	}
-	snap.rules = compileRules(cfg.Rules, byName, p.ruleHits)
+	// Rate limiters carry over a rebuild of the same config, so a backend
+	// changing state does not hand every source a fresh burst.
+	snap.rules = carryRuleState(compileRules(cfg.Rules, byName, p.ruleHits), p.snap.Load())
 	for _, r := range snap.rules {
 		if r.kind == actForward && r.pool == nil {
 			// Config validation names only existing pools; a pool can

@@ -108,7 +108,11 @@ func (f *tcpFront) shutdown() {
 // tcpConn is one client connection's writer side.
 type tcpConn struct {
 	c   net.Conn
+	end time.Time // the connection's lifetime bound (max_conn_time)
 	wmu sync.Mutex
+	// broken is set on the first failed write: a client that stops reading
+	// gets its connection closed, not a fresh deadline per pending answer.
+	broken bool
 }
 
 func (tc *tcpConn) write(msg []byte, deadline time.Time) {
@@ -117,13 +121,26 @@ func (tc *tcpConn) write(msg []byte, deadline time.Time) {
 	copy(buf[2:], msg)
 	tc.wmu.Lock()
 	defer tc.wmu.Unlock()
+	if tc.broken {
+		return
+	}
+	if deadline.After(tc.end) {
+		deadline = tc.end
+	}
 	_ = tc.c.SetWriteDeadline(deadline)
-	_, _ = tc.c.Write(buf)
+	if _, err := tc.c.Write(buf); err != nil {
+		tc.broken = true
+		tc.c.Close() // the reader fails too, and the handler ends
+	}
 }
 
 func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
-	tc := &tcpConn{c: c}
 	end := time.Now().Add(f.lim.MaxConnTime)
+	tc := &tcpConn{c: c, end: end}
+	tr := trTCP
+	if _, ok := c.(*dotConn); ok {
+		tr = trDoT
+	}
 	sem := make(chan struct{}, f.lim.MaxInflightPerConn)
 	var wg sync.WaitGroup
 	defer wg.Wait() // answer what was read before closing
@@ -156,7 +173,7 @@ func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
 			defer func() { <-sem; wg.Done(); f.inflight.Add(-1) }()
 			// nil is a dropped malformed query: the connection stays,
 			// as its other queries may be fine.
-			if resp := f.p.answerTCP(msg, client); resp != nil {
+			if resp := f.p.answerTCP(msg, client, tr); resp != nil {
 				tc.write(resp, time.Now().Add(f.lim.IdleTimeout))
 			}
 		}()
@@ -165,11 +182,11 @@ func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
 
 // answerTCP validates one query from a TCP client and returns the answer to
 // send, or nil to send nothing.
-func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort) []byte {
+func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort, tr transport) []byte {
 	v := new(msgView)
 	snap := p.snap.Load()
 	err := v.parseQuery(msg)
-	vd, pool, out := p.front(snap, v, msg, err, client.Addr(), nil)
+	vd, pool, out := p.frontOn(tr, snap, v, msg, err, client.Addr(), nil)
 	switch vd {
 	case vReply:
 		return out
@@ -189,7 +206,9 @@ func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort) []byte {
 		}()
 		return out
 	}
-	return p.forwardTCP(snap, pool, msg, v, false)
+	resp := p.forwardTCP(snap, pool, msg, v, false)
+	p.observeAnswer(client.Addr(), resp)
+	return resp
 }
 
 // forwardTCP sends a query over TCP to the pool's backends, retrying on

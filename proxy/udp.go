@@ -96,7 +96,14 @@ func (s *shard) clientLoop(l *udpListener) {
 				fwd.add(&u.sa, msg)
 			}
 			if len(out) > 0 {
-				rep.add(&rb.addrs[i], out)
+				// Answers made here (cache hits, stale answers,
+				// spoofs) obey the client's buffer like forwarded ones.
+				if fit := fitUDP(out, v.maxUDPResponse()); fit != nil {
+					if len(fit) < len(out) {
+						s.p.Stats.Truncated.Add(1)
+					}
+					rep.add(&rb.addrs[i], fit)
+				}
 			}
 		}
 		if fwd.n > 0 {
@@ -124,7 +131,8 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 	p.Stats.UDPQueries.Add(1)
 	snap := p.snap.Load()
 	err := v.parseQuery(msg)
-	vd, pool, out := p.front(snap, v, msg, err, src.addrPort().Addr(), out)
+	client := src.addrPort().Addr()
+	vd, pool, out := p.frontOn(trUDP, snap, v, msg, err, client, out)
 	if vd != vForward && vd != vPrefetch {
 		return nil, out
 	}
@@ -262,7 +270,7 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	if err := matchResponse(msg, v, sl.query[headerLen:sl.qEnd]); err != nil {
 		u.badAnswer.Add(1)
 		u.obs.Observe(state.OutcomeBadAnswer, 0)
-		if v.flags&flagQR != 0 && v.qdcount == 0 {
+		if err == errTruncatedMsg || v.flags&flagQR != 0 && v.qdcount == 0 {
 			// A header-only NOERROR/NXDOMAIN is a broken backend:
 			// try another one now.
 			s.retry(si)
@@ -300,6 +308,10 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	if c := pool.cache; c != nil {
 		if v.rcode() == rcodeServFail && !refresh {
 			if o, stale := p.failAnswer(pool, &qv.key, msg, qv, out); stale {
+				if o = fitUDP(o, limit); o == nil {
+					return 0, nil
+				}
+				p.observeAnswer(client.addrPort().Addr(), o)
 				return ln, o
 			}
 		}
@@ -317,6 +329,7 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 		p.Stats.Truncated.Add(1)
 	}
 	p.Stats.countRcode(v.rcode())
+	p.observeAnswer(client.addrPort().Addr(), msg[:n])
 	return ln, msg[:n]
 }
 
@@ -400,7 +413,7 @@ func (s *shard) servfail(si int32) {
 		if !stale {
 			s.p.Stats.ServFail.Add(1)
 		}
-		if _, err := sendTo(s.p.udpLns[sl.ln].fd, &sl.client, s.reply); err != nil {
+		if _, err := sendTo(s.p.udpLns[sl.ln].fd, &sl.client, fitUDP(s.reply, sl.maxUDP)); err != nil {
 			s.p.Stats.SendErrors.Add(1)
 		}
 	}

@@ -273,6 +273,39 @@ func matchResponse(resp []byte, v *msgView, question []byte) error {
 		return errBadResponse
 	}
 	v.qEnd = end
+	// Every record must be whole: a datagram cut inside one would reach
+	// the client as garbage. Names are skipped, not followed: cheap.
+	off := end
+	for i := 0; i < int(v.ancount)+int(v.nscount)+int(v.arcount); i++ {
+		var ok bool
+		if off, _, ok = skipRecord(resp, off); !ok {
+			return errTruncatedMsg
+		}
+	}
+	return nil
+}
+
+// fitUDP cuts an answer to the client's UDP limit the way truncateTo does
+// for backend answers: header, question, OPT, TC set. It returns nil when
+// even that does not fit or the answer cannot be read.
+func fitUDP(resp []byte, limit int) []byte {
+	if len(resp) <= limit {
+		return resp
+	}
+	var v msgView
+	if v.parseHeader(resp) != nil {
+		return nil
+	}
+	if v.qdcount == 1 {
+		off, ok := skipName(resp, headerLen)
+		if !ok || off+4 > len(resp) {
+			return nil
+		}
+		v.qEnd = off + 4
+	}
+	if n := truncateTo(resp, &v, limit); n > 0 {
+		return resp[:n]
+	}
 	return nil
 }
 

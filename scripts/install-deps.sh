@@ -4,7 +4,8 @@
 # and quietly, then downloads the Go modules.
 #
 #   run    unbound (demo resolvers), dnsutils (dig)
-#   test   run's, plus knot-dnsutils (kdig), dnsperf and bird2 (BGP peer)
+#   test   run's, plus knot-dnsutils (kdig), dnsperf, bird2 (BGP peer) and
+#          chromium (headless, for the dashboard test)
 #   bench  test's, plus dnsdist (the benchmark's peer)
 #   generate  clang, llvm (llvm-strip) and libbpf-dev, to recompile ebpf/xdp.c
 #
@@ -25,13 +26,14 @@ declare -A provides=(
 	[dnsperf]=dnsperf
 	[dnsdist]=dnsdist
 	[bird2]=bird
+	[chromium]=chromium
 	[clang]=clang
 	[llvm]=llvm-strip
 	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
 )
 case $mode in
 run) wanted=(unbound dnsutils) ;;
-test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2) ;;
+test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium) ;;
 bench) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 dnsdist) ;;
 generate) wanted=(clang llvm libbpf-dev) ;;
 *)

@@ -65,6 +65,8 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		Gatherer:   d.reg,
 		Reload:     d.reload,
 		PurgeCache: d.proxy.PurgeCache,
+		Rules:      d.proxy,
+		Blocks:     d.proxy,
 		Log:        log.With("component", "admin"),
 	}
 	if cfg.BGP != nil {
@@ -81,6 +83,9 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		if d.xdp, err = ebpf.New(cfg.XDP, log.With("component", "xdp")); err != nil {
 			return nil, err
 		}
+		// Dynamic blocks reach the kernel too: blocked sources then cost
+		// nothing past the NIC.
+		d.proxy.SetBlocker(d.xdp)
 		d.reg.MustRegister(d.xdp.Collector())
 	}
 	d.reg.MustRegister(

@@ -1,0 +1,211 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/anyfront/anyfront/config"
+)
+
+// ruleLogInterval spaces the log lines of one log rule: ten a second say
+// what a rule sees without letting a flood fill the disk.
+const ruleLogInterval = int64(100 * time.Millisecond)
+
+// matchRule is evalRules for a UDP query, without logging, at time 0.
+func matchRule(rules []rule, v *msgView, client netip.Addr) *rule {
+	q := queryFacts{v: v, client: client.Unmap(), tr: trUDP}
+	return evalRules(rules, &q, nil, 0)
+}
+
+// evalRules returns the first rule that matches and decides the query, or
+// nil. Rules that log, rate limit (under the rate) or truncate a query that
+// did not come over UDP count their hit and go on to the next rule.
+func evalRules(rules []rule, q *queryFacts, log *slog.Logger, now int64) *rule {
+	for i := range rules {
+		r := &rules[i]
+		if !r.match(q) {
+			continue
+		}
+		r.hits.Add(1)
+		switch r.kind {
+		case actLog:
+			r.logs.log(log, r, q, now)
+			continue
+		case actRateLimit:
+			if r.rl.allow(q.client, now) {
+				continue
+			}
+			r.rl.limited.Add(1)
+		case actTruncate:
+			if q.tr != trUDP {
+				continue
+			}
+		}
+		return r
+	}
+	return nil
+}
+
+// ruleAnswer is what a rule that does not forward does to the query: the
+// verdict and the answer appended to out.
+func (p *Proxy) ruleAnswer(r *rule, tr transport, msg []byte, v *msgView, out []byte) (verdict, []byte) {
+	kind := r.kind
+	if kind == actRateLimit {
+		kind = r.rlOver
+		if kind == actTruncate && tr != trUDP {
+			kind = actDrop // TC=1 means nothing over a stream
+		}
+	}
+	switch kind {
+	case actRefuse:
+		p.Stats.RuleRefused.Add(1)
+		return vReply, appendReply(out, msg, v, rcodeRefused)
+	case actSpoof:
+		p.Stats.RuleSpoofed.Add(1)
+		return vReply, appendSpoof(out, msg, v, r)
+	case actRcode:
+		return vReply, appendReply(out, msg, v, r.rcode)
+	case actTruncate:
+		start := len(out)
+		out = appendReply(out, msg, v, rcodeNoError)
+		binary.BigEndian.PutUint16(out[start+2:], binary.BigEndian.Uint16(out[start+2:])|flagTC)
+		return vReply, out
+	}
+	p.Stats.RuleDropped.Add(1)
+	return vDrop, out
+}
+
+// logLimiter spaces one rule's log lines; lines it holds back are counted
+// and reported with the next one.
+type logLimiter struct {
+	next       atomic.Int64
+	suppressed atomic.Uint64
+}
+
+func (l *logLimiter) log(log *slog.Logger, r *rule, q *queryFacts, now int64) {
+	n := l.next.Load()
+	if now < n || !l.next.CompareAndSwap(n, now+ruleLogInterval) {
+		l.suppressed.Add(1)
+		return
+	}
+	if log == nil {
+		return
+	}
+	log.Info("rule matched", "rule", r.index, "line", r.line, "qname", presentName(q.v.name()),
+		"qtype", dns.Type(q.v.qtype).String(), "client", q.client, "transport", transportName(q.tr),
+		"suppressed", l.suppressed.Swap(0))
+}
+
+// presentName turns a wire name into text, for logs only.
+func presentName(w []byte) string {
+	var b strings.Builder
+	for i := 0; i < len(w) && w[i] != 0; i += int(w[i]) + 1 {
+		end := min(i+1+int(w[i]), len(w))
+		b.Write(w[i+1 : end])
+		b.WriteByte('.')
+	}
+	if b.Len() == 0 {
+		return "."
+	}
+	return b.String()
+}
+
+func transportName(t transport) string {
+	for name, bit := range transportBits {
+		if bit == t {
+			return name
+		}
+	}
+	return "unknown"
+}
+
+// rateLimiter is a ratelimit action's per-source-prefix GCRA (a token
+// bucket kept as one timestamp): a bounded table, so a spoofed flood from
+// many sources costs memory only up to the bound.
+type rateLimiter struct {
+	tab      *srcTable[int64] // theoretical arrival time per prefix
+	v4, v6   int
+	interval int64 // nanoseconds per query at the rate
+	tau      int64 // how far ahead of now the arrival time may run (burst)
+	limited  atomic.Uint64
+}
+
+func newRateLimiter(c *config.RuleRateLimit) *rateLimiter {
+	interval := int64(time.Second) / int64(max(c.QPS, 1))
+	return &rateLimiter{
+		tab: newSrcTable[int64](c.MaxSources), v4: c.V4Prefix, v6: c.V6Prefix,
+		interval: interval, tau: interval * int64(max(c.Burst, 1)-1),
+	}
+}
+
+// allow reports whether a query from client now is within the rate.
+func (rl *rateLimiter) allow(client netip.Addr, now int64) bool {
+	key := sourcePrefix(client, rl.v4, rl.v6)
+	sh := rl.tab.shard(key)
+	sh.mu.Lock()
+	tat, _ := sh.get(key)
+	t := max(*tat, now)
+	ok := t-now <= rl.tau
+	if ok {
+		*tat = t + rl.interval
+	}
+	sh.mu.Unlock()
+	return ok
+}
+
+// appendSpoof appends an answer made from the rule's addresses: A records
+// for an A query, AAAA for AAAA, and NOERROR with no answer for any other
+// type, as a resolver would answer a name that has only addresses. A CNAME
+// rule answers every type with the CNAME.
+func appendSpoof(dst, query []byte, v *msgView, r *rule) []byte {
+	start := len(dst)
+	dst = appendReply(dst, query, v, rcodeNoError)
+	// appendReply wrote header, question and maybe OPT; the answers go
+	// between question and OPT, so rebuild the tail.
+	tailAt := start + v.qEnd
+	var optBuf [11]byte
+	opt := optBuf[:0]
+	if v.hasOPT {
+		opt = append(opt, dst[tailAt:]...)
+		dst = dst[:tailAt]
+	}
+	n := 0
+	switch {
+	case r.cname != nil:
+		dst = appendRR(dst, dns.TypeCNAME, r.cname)
+		n++
+	case v.qtype == dns.TypeA:
+		for _, a := range r.spoof4 {
+			dst = appendRR(dst, dns.TypeA, a[:])
+			n++
+		}
+	case v.qtype == dns.TypeAAAA:
+		for _, a := range r.spoof6 {
+			dst = appendRR(dst, dns.TypeAAAA, a[:])
+			n++
+		}
+	}
+	dst = append(dst, opt...)
+	binary.BigEndian.PutUint16(dst[start+2:], binary.BigEndian.Uint16(dst[start+2:])|flagAA)
+	binary.BigEndian.PutUint16(dst[start+6:], uint16(n))
+	return dst
+}
+
+func appendRR(dst []byte, typ uint16, rdata []byte) []byte {
+	dst = append(dst, 0xC0, headerLen) // the name: a pointer to the question's
+	dst = binary.BigEndian.AppendUint16(dst, typ)
+	dst = binary.BigEndian.AppendUint16(dst, 1) // IN
+	dst = binary.BigEndian.AppendUint32(dst, spoofTTL)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(rdata)))
+	return append(dst, rdata...)
+}
+
+// spoofTTL is the TTL of spoofed answers: short, so a rule change is seen
+// soon by clients' caches.
+const spoofTTL = 60
