@@ -23,6 +23,8 @@ const leakWait = 10 * time.Second
 // production, one per test server here), and the runtime's and testing's own.
 var allowedStacks = []string{
 	"server.(*BgpServer).Serve(",
+	// testlab starts every child process from one thread kept for life.
+	"testlab.StartCmd.func1",
 	"testing.(*M).",
 	"testing.Main(",
 	"runtime.goexit0",
