@@ -237,8 +237,13 @@ func FuzzCache(f *testing.F) {
 				t.Fatalf("byte %d changed: %#x -> %#x", i, orig[i], out[i])
 			}
 		}
-		if out[2] != orig[2] || out[3] != orig[3] {
+		// Every flag is the stored answer's but RD, which echoes the
+		// asking query's (RFC 1035).
+		if out[2]&^1 != orig[2]&^1 || out[3] != orig[3] {
 			t.Fatal("hit changed the answer's flags")
+		}
+		if out[2]&1 != byte(v2.flags>>8)&1 {
+			t.Fatal("hit did not echo the query's RD bit")
 		}
 	})
 }
