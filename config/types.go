@@ -59,7 +59,8 @@ type Proxy struct {
 	// first fails. Default 1.
 	Retries int
 	// Workers is the number of UDP workers (SO_REUSEPORT sockets) per
-	// listen address. 0 means GOMAXPROCS.
+	// listen address. 0 means half the CPUs (at least 1): each worker
+	// keeps two threads busy, one reading clients, one reading backends.
 	Workers int
 	// MaxInflight bounds queries awaiting a backend answer, per worker.
 	// Default 16384, at most 60000 (IDs are 16 bits).

@@ -102,7 +102,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 	cfg := p.cfg.Load()
 	workers := cfg.Proxy.Workers
 	if workers <= 0 {
-		workers = cpus
+		// A shard keeps two threads busy under load, one reading
+		// clients and one reading backends: half the CPUs fill them.
+		// More shards only split the traffic thinner, so each wake-up
+		// carries fewer packets (measured: 1 shard on 2 CPUs costs
+		// 16 µs per cache hit at 20k q/s, 2 shards 26 µs).
+		workers = max(1, cpus/2)
 	}
 	for i := 0; i < workers; i++ {
 		s, err := newShard(p, i, cfg.Proxy.MaxInflight)
