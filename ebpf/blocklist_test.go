@@ -93,6 +93,33 @@ func TestBlockBeforeRun(t *testing.T) {
 	}
 }
 
+func TestUnblockKeepsStaticBlocks(t *testing.T) {
+	cfg := testConfig(config.RateLimit{})
+	cfg.Blocklist = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, p := range []string{"198.51.100.7/32", "203.0.113.0/24"} {
+		if err := d.Block(netip.MustParsePrefix(p), now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Unblock(netip.MustParsePrefix(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d.blocks.has(netip.MustParsePrefix("198.51.100.7/32"), now) {
+		t.Error("a dynamic block survived Unblock")
+	}
+	if !d.blocks.has(netip.MustParsePrefix("203.0.113.0/24"), now) {
+		t.Error("Unblock lifted a static blocklist entry")
+	}
+	if err := d.Unblock(netip.MustParsePrefix("192.0.2.0/24")); err != nil {
+		t.Errorf("unblocking what is not blocked: %v", err)
+	}
+}
+
 func TestSettingsFor(t *testing.T) {
 	s := settingsFor(config.RateLimit{QPS: 1000, Burst: 50, V4Prefix: 20, V6Prefix: 57, TCSlip: 3})
 	want := xdpSettings{

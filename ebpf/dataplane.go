@@ -355,3 +355,23 @@ func (d *Dataplane) Block(p netip.Prefix, until time.Time) error {
 	}
 	return nil
 }
+
+// Unblock lifts a dynamic block on p before its time is up, as an
+// operator's DELETE /api/v1/blocks does. A prefix also on the static
+// blocklist stays blocked; one that is not blocked is not an error.
+func (d *Dataplane) Unblock(p netip.Prefix) error {
+	c, err := canonical(p)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.blocks.dynamic[c]; !ok {
+		return nil
+	}
+	delete(d.blocks.dynamic, c)
+	if d.objs != nil && !d.blocks.has(c, time.Now()) {
+		return d.objs.delBlock(c)
+	}
+	return nil
+}

@@ -138,6 +138,21 @@ func TestEndToEnd(t *testing.T) {
 					return c.ask(t, lab.VIP4, 1, 100*time.Millisecond) == 1
 				})
 			})
+			t.Run("an operator's unblock lifts a dynamic block at once", func(t *testing.T) {
+				c := newLabClient(t, lab, dynamic)
+				if err := d.Block(netip.PrefixFrom(dynamic, 32), time.Now().Add(time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+				if got := c.ask(t, lab.VIP4, 1, 200*time.Millisecond); got != 0 {
+					t.Errorf("%d answers while blocked", got)
+				}
+				if err := d.Unblock(netip.PrefixFrom(dynamic, 32)); err != nil {
+					t.Fatal(err)
+				}
+				if got := c.ask(t, lab.VIP4, 2, time.Second); got != 2 {
+					t.Errorf("after unblock: %d of 2 answered", got)
+				}
+			})
 			t.Run("a reload changes the blocklist live", func(t *testing.T) {
 				cfg := *d.cfg
 				cfg.Blocklist = []netip.Prefix{netip.PrefixFrom(steady6, 128)}
