@@ -49,27 +49,32 @@ func startLab(t testing.TB, n int, pool string, extra string) *lab {
 // and returns once it answers.
 func runProxy(t testing.TB, yml string) *lab {
 	t.Helper()
-	l := &lab{}
 	port, err := testlab.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.addr = fmt.Sprintf("127.0.0.1:%d", port)
-	yml = fmt.Sprintf("listen: [{address: %q}]\n%s", l.addr, yml)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	return runConfig(t, addr, fmt.Sprintf("listen: [{address: %q}]\n%s", addr, yml))
+}
+
+// runConfig runs a proxy with the whole config yml, whose first do53
+// listener is addr, and returns once it answers there. The proxy stops
+// with the test.
+func runConfig(t testing.TB, addr, yml string) *lab {
+	t.Helper()
+	l := &lab{addr: addr}
 	cfg, err := config.Parse("lab.yaml", []byte(yml))
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", yml, err)
 	}
-	l.store, err = state.New()
-	if err != nil {
+	if l.store, err = state.New(); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.store.ApplyConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	l.p, err = New(cfg, Deps{Store: l.store, Log: log})
-	if err != nil {
+	if l.p, err = New(cfg, Deps{Store: l.store, Log: log}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -91,6 +96,12 @@ func runProxy(t testing.TB, yml string) *lab {
 	for {
 		if _, err := l.exchange("udp", query("ready.demo.test.", dns.TypeA)); err == nil {
 			return l
+		}
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("proxy Run: %v", err)
+		default:
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("proxy did not answer within 5s")

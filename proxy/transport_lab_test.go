@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -25,9 +24,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/quic-go/quic-go"
 
-	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/internal/testlab"
-	"github.com/anyfront/anyfront/state"
 )
 
 // transportLab is a proxy with a do53, dot, doh and doq listener (and more
@@ -81,50 +78,10 @@ func startTransportLab(t testing.TB, addrs addrPicker, listen []string, top stri
 		fmt.Fprintf(&b, "      - {name: r%d, address: %q}\n", i+1, u.Addr.String())
 	}
 	b.WriteString(top)
-	yml := b.String()
-	cfg, err := config.Parse("lab.yaml", []byte(yml))
-	if err != nil {
-		t.Fatalf("config:\n%s\n%v", yml, err)
-	}
-	if tl.store, err = state.New(); err != nil {
-		t.Fatal(err)
-	}
-	if err := tl.store.ApplyConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if tl.p, err = New(cfg, Deps{Store: tl.store, Log: log}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tl.p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("proxy Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("proxy did not stop within 10s")
-		}
-	})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := tl.exchange("udp", query("ready.demo.test.", dns.TypeA)); err == nil {
-			return tl
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("proxy Run: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("proxy did not answer within 5s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	l := runConfig(t, tl.addr, b.String())
+	l.backends = tl.backends
+	tl.lab = l
+	return tl
 }
 
 func (tl *transportLab) tlsConfig(alpn ...string) *tls.Config {

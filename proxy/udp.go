@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"errors"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -482,5 +481,3 @@ func (s *shard) close() {
 		s.bfd = -1
 	}
 }
-
-var errNoShards = errors.New("proxy: no UDP workers")

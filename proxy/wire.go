@@ -12,8 +12,6 @@ const (
 	headerLen = 12
 	// maxNameLen is RFC 1035's limit on a name's wire length.
 	maxNameLen = 255
-	// maxQuestionLen is a name plus QTYPE and QCLASS.
-	maxQuestionLen = maxNameLen + 4
 
 	flagQR = 1 << 15
 	flagAA = 1 << 10
@@ -78,9 +76,6 @@ func (v *msgView) opcode() int  { return int(v.flags>>11) & 0xF }
 func (v *msgView) rcode() int   { return int(v.flags & 0xF) }
 func (v *msgView) do() bool     { return v.hasOPT && v.ednsTTL&0x8000 != 0 }
 func (v *msgView) name() []byte { return v.lower[:v.lowerLen] }
-func (v *msgView) question(msg []byte) []byte {
-	return msg[headerLen:v.qEnd]
-}
 
 // maxUDPResponse is the largest UDP answer the client said it can take.
 func (v *msgView) maxUDPResponse() int {
