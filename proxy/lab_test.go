@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,8 +61,8 @@ func runProxy(t testing.TB, yml string) *lab {
 
 // runConfig runs a proxy with the whole config yml, whose first do53
 // listener is addr, and returns once it answers there. The proxy stops
-// with the test.
-func runConfig(t testing.TB, addr, yml string) *lab {
+// with the test. before, if given, sees the proxy before it runs.
+func runConfig(t testing.TB, addr, yml string, before ...func(*Proxy)) *lab {
 	t.Helper()
 	l := &lab{addr: addr}
 	cfg, err := config.Parse("lab.yaml", []byte(yml))
@@ -76,6 +78,9 @@ func runConfig(t testing.TB, addr, yml string) *lab {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if l.p, err = New(cfg, Deps{Store: l.store, Log: log}); err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range before {
+		f(l.p)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -577,5 +582,27 @@ rules:
 	}
 	if got := l.p.Stats.RuleDropped.Load(); got != 2 {
 		t.Errorf("rule drops counted %d, want 2", got)
+	}
+}
+
+// TestLabGCReachesWaitingReaders: a reader that saw traffic waits in a raw
+// recvmmsg (sock_linux.go) holding its P, so a stop-the-world must reach it
+// with a signal, which ends the wait with EINTR. Were the wait restarted
+// instead, every collection would last until the 250ms receive timeout.
+func TestLabGCReachesWaitingReaders(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+	l := startLab(t, 1, "", "")
+	var pauses []time.Duration
+	for i := 0; i < 5; i++ {
+		if _, err := l.exchange("udp", query("www.demo.test.", dns.TypeA)); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		runtime.GC()
+		pauses = append(pauses, time.Since(start))
+	}
+	slices.Sort(pauses)
+	if med := pauses[len(pauses)/2]; med > 125*time.Millisecond {
+		t.Errorf("runtime.GC took %v (median of %v) with readers waiting: a reader's wait was not interrupted", med, pauses)
 	}
 }
