@@ -45,13 +45,23 @@ clean:
 	rm -rf $(BIN)
 
 # bench: one unbound directly, dnsdist and anyfront side by side under
-# dnsperf (bench/README.md); writes bench/RESULTS.md. About 8 minutes;
-# BENCHFLAGS=-quick for a check in under 2.
+# dnsperf, over UDP, DoT and DoH (bench/README.md); writes bench/RESULTS.md.
+# About 12 minutes; BENCHFLAGS=-quick for a check in about 3,
+# BENCHFLAGS='-workloads dot,doh -rounds 1' for one part.
 .PHONY: bench
 bench:
 	scripts/install-deps.sh bench
 	@$(MAKE) --no-print-directory build
 	$(GO) run ./bench/cmd/bench -anyfront $(BIN)/anyfront -out bench/RESULTS.md $(BENCHFLAGS)
+
+# bench-profile: CPU profiles of anyfront on the miss and hit workloads at
+# 20k q/s, summarised into bench/profiles/ (kernel / Go runtime / our code).
+# About a minute.
+.PHONY: bench-profile
+bench-profile:
+	scripts/install-deps.sh bench
+	@$(MAKE) --no-print-directory build
+	$(GO) run ./bench/cmd/bench -anyfront $(BIN)/anyfront -profile bench/profiles $(BENCHFLAGS)
 
 # generate: recompile ebpf/xdp.c with Debian's clang (bpf2go) and record the
 # hashes that ebpf's TestCommittedObjectsAreFresh checks. The output is

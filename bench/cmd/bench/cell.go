@@ -45,11 +45,54 @@ type options struct {
 	rounds      int
 	dur         time.Duration // each measured phase
 	warmup      time.Duration
-	loads       []int // fixed offered loads, q/s
+	loads       []int // fixed offered loads, q/s, of the plain DNS workloads
+	dotLoads    []int // of the DoT workload
+	dohLoads    []int // of the DoH workload
 	clients     int
 	threads     int
 	maxThreads  int // dnsperf threads for the max-rate run
 	outstanding int
+	// dohConns is dnsperf's threads, connections and queries in flight for
+	// DoH: one query in flight per connection, see baseSpec.
+	dohConns int
+}
+
+// loadsFor returns the fixed offered loads of workload wl: TLS costs
+// several times what plain DNS does, so its loads are lower.
+func (o options) loadsFor(wl workload) []int {
+	switch wl.transport {
+	case "dot":
+		return o.dotLoads
+	case "doh":
+		return o.dohLoads
+	}
+	return o.loads
+}
+
+// baseSpec is the dnsperf run for workload wl against addr, before the
+// offered load and duration are set.
+func (o options) baseSpec(wl workload, addr, data string) loadSpec {
+	s := loadSpec{server: addr, data: data, clients: o.clients, threads: o.threads,
+		outstanding: o.outstanding, mode: wl.transport}
+	if wl.transport == "doh" {
+		// dnsperf 2.10's DoH client keeps one response buffer per
+		// connection and takes one TLS read at a time: when two answers
+		// arrive in one read it loses one of them, although the server
+		// sent both (DNS-OARC/dnsperf#240). With one query in flight per
+		// connection no two answers can meet, so every query is counted;
+		// dnsperf shares -c and -q out over its -T threads, hence the
+		// same number for all three.
+		s.clients, s.threads, s.outstanding = o.dohConns, o.dohConns, o.dohConns
+	}
+	return s
+}
+
+// maxThreadsFor is dnsperf's -T for the max-rate run of wl.
+func (o options) maxThreadsFor(wl workload) int {
+	if wl.transport == "doh" {
+		return o.dohConns
+	}
+	return o.maxThreads
 }
 
 // runCell starts the system, warms it up, measures every phase and stops it.
@@ -69,16 +112,17 @@ func (l *lab) runCell(ctx context.Context, o options, round int, system string, 
 	}
 	defer s.close()
 
-	base := loadSpec{server: s.addr, data: data, clients: o.clients, threads: o.threads, outstanding: o.outstanding}
-	// The warm-up lets threads, socket buffers and (for cache workloads)
-	// the cache settle before anything is measured.
+	base := o.baseSpec(wl, s.addr, data)
+	loads := o.loadsFor(wl)
+	// The warm-up lets threads, socket buffers, TLS sessions and (for
+	// cache workloads) the cache settle before anything is measured.
 	warm := base
-	warm.qps, warm.dur = o.loads[0], o.warmup
+	warm.qps, warm.dur = loads[0], o.warmup
 	if _, err := runDnsperf(ctx, warm); err != nil {
 		c.err = fmt.Errorf("warm-up: %w", err)
 		return c
 	}
-	for _, qps := range o.loads {
+	for _, qps := range loads {
 		spec := base
 		spec.qps, spec.dur, spec.latency = qps, o.dur, true
 		p, err := l.measure(ctx, s, spec)
@@ -89,7 +133,7 @@ func (l *lab) runCell(ctx context.Context, o options, round int, system string, 
 		c.phases = append(c.phases, p)
 	}
 	spec := base
-	spec.dur, spec.threads = o.dur, o.maxThreads
+	spec.dur, spec.threads = o.dur, o.maxThreadsFor(wl)
 	p, err := l.measure(ctx, s, spec)
 	if err != nil {
 		c.err = fmt.Errorf("max q/s: %w", err)

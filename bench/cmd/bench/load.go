@@ -20,9 +20,13 @@ import (
 // workload is a query mix, and whether the proxies run with a packet cache
 // for it.
 type workload struct {
-	name  string // short key: miss, hit, mix
+	name  string // short key: miss, hit, mix, dot, doh
 	title string // what the report calls it
 	cache bool   // dnsdist gets a packet cache, anyfront a cache: section
+	// transport is what dnsperf speaks to the proxy (-m): udp, dot or doh.
+	// The encrypted ones have no direct system: the lab's backends serve
+	// plain DNS only.
+	transport string
 	// write writes one dnsperf data file. salt is new for every process
 	// started, so no cache (ours or the backends') starts warm.
 	write func(w io.Writer, salt string, rng *rand.Rand) error
@@ -45,9 +49,28 @@ const (
 
 // workloads are measured in this order in every round.
 var workloads = []workload{
-	{name: "miss", title: "all cache misses (random names, caches off)", write: writeMiss},
-	{name: "hit", title: "all cache hits (100 names, caches on)", cache: true, write: writeHit},
-	{name: "mix", title: "realistic mix (80% Zipf over 10k names + 20% unique, caches on)", cache: true, write: writeMix},
+	{name: "miss", title: "all cache misses (random names, caches off)", transport: "udp", write: writeMiss},
+	{name: "hit", title: "all cache hits (100 names, caches on)", cache: true, transport: "udp", write: writeHit},
+	{name: "mix", title: "realistic mix (80% Zipf over 10k names + 20% unique, caches on)", cache: true, transport: "udp", write: writeMix},
+	{name: "dot", title: "DNS over TLS, all cache misses (random names, caches off)", transport: "dot", write: writeMiss},
+	{name: "doh", title: "DNS over HTTPS, all cache misses (random names, caches off)", transport: "doh", write: writeMiss},
+}
+
+// encrypted reports whether the workload runs over TLS.
+func (wl workload) encrypted() bool { return wl.transport != "udp" }
+
+// systemsFor returns the systems that can serve wl, in the order given:
+// direct is left out of the encrypted workloads, as the backends it stands
+// for speak plain DNS only.
+func (wl workload) systemsFor(systems []string) []string {
+	var out []string
+	for _, s := range systems {
+		if s == "direct" && wl.encrypted() {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func writeMiss(w io.Writer, salt string, _ *rand.Rand) error {
@@ -108,10 +131,11 @@ type loadSpec struct {
 	data        string // data file
 	qps         int    // -Q; 0: as fast as dnsperf can (max q/s)
 	dur         time.Duration
-	clients     int  // -c: UDP sockets, i.e. source ports
-	threads     int  // -T
-	outstanding int  // -q: queries in flight at most
-	latency     bool // -v: one line per query, parsed for percentiles
+	clients     int    // -c: UDP sockets, i.e. source ports
+	threads     int    // -T
+	outstanding int    // -q: queries in flight at most
+	latency     bool   // -v: one line per query, parsed for percentiles
+	mode        string // -m: udp, dot or doh
 }
 
 // lostAfter is dnsperf's -t: a query unanswered this long counts as lost.
@@ -144,6 +168,9 @@ func runDnsperf(ctx context.Context, spec loadSpec) (*loadResult, error) {
 		"-c", strconv.Itoa(spec.clients), "-T", strconv.Itoa(spec.threads),
 		"-q", strconv.Itoa(spec.outstanding),
 		"-t", strconv.FormatFloat(lostAfter.Seconds(), 'f', 1, 64)}
+	if spec.mode != "" && spec.mode != "udp" {
+		args = append(args, "-m", spec.mode)
+	}
 	if spec.qps > 0 {
 		args = append(args, "-Q", strconv.Itoa(spec.qps))
 	}

@@ -1,10 +1,13 @@
 // Command bench is `make bench`: it measures one unbound backend directly,
 // dnsdist and anyfront side by side on this machine, with dnsperf as the
-// load, and writes the table to bench/RESULTS.md. See bench/README.md.
+// load, over UDP, DoT and DoH, and writes the table to bench/RESULTS.md.
+// With -profile it records CPU profiles of anyfront instead (make
+// bench-profile). See bench/README.md.
 //
 // Usage:
 //
-//	go run ./bench/cmd/bench -anyfront bin/anyfront -out bench/RESULTS.md [-quick]
+//	go run ./bench/cmd/bench -anyfront bin/anyfront -out bench/RESULTS.md [-quick] [-workloads dot,doh]
+//	go run ./bench/cmd/bench -anyfront bin/anyfront -profile bench/profiles
 package main
 
 import (
@@ -38,21 +41,26 @@ func run() int {
 		dur         = flag.Duration("duration", 5*time.Second, "length of each measured phase")
 		warmup      = flag.Duration("warmup", time.Second, "warm-up at the first load before measuring, per process")
 		loadsFlag   = flag.String("loads", "20000,50000", "fixed offered loads, q/s, comma-separated")
+		dotLoads    = flag.String("dot-loads", "5000,10000", "fixed offered loads of the DoT workload, q/s")
+		dohLoads    = flag.String("doh-loads", "500", "fixed offered loads of the DoH workload, q/s (dnsperf's DoH tops out near 1-2k here, see -doh-conns)")
+		dohConns    = flag.Int("doh-conns", 32, "dnsperf threads = connections = queries in flight for DoH: one in flight per connection (dnsperf 2.10 loses answers otherwise)")
 		clients     = flag.Int("clients", 8, "dnsperf -c: UDP sockets (source ports), so SO_REUSEPORT spreads them over workers")
 		threads     = flag.Int("threads", 1, "dnsperf -T for the fixed loads (each is a sending and a receiving thread): kept low, the generator shares the cores")
 		maxThreads  = flag.Int("max-threads", 1, "dnsperf -T for the max-rate run")
 		outstanding = flag.Int("outstanding", 100, "dnsperf -q: queries in flight at most")
 		listeners   = flag.Int("dnsdist-listeners", 1, "dnsdist UDP listener threads (1 is dnsdist's default; >1 adds reusePort listeners)")
 		systemsFlag = flag.String("systems", strings.Join(systemNames, ","), "systems to measure, comma-separated")
-		wlFlag      = flag.String("workloads", "miss,hit,mix", "workloads to run, comma-separated")
+		wlFlag      = flag.String("workloads", "miss,hit,mix,dot,doh", "workloads to run, comma-separated (with -profile: miss,hit unless given)")
+		profileDir  = flag.String("profile", "", "instead of the benchmark: CPU-profile anyfront on each workload at its first load and write pprof summaries into this directory (bench/profiles)")
+		profileDur  = flag.Duration("profile-duration", 20*time.Second, "with -profile: how long each profile runs")
 	)
 	flag.Parse()
 	o := options{rounds: *rounds, dur: *dur, warmup: *warmup, clients: *clients,
-		threads: *threads, maxThreads: *maxThreads, outstanding: *outstanding}
+		threads: *threads, maxThreads: *maxThreads, outstanding: *outstanding, dohConns: *dohConns}
+	set := map[string]bool{} // flags given on the command line
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *quick {
 		// Set only what the user did not set explicitly.
-		set := map[string]bool{}
-		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if !set["rounds"] {
 			o.rounds = 1
 		}
@@ -64,19 +72,31 @@ func run() int {
 		}
 	}
 	var err error
-	if o.loads, err = parseLoads(*loadsFlag); err != nil {
-		return fail("-loads: %v", err)
+	for _, lf := range []struct {
+		name string
+		s    string
+		to   *[]int
+	}{{"loads", *loadsFlag, &o.loads}, {"dot-loads", *dotLoads, &o.dotLoads}, {"doh-loads", *dohLoads, &o.dohLoads}} {
+		if *lf.to, err = parseLoads(lf.s); err != nil {
+			return fail("-%s: %v", lf.name, err)
+		}
 	}
 	systems, err := pick(*systemsFlag, systemNames)
 	if err != nil {
 		return fail("-systems: %v", err)
 	}
+	if *profileDir != "" && !set["workloads"] {
+		*wlFlag = "miss,hit"
+	}
 	wls, err := pickWorkloads(*wlFlag)
 	if err != nil {
 		return fail("-workloads: %v", err)
 	}
-	if o.rounds < 1 || o.dur <= 0 || o.clients < 1 || o.threads < 1 || o.maxThreads < 1 || o.outstanding < 1 || *listeners < 1 {
-		return fail("-rounds, -duration, -clients, -threads, -max-threads, -outstanding and -dnsdist-listeners must be positive")
+	if o.rounds < 1 || o.dur <= 0 || o.clients < 1 || o.threads < 1 || o.maxThreads < 1 || o.outstanding < 1 || o.dohConns < 1 || *listeners < 1 || *profileDur <= 0 {
+		return fail("-rounds, -duration, -clients, -threads, -max-threads, -outstanding, -doh-conns, -dnsdist-listeners and -profile-duration must be positive")
+	}
+	if *profileDir != "" {
+		systems = []string{"anyfront"}
 	}
 
 	// Ctrl-C or SIGTERM cancels ctx: dnsperf is killed by exec's context,
@@ -106,6 +126,11 @@ func run() int {
 		return fail("%v", err)
 	}
 	defer os.RemoveAll(l.dir)
+	if slices.ContainsFunc(wls, workload.encrypted) {
+		if l.cert, err = makeCert(l.dir); err != nil {
+			return fail("TLS certificate: %v", err)
+		}
+	}
 	anyfrontSum := ""
 	if l.anyfront != "" {
 		// Every cell starts a fresh anyfront: run a private copy, so a
@@ -125,16 +150,23 @@ func run() int {
 		say("backend r%d: unbound on %s (pid %d)", i+1, u.Addr, u.PID())
 	}
 
+	if *profileDir != "" {
+		return l.profileAll(ctx, o, wls, *profileDir, *profileDur, collectEnv(l.dnsdist, anyfrontSum))
+	}
+
 	start := time.Now()
-	cells := len(wls) * len(systems) * o.rounds
-	say("%d rounds x %d workloads x %d systems = %d cells; phases of %v at %v q/s and max",
-		o.rounds, len(wls), len(systems), cells, o.dur, o.loads)
+	cells := 0
+	for _, wl := range wls {
+		cells += len(wl.systemsFor(systems)) * o.rounds
+	}
+	say("%d rounds x %d workloads = %d cells; phases of %v at %v q/s (DoT %v, DoH %v) and max",
+		o.rounds, len(wls), cells, o.dur, o.loads, o.dotLoads, o.dohLoads)
 	var results []cellResult
 	for round := range o.rounds {
 		for wi, wl := range wls {
 			// Rotate the order each round (and per workload), so no system
 			// always runs first or right after a given other one.
-			order := rotate(systems, round+wi)
+			order := rotate(wl.systemsFor(systems), round+wi)
 			for _, sys := range order {
 				if ctx.Err() != nil {
 					say("interrupted: nothing written")
@@ -246,6 +278,9 @@ func pickWorkloads(s string) ([]workload, error) {
 
 // rotate returns s rotated left by n.
 func rotate(s []string, n int) []string {
+	if len(s) == 0 {
+		return nil // -systems direct on an encrypted workload: nothing to run
+	}
 	n %= len(s)
 	return append(slices.Clone(s[n:]), s[:n]...)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,8 +31,18 @@ type report struct {
 	dnsdistListeners int
 }
 
-// maxPhase is the index of the max-rate phase in cellResult.phases.
-func (r *report) maxPhase() int { return len(r.opts.loads) }
+// loadsOf returns the fixed loads workload wl was measured at.
+func (r *report) loadsOf(wl string) []int {
+	for _, w := range r.wls {
+		if w.name == wl {
+			return r.opts.loadsFor(w)
+		}
+	}
+	return nil
+}
+
+// maxPhase is the index of the max-rate phase in the phases of workload wl.
+func (r *report) maxPhase(wl string) int { return len(r.loadsOf(wl)) }
 
 // med is the median over rounds of f on phase i of the cells of (wl, sys).
 // Failed cells are left out; NaN when there is nothing to take it of.
@@ -53,11 +64,12 @@ func (r *report) noCache(wl workload) bool {
 
 // mark returns "†" when phase i of (wl, sys) fell short of its offered load.
 func (r *report) mark(wl, sys string, i int) string {
-	if i >= len(r.opts.loads) {
+	loads := r.loadsOf(wl)
+	if i >= len(loads) {
 		return ""
 	}
 	got := r.med(wl, sys, i, func(p phaseResult) float64 { return p.achieved })
-	if got < saturated*float64(r.opts.loads[i]) {
+	if got < saturated*float64(loads[i]) {
 		return "†"
 	}
 	return ""
@@ -104,8 +116,25 @@ func (r *report) markdown() string {
 		r.workloadTable(w, wl)
 	}
 	if containsAll(r.systems, "anyfront", "dnsdist") {
-		r.ratioTable(w)
-		r.targets(w)
+		// One ratio table per set of loads: the encrypted workloads are
+		// measured at lower loads than plain DNS.
+		var done []string
+		for _, wl := range r.wls {
+			if slices.Contains(done, wl.name) {
+				continue
+			}
+			var group []workload
+			for _, other := range r.wls {
+				if slices.Equal(r.opts.loadsFor(other), r.opts.loadsFor(wl)) {
+					group = append(group, other)
+					done = append(done, other.name)
+				}
+			}
+			r.ratioTable(w, group)
+		}
+		if slices.ContainsFunc(r.wls, func(wl workload) bool { return !wl.encrypted() }) {
+			r.targets(w)
+		}
 	}
 	r.noise(w)
 	r.raw(w)
@@ -118,6 +147,11 @@ func (r *report) method(w func(string, ...any)) {
 	w("")
 	w("- Two unbound %s backends (1 thread each) on loopback. **direct** is a third, identical unbound queried directly (the floor); **dnsdist** (%d UDP listener thread(s)) and **anyfront** (proxy workers at their default, one per CPU) forward to the two backends: round robin, an active health check of `health.anyfront.test. A` every %v (timeout %v, rise %d, fall %d), a packet cache of %d entries only in the cache workloads.", orUnknown(r.env.unbound), r.dnsdistListeners, healthInterval, healthTimeout, healthRise, healthFall, cacheEntries)
 	w("- Each cell is a fresh process: started, probed until both backends receive queries through it, warmed up for %v at %d q/s, then measured at each fixed load (dnsperf `-Q`) for %v, then at the maximum rate (no `-Q`) for %v. %d round(s); the systems' order rotates every round and workload (A B C, B C A, ...); figures are **medians over rounds**.", o.warmup, o.loads[0], o.dur, o.dur, o.rounds)
+	if slices.ContainsFunc(r.wls, workload.encrypted) {
+		w("- **DoT and DoH**: both proxies get a second listener, `protocol: dot` / `protocol: doh` in anyfront and `addTLSLocal` / `addDOHLocal` in dnsdist, with the same self-signed ECDSA P-256 certificate (made by the harness for the run), up to 100 queries in flight per connection answered out of order (anyfront `max_inflight_per_conn`, dnsdist `maxInFlight`), %d queries per connection (anyfront's default `max_queries_per_conn`; dnsdist `setMaxTCPQueriesPerConnection`). Caches off, names as in the miss workload. Readiness is probed over plain DNS, then one query over the encrypted listener. Warm-up at the first load of the workload. No `direct` row: the backends speak plain DNS only.", tlsQueriesPerConn)
+		w("- **DoT load**: dnsperf `-m dot -T %d -c %d -q %d`, at %s q/s and the maximum.", o.threads, o.clients, o.outstanding, joinLoads(o.dotLoads))
+		w("- **DoH load**: dnsperf `-m doh` (HTTP/2, GET) `-T %d -c %d -q %d`: one query in flight per connection, because dnsperf 2.10 loses an answer whenever two arrive in one TLS read (DNS-OARC/dnsperf#240), far more often against dnsdist than against anyfront, which would make the comparison one of dnsperf's bug. With one query in flight dnsperf spends most of each query waiting, so DoH max q/s and latencies are dnsperf's limits, not the proxies': compare CPU µs/q at %s q/s.", o.dohConns, o.dohConns, o.dohConns, joinLoads(o.dohLoads))
+	}
 	w("- **CPU µs/q**: utime+stime from `/proc/PID/stat` of the system under test only (the proxy, or the direct unbound; never the backends or dnsperf), over the dnsperf run, divided by the queries answered. It comes in 10 ms ticks (USER_HZ): about 0.3%% of what a proxy uses in a 5 s phase at 20k q/s.")
 	w("- **p50/p99**: from dnsperf 2.10's per-query output (`-v`: one line per query with its latency, 1 µs resolution); dnsperf has no histogram option. A lost query (no answer within %v) counts as infinitely slow, so a run losing over 1%% shows p99 = ∞.", lostAfter)
 	w("- **max q/s**: dnsperf without `-Q`, `-T %d -c %d -q %d`, answers per second. On this machine the two backends, the proxy and dnsperf share %d cores, so this is the throughput of the whole set-up, where a proxy's CPU per query decides how much is left for the rest.", o.maxThreads, o.clients, o.outstanding, r.env.nproc)
@@ -127,7 +161,7 @@ func (r *report) method(w func(string, ...any)) {
 }
 
 func (r *report) workloadTable(w func(string, ...any), wl workload) {
-	loads := r.opts.loads
+	loads := r.opts.loadsFor(wl)
 	w("## %s", capitalize(wl.title))
 	w("")
 	head := []string{"system"}
@@ -142,7 +176,7 @@ func (r *report) workloadTable(w func(string, ...any), wl workload) {
 	w("| %s |", strings.Join(head, " | "))
 	w("|%s", strings.Repeat(" --- |", len(head)))
 	anyMark := false
-	for _, sys := range r.systems {
+	for _, sys := range wl.systemsFor(r.systems) {
 		name := sys
 		if sys == "anyfront" && r.noCache(wl) {
 			name = "anyfront (no cache yet: forwarded)"
@@ -153,12 +187,12 @@ func (r *report) workloadTable(w func(string, ...any), wl workload) {
 			anyMark = anyMark || m != ""
 			row = append(row, num(r.med(wl.name, sys, i, getCPU), 1)+m)
 		}
-		row = append(row, kqps(r.med(wl.name, sys, r.maxPhase(), getAchieved)))
+		row = append(row, kqps(r.med(wl.name, sys, r.maxPhase(wl.name), getAchieved)))
 		row = append(row, num(r.med(wl.name, sys, 0, getP50), 0)+r.mark(wl.name, sys, 0))
 		for i := range loads {
 			row = append(row, num(r.med(wl.name, sys, i, getP99), 0)+r.mark(wl.name, sys, i))
 		}
-		row = append(row, num(r.med(wl.name, sys, 0, getRSS), 1), num(r.med(wl.name, sys, r.maxPhase(), getRSS), 1))
+		row = append(row, num(r.med(wl.name, sys, 0, getRSS), 1), num(r.med(wl.name, sys, r.maxPhase(wl.name), getRSS), 1))
 		row = append(row, pct(r.med(wl.name, sys, 0, getShare)))
 		w("| %s |", strings.Join(row, " | "))
 	}
@@ -169,9 +203,14 @@ func (r *report) workloadTable(w func(string, ...any), wl workload) {
 	}
 }
 
-func (r *report) ratioTable(w func(string, ...any)) {
-	loads := r.opts.loads
-	w("## anyfront / dnsdist (ratio of medians; CPU, p99, RSS: lower is better; max q/s: higher is better)")
+// ratioTable prints the ratios for workloads measured at the same loads.
+func (r *report) ratioTable(w func(string, ...any), wls []workload) {
+	loads := r.opts.loadsFor(wls[0])
+	var names []string
+	for _, wl := range wls {
+		names = append(names, wl.name)
+	}
+	w("## anyfront / dnsdist: %s (ratio of medians; CPU, p99, RSS: lower is better; max q/s: higher is better)", strings.Join(names, ", "))
 	w("")
 	head := []string{"workload"}
 	for _, q := range loads {
@@ -184,7 +223,7 @@ func (r *report) ratioTable(w func(string, ...any)) {
 	head = append(head, "RSS @"+kqps(float64(loads[0])))
 	w("| %s |", strings.Join(head, " | "))
 	w("|%s", strings.Repeat(" --- |", len(head)))
-	for _, wl := range r.wls {
+	for _, wl := range wls {
 		name := wl.name
 		if r.noCache(wl) {
 			name += " (anyfront forwarded: no cache yet)"
@@ -196,7 +235,7 @@ func (r *report) ratioTable(w func(string, ...any)) {
 		for i := range loads {
 			row = append(row, rat(i, getCPU))
 		}
-		row = append(row, rat(r.maxPhase(), getAchieved))
+		row = append(row, rat(r.maxPhase(wl.name), getAchieved))
 		for i := range loads {
 			row = append(row, rat(i, getP99))
 		}
@@ -272,4 +311,13 @@ func times(v float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2fx", v)
+}
+
+// joinLoads formats loads as "5k, 10k".
+func joinLoads(loads []int) string {
+	var parts []string
+	for _, q := range loads {
+		parts = append(parts, kqps(float64(q)))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -128,6 +128,14 @@ type lab struct {
 	dnsdistLocal int // dnsdist listener threads (addLocal with reusePort)
 	backends     []*testlab.Unbound
 	rng          *rand.Rand
+	cert         tlsCert // served by both proxies in the encrypted workloads
+}
+
+// ports are the loopback ports of one proxy process.
+type ports struct {
+	dns   int // plain DNS (UDP and TCP): the load, or the readiness probes
+	tls   int // the DoT or DoH listener; 0 in the plain DNS workloads
+	admin int // anyfront's admin API
 }
 
 // systems are measured in this order in round 0; later rounds rotate it.
@@ -161,27 +169,36 @@ func (l *lab) start(ctx context.Context, name string, wl workload) (*sut, error)
 // to both backends. A port taken between FreePort and the bind shows up as
 // an early exit, retried once with new ports.
 func (l *lab) startProxy(ctx context.Context, name, bin string, wl workload,
-	args func(conf string) []string, config func(port, adminPort int, wl workload) string) (*sut, error) {
+	args func(conf string) []string, config func(p ports, wl workload) string) (*sut, error) {
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
-		port, err := testlab.FreePort()
-		if err != nil {
-			return nil, err
+		var pp ports
+		var err error
+		for _, port := range []*int{&pp.dns, &pp.tls, &pp.admin} {
+			if port == &pp.tls && !wl.encrypted() {
+				continue
+			}
+			if *port, err = testlab.FreePort(); err != nil {
+				return nil, err
+			}
 		}
-		adminPort, err := testlab.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		conf := filepath.Join(l.dir, fmt.Sprintf("%s-%d.conf", name, port))
-		if err := os.WriteFile(conf, []byte(config(port, adminPort, wl)), 0o600); err != nil {
+		conf := filepath.Join(l.dir, fmt.Sprintf("%s-%d.conf", name, pp.dns))
+		if err := os.WriteFile(conf, []byte(config(pp, wl)), 0o600); err != nil {
 			return nil, err
 		}
 		p, err := startProc(bin, args(conf), conf+".log")
 		if err != nil {
 			return nil, err
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		if err := l.waitForwarding(ctx, p, addr); err != nil {
+		addr := fmt.Sprintf("127.0.0.1:%d", pp.dns)
+		err = l.waitForwarding(ctx, p, addr)
+		if err == nil && wl.encrypted() {
+			// Plain DNS showed health checks passed and round robin
+			// reaching both backends; now the listener under test.
+			addr = fmt.Sprintf("127.0.0.1:%d", pp.tls)
+			err = probeTLS(ctx, wl, addr)
+		}
+		if err != nil {
 			p.stop()
 			lastErr = fmt.Errorf("%s: %w\n--- %s ---\n%s", name, err, p.logPath, p.logTail())
 			if ctx.Err() != nil {
@@ -199,7 +216,8 @@ func (l *lab) startProxy(ctx context.Context, name, bin string, wl workload,
 // healthCheckMode is not set: it appeared in dnsdist 1.8, and 1.7's only
 // mode is the active check every checkInterval that anyfront's mode: active
 // also does.
-func (l *lab) dnsdistConfig(port, _ int, wl workload) string {
+func (l *lab) dnsdistConfig(pp ports, wl workload) string {
+	port := pp.dns
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("-- Written by bench/cmd/bench: dnsdist configured like anyfront.")
@@ -213,10 +231,20 @@ func (l *lab) dnsdistConfig(port, _ int, wl workload) string {
 			w(`addLocal("127.0.0.1:%d", {reusePort=true})`, port)
 		}
 	}
+	// Over TCP, as anyfront pipelines queries on its backend connections,
+	// dnsdist may send several at once on one (maxInFlight); plain DNS
+	// workloads never use TCP and keep dnsdist's defaults.
+	inflight := ""
+	if wl.encrypted() {
+		for _, line := range dnsdistTLS(wl, pp.tls, l.cert) {
+			w("%s", line)
+		}
+		inflight = fmt.Sprintf(", maxInFlight=%d", tlsInflightPerConn)
+	}
 	for i, u := range l.backends {
-		w(`newServer{address=%q, name="r%d", checkName=%q, checkType="A", checkInterval=%d, checkTimeout=%d, rise=%d, maxCheckFailures=%d}`,
+		w(`newServer{address=%q, name="r%d", checkName=%q, checkType="A", checkInterval=%d, checkTimeout=%d, rise=%d, maxCheckFailures=%d%s}`,
 			u.Addr.String(), i+1, testlab.HealthName, int(healthInterval.Seconds()),
-			healthTimeout.Milliseconds(), healthRise, healthFall)
+			healthTimeout.Milliseconds(), healthRise, healthFall, inflight)
 	}
 	w("setServerPolicy(roundrobin)")
 	if wl.cache {
@@ -229,12 +257,17 @@ func (l *lab) dnsdistConfig(port, _ int, wl workload) string {
 // anyfrontConfig is anyfront's config: proxy workers at their default (one
 // per CPU), the admin API on a free port so parallel demos or tests on the
 // same machine do not collide with it.
-func (l *lab) anyfrontConfig(port, adminPort int, wl workload) string {
+func (l *lab) anyfrontConfig(pp ports, wl workload) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("# Written by bench/cmd/bench: anyfront configured like dnsdist.")
 	w("listen:")
-	w(`  - {address: "127.0.0.1:%d", protocol: do53}`, port)
+	w(`  - {address: "127.0.0.1:%d", protocol: do53}`, pp.dns)
+	if wl.encrypted() {
+		listen, proxy := anyfrontTLS(wl, pp.tls, l.cert)
+		w("%s", listen)
+		w("%s", proxy)
+	}
 	w(`acl: ["127.0.0.0/8"]`)
 	w("pools:")
 	w("  default:")
@@ -249,7 +282,7 @@ func (l *lab) anyfrontConfig(port, adminPort int, wl workload) string {
 		w("    cache: {size: %d}", cacheEntries)
 	}
 	w("admin:")
-	w(`  listen: "127.0.0.1:%d"`, adminPort)
+	w(`  listen: "127.0.0.1:%d"`, pp.admin)
 	return b.String()
 }
 
