@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"runtime"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -118,8 +120,9 @@ func (b *msgBatch) recv(fd int) (int, error) {
 	}
 	var r uintptr
 	var e unix.Errno
-	if b.busy {
+	if b.busy && rawWaitBegin() {
 		r, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)), unix.MSG_WAITFORONE, 0, 0)
+		rawWaiters.Add(-1)
 	} else {
 		r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)), unix.MSG_WAITFORONE, 0, 0)
 	}
@@ -132,6 +135,21 @@ func (b *msgBatch) recv(fd int) (int, error) {
 		b.addrs[i].n = b.msgs[i].hdr.Namelen
 	}
 	return n, nil
+}
+
+// rawWaiters counts readers waiting in a raw receive, each holding a P.
+var rawWaiters atomic.Int32
+
+// rawWaitBegin claims a raw wait if that still leaves a P per CPU to the
+// rest of the program: GOMAXPROCS may be lower than ensureProcs set it (a
+// test's testing.AllocsPerRun runs at 1), or several proxies may share the
+// process. Without a claim the wait is an ordinary system call.
+func rawWaitBegin() bool {
+	if int(rawWaiters.Add(1)) <= runtime.GOMAXPROCS(0)-cpus {
+		return true
+	}
+	rawWaiters.Add(-1)
+	return false
 }
 
 // msg returns received datagram i; truncated reports a datagram larger than
