@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/internal/certfile"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -104,7 +105,9 @@ type Server struct {
 	log    *slog.Logger
 	listen string
 	auth   *authenticator
-	rates  *rates
+	// certs serves admin.tls's certificate; nil means plain HTTP.
+	certs *certfile.Store
+	rates *rates
 	// rateEvery is rateInterval; a field so in-package tests can sample
 	// faster without a shared package variable.
 	rateEvery time.Duration
@@ -139,6 +142,9 @@ func New(cfg config.Admin, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.auth = auth
+	if s.certs, err = newCerts(cfg.TLS, s); err != nil {
+		return nil, err
+	}
 	if auth.token.Load() == nil {
 		s.log.Warn("admin.token_file is not set: every mutating admin call will be refused")
 	}
@@ -168,18 +174,25 @@ func (s *Server) Addr() net.Addr {
 // requests by route and code.
 func (s *Server) Collector() prometheus.Collector { return s.metrics }
 
-// Reload applies a new admin config: the token file is read again (so a
-// rotated token takes effect), while a changed listen address needs a
-// restart. On error the previous token stays in force.
+// Reload applies a new admin config: the token file and the TLS pair are
+// read again (so a rotated token or renewed certificate takes effect),
+// while a changed listen address, or TLS turned on or off, needs a restart.
+// What fails to load keeps its previous value in force, and the error says
+// what.
 func (s *Server) Reload(cfg config.Admin) error {
 	if cfg.Listen != s.listen {
 		s.log.Warn("admin.listen changed: restart anyfront to apply it", "listening", s.listen, "configured", cfg.Listen)
 	}
+	var errs []error
 	if err := s.auth.load(cfg.TokenFile); err != nil {
 		s.log.Error("admin token not reloaded: the previous token stays", "err", err)
-		return err
+		errs = append(errs, err)
 	}
-	return nil
+	if err := s.reloadTLS(cfg.TLS); err != nil {
+		s.log.Error("admin tls certificate not reloaded: the previous one keeps serving", "err", err)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Run listens on the configured address and serves until ctx ends, then
@@ -211,7 +224,10 @@ func (s *Server) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	s.log.Info("admin API listening", "addr", ln.Addr().String())
+	if s.certs != nil {
+		srv.TLSConfig = s.tlsConfig()
+	}
+	s.log.Info("admin API listening", "addr", ln.Addr().String(), "tls", s.certs != nil)
 
 	// runCtx stops the sampler whichever way Run ends.
 	runCtx, stop := context.WithCancel(ctx)
@@ -219,7 +235,14 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.sampleRates(runCtx) })
 	serveErr := make(chan error, 1)
-	wg.Go(func() { serveErr <- srv.Serve(ln) })
+	wg.Go(func() {
+		if s.certs != nil {
+			// The files are in TLSConfig.GetCertificate already.
+			serveErr <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		serveErr <- srv.Serve(ln)
+	})
 
 	select {
 	case <-ctx.Done():

@@ -2,13 +2,11 @@ package bgp
 
 import (
 	"flag"
-	"fmt"
-	"net"
 	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/anyfront/anyfront/internal/testlab"
 )
 
 // update rewrites golden files under testdata/ instead of comparing.
@@ -37,65 +35,9 @@ var allowedStacks = []string{
 
 // TestMain fails the package when a test leaves goroutines (GoBGP
 // watchers, session goroutines, the controller's own) or sockets behind.
+// Every goroutine not allowed counts: GoBGP starts many of its own.
 func TestMain(m *testing.M) {
-	// The runtime's network poller holds descriptors once used; open it
-	// before counting so it is part of the baseline.
-	if l, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
-		l.Close()
-	}
-	fds := countFDs()
-	code := m.Run()
-	if code == 0 {
-		if err := checkLeaks(fds); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func checkLeaks(baseFDs int) error {
-	deadline := time.Now().Add(leakWait)
-	for {
-		leaked := leakedGoroutines()
-		fds := countFDs()
-		if len(leaked) == 0 && fds <= baseFDs {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leak check: %d goroutines left (fds %d, at start %d):\n\n%s",
-				len(leaked), fds, baseFDs, strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func leakedGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "bgp.leakedGoroutines(") {
-			continue // this one
-		}
-		allowed := false
-		for _, s := range allowedStacks {
-			if strings.Contains(g, s) {
-				allowed = true
-				break
-			}
-		}
-		if !allowed {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-func countFDs() int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 0
-	}
-	return len(ents)
+	os.Exit(testlab.RunLeakChecked(m, testlab.LeakCheck{
+		Name: "bgp", Wait: leakWait, Leaked: testlab.StacksExcept(allowedStacks...),
+	}))
 }

@@ -244,6 +244,8 @@ type Detector struct {
 type Admin struct {
 	Listen    string // default "127.0.0.1:8053"
 	TokenFile string // empty: mutating calls are refused
+	// TLS serves the API over HTTPS with this certificate; nil: plain HTTP.
+	TLS *TLS
 }
 
 // BGP configures the embedded BGP speaker.

@@ -45,6 +45,10 @@ type Proxy struct {
 	tcpLns    []net.Listener
 	tcp       *tcpFront
 	wg        sync.WaitGroup // every goroutine Run starts
+	// readers counts the UDP client readers: on stop, Run waits for them
+	// before draining, as a reader may have read queries just before
+	// stopping was set and not yet put them in flight.
+	readers sync.WaitGroup
 	// stopping is set when Run's context ends: readers stop taking queries.
 	stopping atomic.Bool
 
@@ -142,8 +146,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for _, l := range p.udpLns {
 		s := p.shards[l.idx%len(p.shards)]
 		p.wg.Add(1)
+		p.readers.Add(1)
 		go func() {
 			defer p.wg.Done()
+			defer p.readers.Done()
 			s.clientLoop(l)
 		}()
 	}
@@ -187,6 +193,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		ln.Close()
 	}
 	p.tcp.shutdown()
+	// Only once no reader can add to the in-flight tables does an empty
+	// table mean every query taken in was answered (readers notice
+	// stopping within readTimeout).
+	p.readers.Wait()
 	p.drain(time.Duration(cfg.Proxy.Timeout) * time.Duration(cfg.Proxy.Retries+1))
 	close(stopTimeouts)
 	timeoutsWG.Wait()

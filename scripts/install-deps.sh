@@ -4,8 +4,9 @@
 # and quietly, then downloads the Go modules.
 #
 #   run    unbound (demo resolvers), dnsutils (dig)
-#   test   run's, plus knot-dnsutils (kdig), dnsperf, bird2 (BGP peer) and
-#          chromium (headless, for the dashboard test)
+#   test   run's, plus knot-dnsutils (kdig), dnsperf, bird2 (BGP peer),
+#          chromium (headless, for the dashboard test) and iproute2 (ip and
+#          tc, for the namespace tests)
 #   bench  test's, plus dnsdist (the benchmark's peer)
 #   generate  clang, llvm (llvm-strip) and libbpf-dev, to recompile ebpf/xdp.c
 #
@@ -27,13 +28,14 @@ declare -A provides=(
 	[dnsdist]=dnsdist
 	[bird2]=bird
 	[chromium]=chromium
+	[iproute2]=tc
 	[clang]=clang
 	[llvm]=llvm-strip
 	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
 )
 case $mode in
 run) wanted=(unbound dnsutils) ;;
-test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium) ;;
+test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2) ;;
 bench) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 dnsdist) ;;
 generate) wanted=(clang llvm libbpf-dev) ;;
 *)

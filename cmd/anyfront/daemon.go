@@ -142,6 +142,11 @@ func (d *daemon) run(sig context.Context) error {
 	}
 	stopSvc()
 	err := g.Wait()
+	// The proxy's final tallies: an operator (or a test) compares what
+	// clients sent with what was taken in, and so tells queries that
+	// arrived after the proxy stopped reading from ones it dropped.
+	st := &d.proxy.Stats
+	d.log.Info("proxy stopped", "udp_queries", st.UDPQueries.Load(), "tcp_queries", st.TCPQueries.Load())
 	stopBGP()
 	if d.bgp != nil {
 		if e := <-bgpDone; e != nil && !errors.Is(e, context.Canceled) {
@@ -205,7 +210,7 @@ func (d *daemon) reload() error {
 		}
 	}
 	if err := d.admin.Reload(cfg.Admin); err != nil {
-		d.log.Error("reload: admin token: the old token stays", "err", err)
+		d.log.Error("reload: admin: the old token or TLS certificate stays", "err", err)
 	}
 	d.cfg = cfg
 	d.log.Info("config reloaded", "file", cfg.File)

@@ -41,6 +41,10 @@ func newClient(o options) (*client, error) {
 	if o.timeout <= 0 {
 		return nil, fmt.Errorf("-timeout %v: must be positive", o.timeout)
 	}
+	tlsCfg, err := clientTLS(u.Scheme, o)
+	if err != nil {
+		return nil, err
+	}
 	return &client{
 		base:      base,
 		tokenFile: o.tokenFile,
@@ -49,7 +53,7 @@ func newClient(o options) (*client, error) {
 			Timeout: o.timeout,
 			// Straight to the admin API: no HTTP_PROXY, which would see
 			// the bearer token; one request per run, so no keep-alive.
-			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tlsCfg},
 			// A redirect would re-send the request elsewhere; the admin
 			// API never redirects its own calls.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -85,7 +89,7 @@ func (c *client) do(cmd command, stdout, stderr io.Writer) int {
 	}
 	res, err := c.http.Do(req)
 	if err != nil {
-		fmt.Fprintf(stderr, "anyfrontctl: cannot reach the admin API at %s: %v\n", c.base, unwrapURLError(err))
+		fmt.Fprintf(stderr, "anyfrontctl: cannot reach the admin API at %s: %v%s\n", c.base, unwrapURLError(err), tlsHint(err))
 		return exitUnreachable
 	}
 	defer res.Body.Close()
@@ -131,6 +135,10 @@ func (c *client) explain(stderr io.Writer, cmd command, code int, raw []byte) {
 		if len(snippet) > 200 {
 			snippet = snippet[:200] + "..."
 		}
+		if code == http.StatusBadRequest && strings.Contains(snippet, "HTTP request to an HTTPS server") {
+			fmt.Fprintf(stderr, "anyfrontctl: the admin API at %s speaks HTTPS (admin.tls): use -admin https://... with -cacert FILE\n", c.base)
+			return
+		}
 		fmt.Fprintf(stderr, "anyfrontctl: %s %s: HTTP %d from %s (is that the anyfront admin API?): %s\n",
 			cmd.method, cmd.path, code, c.base, snippet)
 		return
@@ -167,6 +175,12 @@ func readToken(path string) (string, error) {
 	tok := string(bytes.TrimSpace(b))
 	if tok == "" {
 		return "", fmt.Errorf("%s: empty", path)
+	}
+	if strings.ContainsAny(tok, " \t\r\n") {
+		// The server refuses such a file too; without this check the
+		// header would be refused by net/http with a message about the
+		// network, not the file.
+		return "", fmt.Errorf("%s: the token must be a single word", path)
 	}
 	return tok, nil
 }

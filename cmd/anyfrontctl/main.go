@@ -52,6 +52,10 @@ type options struct {
 	tokenFile string
 	json      bool
 	timeout   time.Duration
+	// cacert and insecure are for an admin API served over HTTPS
+	// (admin.tls): trust this certificate, or skip verification.
+	cacert   string
+	insecure bool
 }
 
 // run is the whole CLI; main only passes os.Args and exits with its code.
@@ -63,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.tokenFile, "token-file", os.Getenv("ANYFRONT_TOKEN_FILE"), "file holding the admin bearer token, needed by changing commands (env ANYFRONT_TOKEN_FILE)")
 	fs.BoolVar(&o.json, "json", false, "print the API's JSON instead of a table")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the admin API")
+	fs.StringVar(&o.cacert, "cacert", os.Getenv("ANYFRONT_CACERT"), "PEM file of the certificate (or its CA) to trust for an https:// admin URL (env ANYFRONT_CACERT)")
+	fs.BoolVar(&o.insecure, "insecure", false, "https:// admin URL: do not verify the server's certificate (the token is still encrypted, but could go to an impostor)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()

@@ -208,6 +208,11 @@ func TestAuthMessages(t *testing.T) {
 	if err := os.WriteFile(wrong, []byte("nope\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A PEM file given by mistake: several lines, not a token.
+	twoLines := filepath.Join(t.TempDir(), "two-lines")
+	if err := os.WriteFile(twoLines, []byte("line one\nline two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -216,6 +221,7 @@ func TestAuthMessages(t *testing.T) {
 		{"no token file", []string{"-admin", e.url, "drain", "r1"}, "unauthorized: check -token-file"},
 		{"a wrong token", []string{"-admin", e.url, "-token-file", wrong, "drain", "r1"}, "unauthorized: check -token-file"},
 		{"an unreadable token file", []string{"-admin", e.url, "-token-file", "/nonexistent", "drain", "r1"}, "-token-file"},
+		{"a token file of several words", []string{"-admin", e.url, "-token-file", twoLines, "drain", "r1"}, "the token must be a single word"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := runCLI(tt.args...)
