@@ -82,7 +82,7 @@ generate:
 FUZZTIME ?= 60s
 FUZZSHORT ?= 10000x
 FUZZTARGETS := ./proxy:FuzzParseQuery ./proxy:FuzzMatchResponse ./proxy:FuzzCache \
-	./proxy:FuzzRuleMatch ./proxy:FuzzTCPReader ./config:FuzzParse
+	./proxy:FuzzRuleMatch ./proxy:FuzzTCPReader ./proxy:FuzzECS ./config:FuzzParse
 .PHONY: fuzz fuzz-short
 fuzz:
 	@set -e; for t in $(FUZZTARGETS); do \

@@ -42,6 +42,7 @@ func (s *Server) endpoints() []route {
 		h("DELETE /api/v1/cache", s.requireToken(s.purgeCache)),
 		h("GET /api/v1/rules", s.getRules),
 		h("GET /api/v1/blocks", s.getBlocks),
+		h("GET /api/v1/top", s.getTop),
 		h("DELETE /api/v1/blocks/{prefix...}", s.requireToken(s.unblock)),
 		{"GET /metrics", s.metricsHandler()},
 		h("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -95,6 +95,8 @@ type Deps struct {
 	// Blocks serves GET /api/v1/blocks and DELETE /api/v1/blocks/{prefix};
 	// nil lists none.
 	Blocks Blocks
+	// Top serves GET /api/v1/top; nil reports the tables as off.
+	Top Top
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 }

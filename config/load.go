@@ -143,8 +143,11 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		Proxy:  defaultProxy(),
 		Pools:  map[string]*Pool{},
 		Admin:  Admin{Listen: defaultAdminListen},
+		Log:    defaultLog(),
+		Top:    defaultTop(),
 	}
-	f, ok := d.fields(root, "", "listen", "acl", "proxy", "pools", "rules", "dynamic_blocks", "admin", "bgp", "xdp")
+	f, ok := d.fields(root, "", "listen", "acl", "proxy", "pools", "rules", "dynamic_blocks", "admin", "bgp", "xdp",
+		"log", "query_log", "top")
 	if !ok {
 		return cfg
 	}
@@ -172,6 +175,15 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	}
 	if n := f.get("xdp"); n != nil {
 		cfg.XDP = d.xdp(n, f.keyLine("xdp"))
+	}
+	if n := f.get("log"); n != nil {
+		d.logSection(n, &cfg.Log)
+	}
+	if n := f.get("query_log"); n != nil {
+		cfg.QueryLog = d.queryLog(n, f.keyLine("query_log"))
+	}
+	if n := f.get("top"); n != nil {
+		d.top(n, &cfg.Top)
 	}
 	return cfg
 }

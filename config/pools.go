@@ -45,7 +45,7 @@ func (d *decoder) pool(name string, key, n *yaml.Node, backendLines map[string]i
 		d.errorf(key, "%s: a pool needs at least one backend", where)
 		return pool
 	}
-	f, ok := d.fields(n, where, "policy", "backends", "healthcheck", "cache")
+	f, ok := d.fields(n, where, "policy", "backends", "healthcheck", "cache", "ecs")
 	if !ok {
 		return pool
 	}
@@ -65,12 +65,15 @@ func (d *decoder) pool(name string, key, n *yaml.Node, backendLines map[string]i
 	if c := f.get("cache"); c != nil {
 		d.cache(c, where+".cache", &pool.Cache)
 	}
+	if e := f.get("ecs"); e != nil {
+		d.ecs(e, where+".ecs", &pool.ECS)
+	}
 	return pool
 }
 
 func (d *decoder) backend(n *yaml.Node, where string, i int, lines map[string]int) (Backend, bool) {
 	b := Backend{Weight: 1, Order: i + 1, Line: n.Line}
-	f, ok := d.fields(n, where, "name", "address", "weight", "order")
+	f, ok := d.fields(n, where, "name", "address", "weight", "order", "proxy_protocol")
 	if !ok {
 		return b, false
 	}
@@ -93,6 +96,7 @@ func (d *decoder) backend(n *yaml.Node, where string, i int, lines map[string]in
 	}
 	f.int("weight", 1, noMax, &b.Weight)
 	f.int("order", 1, noMax, &b.Order)
+	f.bool("proxy_protocol", &b.ProxyProtocol)
 	return b, good
 }
 
@@ -191,4 +195,23 @@ func (d *decoder) cache(n *yaml.Node, where string, c *Cache) {
 	if c.ServeStale > 0 && c.Size == 0 {
 		d.errorAt(f.keyLine("serve_stale"), "%s: serve_stale needs the cache (size > 0)", where)
 	}
+}
+
+// ECS source prefixes by default, as RFC 7871 section 11.1 recommends: short
+// enough not to identify a household.
+const (
+	defaultECSV4Prefix = 24
+	defaultECSV6Prefix = 56
+)
+
+func (d *decoder) ecs(n *yaml.Node, where string, e *ECS) {
+	*e = ECS{V4Prefix: defaultECSV4Prefix, V6Prefix: defaultECSV6Prefix}
+	f, ok := d.fields(n, where, "add", "override", "v4_prefix", "v6_prefix")
+	if !ok {
+		return
+	}
+	f.bool("add", &e.Add)
+	f.bool("override", &e.Override)
+	f.int("v4_prefix", 0, 32, &e.V4Prefix)
+	f.int("v6_prefix", 0, 128, &e.V6Prefix)
 }

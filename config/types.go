@@ -25,6 +25,11 @@ type Config struct {
 	Admin     Admin
 	BGP       *BGP // nil when the file has no bgp section
 	XDP       *XDP // nil when the file has no xdp section
+	// Log, QueryLog and Top: see observe.go. QueryLog is nil when the
+	// file has no query_log section.
+	Log      Log
+	QueryLog *QueryLog
+	Top      Top
 }
 
 // Listen is one front-end address; do53 serves UDP and TCP on it.
@@ -86,7 +91,23 @@ type Pool struct {
 	Backends    []Backend
 	HealthCheck HealthCheck
 	Cache       Cache
-	Line        int
+	// ECS is the pool's EDNS Client Subnet handling (RFC 7871); the zero
+	// value leaves ECS alone.
+	ECS  ECS
+	Line int
+}
+
+// ECS configures EDNS Client Subnet for a pool's queries.
+type ECS struct {
+	// Add puts the client's address, cut to V4Prefix or V6Prefix bits,
+	// into queries that carry no ECS option (adding an OPT record when
+	// the query has none, removed again from the answer).
+	Add bool
+	// Override replaces an ECS option the client sent with its own
+	// address cut the same way, instead of passing it on.
+	Override bool
+	V4Prefix int // default 24; 0 to 32
+	V6Prefix int // default 56; 0 to 128
 }
 
 // Backend is one resolver behind anyfront.
@@ -95,7 +116,11 @@ type Backend struct {
 	Address netip.AddrPort
 	Weight  int // default 1
 	Order   int // for firstavailable; default: position in the list (1-based)
-	Line    int
+	// ProxyProtocol prefixes every query sent to the backend (each UDP
+	// datagram, each TCP connection) with a PROXY protocol v2 header
+	// naming the client, and health checks with a LOCAL one.
+	ProxyProtocol bool
+	Line          int
 }
 
 // HealthCheck configures how a pool's backends are probed.

@@ -215,6 +215,22 @@ func TestDashboard(t *testing.T) {
 		shot(t, "dashboard-load.png")
 	})
 
+	t.Run("top clients and names list the load's client and its hot names", func(t *testing.T) {
+		// The ten hot names get a third of the load, each far more than
+		// any unique name: the busiest name is one of them.
+		waitJS(t, "a hot name at the top of the names table", 5*time.Second,
+			`/^hot[0-9]\.`+strings.ReplaceAll(testlab.RandZone, ".", `\.`)+`$/.test(`+
+				`(document.querySelector('#top-names tbody td.key') || {}).textContent || '')`)
+		if got := eval(t, `document.querySelector('#top-clients tbody td.key').textContent`); got != "127.0.0.1" {
+			t.Errorf("busiest client %q, want 127.0.0.1 (dnsperf)", got)
+		}
+		if n := eval(t, `String(document.querySelectorAll('#top-names tbody tr').length)`); n != "10" {
+			t.Errorf("%s rows in the names table, want 10", n)
+		}
+		run(t, "scroll to the top tables", chromedp.ScrollIntoView(chromedp.CSS(`#top-panel`)))
+		shot(t, "dashboard-top.png")
+	})
+
 	t.Run("drain with a wrong token shows an error and changes nothing", func(t *testing.T) {
 		run(t, "click drain", chromedp.Click(chromedp.CSS(`#backends tr[data-backend="r1"] button.drain`)),
 			chromedp.WaitVisible(chromedp.CSS(`#token-bar`)),

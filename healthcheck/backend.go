@@ -38,6 +38,7 @@ type backend struct {
 	addrText   string         // addr as the store writes it, for reconcile
 	match      netip.AddrPort // addr without its zone, as answers come from
 	scope      uint32         // the zone's interface index, or 0
+	pp         bool           // probes start with a PROXY v2 LOCAL header
 	set        *settings
 	obs        *observer
 

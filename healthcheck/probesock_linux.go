@@ -65,7 +65,7 @@ func openProbeSocket(v6 bool, batch int) (*probeSocket, error) {
 	s.rhdrs, s.riovs = make([]unix.Mmsghdr, batch), make([]unix.Iovec, batch)
 	s.rbufs, s.rname, s.roob = make([][]byte, batch), make([][unix.SizeofSockaddrInet6]byte, batch), make([][]byte, batch)
 	for i := range batch {
-		s.sbufs[i] = make([]byte, maxQuery)
+		s.sbufs[i] = make([]byte, len(ppLocal)+maxQuery)
 		s.siovs[i].Base = &s.sbufs[i][0]
 		h := &s.shdrs[i].Hdr
 		h.Iov, h.Name = &s.siovs[i], &s.sname[i][0]
@@ -105,12 +105,17 @@ func (s *probeSocket) close() { unix.Close(s.fd) }
 // full reports whether the send batch cannot take another probe.
 func (s *probeSocket) full() bool { return s.n == len(s.shdrs) }
 
-// add queues a probe to addr (scope: the zone's interface index, or 0).
-func (s *probeSocket) add(query []byte, id uint16, to netip.AddrPort, scope uint32) {
+// add queues a probe to addr (scope: the zone's interface index, or 0),
+// behind a PROXY v2 LOCAL header when pp is set.
+func (s *probeSocket) add(query []byte, id uint16, to netip.AddrPort, scope uint32, pp bool) {
 	i := s.n
 	s.n++
-	n := copy(s.sbufs[i], query)
-	putID(s.sbufs[i], id)
+	off := 0
+	if pp {
+		off = copy(s.sbufs[i], ppLocal[:])
+	}
+	n := off + copy(s.sbufs[i][off:], query)
+	putID(s.sbufs[i][off:], id)
 	s.siovs[i].SetLen(n)
 	name := &s.sname[i]
 	h := &s.shdrs[i].Hdr

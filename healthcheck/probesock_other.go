@@ -16,11 +16,11 @@ func openProbeSocket(bool, int) (*probeSocket, error) {
 	return nil, errors.New("UDP health probes need Linux")
 }
 
-func (*probeSocket) close()                                     {}
-func (*probeSocket) full() bool                                 { return true }
-func (*probeSocket) add([]byte, uint16, netip.AddrPort, uint32) {}
-func (*probeSocket) flush(func(int, error))                     {}
-func (*probeSocket) recv() int                                  { return 0 }
+func (*probeSocket) close()                                           {}
+func (*probeSocket) full() bool                                       { return true }
+func (*probeSocket) add([]byte, uint16, netip.AddrPort, uint32, bool) {}
+func (*probeSocket) flush(func(int, error))                           {}
+func (*probeSocket) recv() int                                        { return 0 }
 func (*probeSocket) received(int) ([]byte, netip.AddrPort, time.Time) {
 	return nil, netip.AddrPort{}, time.Time{}
 }

@@ -104,12 +104,13 @@ func (c *Checker) apply(cfg *config.Config) (bool, error) {
 			seen[bc.Name] = true
 			addr := netip.AddrPortFrom(bc.Address.Addr().Unmap(), bc.Address.Port())
 			b := c.backends[bc.Name]
-			if b != nil && (b.pool != pool || b.addr != addr) {
+			// pp, like addr, never changes under a probe in flight.
+			if b != nil && (b.pool != pool || b.addr != addr || b.pp != bc.ProxyProtocol) {
 				c.remove(b)
 				b = nil
 			}
 			if b == nil {
-				c.add(bc.Name, pool, addr, set, now)
+				c.add(bc.Name, pool, addr, bc.ProxyProtocol, set, now)
 				changed = true
 				continue
 			}
@@ -136,10 +137,10 @@ func sameSettings(a, b *settings) bool {
 
 // add starts checking a backend: up (the store's optimistic default) but
 // without a verdict, first probe within one jittered interval.
-func (c *Checker) add(name, pool string, addr netip.AddrPort, set *settings, now int64) {
+func (c *Checker) add(name, pool string, addr netip.AddrPort, pp bool, set *settings, now int64) {
 	b := &backend{
 		name: name, pool: pool, addr: addr, addrText: addr.String(),
-		match: netip.AddrPortFrom(addr.Addr().WithZone(""), addr.Port()), scope: zoneIndex(addr.Addr()),
+		match: netip.AddrPortFrom(addr.Addr().WithZone(""), addr.Port()), scope: zoneIndex(addr.Addr()), pp: pp,
 		set: set, idx: -1, up: true, sentAt: neverSent,
 	}
 	b.obs = c.observer(name)

@@ -17,15 +17,16 @@ func (c *Checker) probeTCP(ctx context.Context, b *backend, seq uint64, id uint1
 	start := time.Now()
 	ctx, cancel := context.WithDeadline(ctx, start.Add(set.timeout))
 	defer cancel()
-	r, rcode, detail := exchangeTCP(ctx, b.addrText, id, set)
+	r, rcode, detail := exchangeTCP(ctx, b.addrText, b.pp, id, set)
 	if r == resultTimeout {
 		return // the scheduler's deadline ends the probe
 	}
 	c.ended(b, seq, r, rcode, detail, time.Since(start))
 }
 
-// exchangeTCP sends the probe over a new connection and judges the answer.
-func exchangeTCP(ctx context.Context, addr string, id uint16, set *settings) (result, int, string) {
+// exchangeTCP sends the probe over a new connection (opened with a PROXY
+// LOCAL header when pp is set) and judges the answer.
+func exchangeTCP(ctx context.Context, addr string, pp bool, id uint16, set *settings) (result, int, string) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -38,10 +39,14 @@ func exchangeTCP(ctx context.Context, addr string, id uint16, set *settings) (re
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	msg := make([]byte, 2+len(set.query))
-	binary.BigEndian.PutUint16(msg, uint16(len(set.query)))
-	copy(msg[2:], set.query)
-	putID(msg[2:], id)
+	var msg []byte
+	if pp {
+		msg = append(msg, ppLocal[:]...)
+	}
+	h := len(msg)
+	msg = binary.BigEndian.AppendUint16(msg, uint16(len(set.query)))
+	msg = append(msg, set.query...)
+	putID(msg[h+2:], id)
 	if _, err := conn.Write(msg); err != nil {
 		return tcpFailure(err)
 	}

@@ -94,7 +94,7 @@ func (s *sockets) send(batch []outgoing) {
 		if ps.full() {
 			s.flush(ps, pos, batch)
 		}
-		ps.add(o.set.query, o.id, o.b.addr, o.b.scope) // addr and scope are immutable
+		ps.add(o.set.query, o.id, o.b.addr, o.b.scope, o.b.pp) // addr, scope and pp are immutable
 		*pos = append(*pos, i)
 	}
 	s.flush(s.v4, &s.pos4, batch)

@@ -30,10 +30,18 @@ const (
 )
 
 // cacheKey is the part of a query that decides its answer, flattened.
+// Where ECS is in use the key goes on with the client's subnet (ecs.go).
 type cacheKey struct {
-	buf [maxNameLen + 8]byte
+	buf [maxNameLen + 8 + ecsMaxData + 1]byte
 	n   int
 	h   uint64
+	// base and hb are the key without its ECS part: where answers valid
+	// for every subnet live. shared says to look there after a miss.
+	base   int
+	hb     uint64
+	shared bool
+	// skip keeps the query out of the cache (a malformed ECS).
+	skip bool
 }
 
 func (k *cacheKey) set(v *msgView) {
@@ -55,7 +63,13 @@ func (k *cacheKey) set(v *msgView) {
 	}
 	k.buf[n+4] = flags
 	k.n = n + 6
+	k.base = k.n
+	k.appendECS(&v.ecs)
 	k.h = policy.HashName(k.buf[:k.n])
+	k.hb = k.h
+	if k.base != k.n {
+		k.hb = policy.HashName(k.buf[:k.base])
+	}
 }
 
 func (k *cacheKey) bytes() []byte { return k.buf[:k.n] }
@@ -124,6 +138,21 @@ const (
 // prefetch is set when the caller should refresh the entry now (claimed: no
 // other caller gets it until the refresh stores).
 func (c *packetCache) answer(dst []byte, k *cacheKey, msg []byte, v *msgView, now int64, stale bool) (out []byte, res cacheResult, prefetch bool) {
+	if k.skip {
+		return dst, cacheMiss, false
+	}
+	out, res, prefetch = c.answerKey(dst, k, msg, v, now, stale)
+	if res == cacheMiss && k.shared {
+		// Not cached for this subnet: maybe for every subnet (ecs.go).
+		n, h := k.n, k.h
+		k.n, k.h = k.base, k.hb
+		out, res, prefetch = c.answerKey(dst, k, msg, v, now, stale)
+		k.n, k.h = n, h
+	}
+	return out, res, prefetch
+}
+
+func (c *packetCache) answerKey(dst []byte, k *cacheKey, msg []byte, v *msgView, now int64, stale bool) (out []byte, res cacheResult, prefetch bool) {
 	sh := c.shard(k.h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -199,7 +228,7 @@ func (sh *cacheShard) unindex(e *entry) {
 // cached: NOERROR or NXDOMAIN (SERVFAIL only with temporary_failure_ttl), not
 // truncated, every record parsable.
 func (c *packetCache) store(k *cacheKey, resp []byte, now int64) {
-	if len(resp) > maxCachedAnswer || len(resp) < headerLen {
+	if k.skip || len(resp) > maxCachedAnswer || len(resp) < headerLen {
 		return
 	}
 	var v msgView

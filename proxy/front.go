@@ -21,6 +21,9 @@ const (
 // gets nothing (or REFUSED), and every answer made here is measured for the
 // dynamic block detectors.
 func (p *Proxy) frontOn(tr transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
+	if parseErr == nil {
+		p.top.observe(client, v.name())
+	}
 	dyn := p.dynBlocks()
 	if dyn == nil {
 		return p.frontChecks(tr, snap, v, msg, parseErr, client, out)
@@ -84,6 +87,7 @@ func (p *Proxy) frontChecks(tr transport, snap *snapshot, v *msgView, msg []byte
 		}
 		return vForward, pool, out
 	}
+	v.planECS(&pool.ecs, msg, client)
 	if c := pool.cache; c != nil {
 		k.set(v)
 		o, res, prefetch := c.answer(out, k, msg, v, p.now(), false)

@@ -27,6 +27,8 @@ type slot struct {
 	// refresh marks a prefetch: its answer updates the cache and goes to
 	// no client.
 	refresh bool
+	// ecs is what was done to the query's ECS, to undo in the answer.
+	ecs ecsMode
 }
 
 // inflight is one shard's table of outstanding queries. It is bounded: when

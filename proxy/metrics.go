@@ -35,6 +35,8 @@ type Stats struct {
 	RuleSpoofed       atomic.Uint64
 	// Rcodes counts forwarded answers by rcode (0-15).
 	Rcodes [16]atomic.Uint64
+	// RuleActions counts the answers rules made, by ruleAction.
+	RuleActions [numRuleActions]atomic.Uint64
 }
 
 func (s *Stats) countMalformed(err error) {
@@ -167,6 +169,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEvents, s.ReadErrors.Load(), "read_error")
 	counter(descEvents, s.SendErrors.Load(), "send_error")
 	counter(descEvents, s.TCPConnsRefused.Load(), "tcp_connection_refused")
+	for i, name := range ruleActionNames {
+		counter(descRuleActions, s.RuleActions[i].Load(), name)
+	}
+	c.p.collectObservers(ch)
 
 	if c.p.tcp != nil {
 		c.p.tcp.mu.Lock()
@@ -222,6 +228,7 @@ var (
 	descCacheEntries = prometheus.NewDesc("anyfront_proxy_cache_entries", "Answers held in the packet cache.", []string{"pool"}, nil)
 	descTransport    = prometheus.NewDesc("anyfront_proxy_transport_events_total", "DoT, DoH, DoQ and PROXY protocol events, by protocol and event.", []string{"protocol", "event"}, nil)
 	descRuleHits     = prometheus.NewDesc("anyfront_proxy_rule_hits_total", "Queries matched by each rule, by its position and config line.", []string{"rule", "line"}, nil)
+	descRuleActions  = prometheus.NewDesc("anyfront_proxy_rule_actions_total", "Answers rules made, by action (refuse, drop, spoof, nxdomain, rcode, truncate).", []string{"action"}, nil)
 )
 
 func (c collector) collectCaches(ch chan<- prometheus.Metric) {

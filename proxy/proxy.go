@@ -54,6 +54,10 @@ type Proxy struct {
 
 	// dyn holds the dynamic blocks and their detectors.
 	dyn *dynBlocks
+	// qlog is the dnstap query log and top the top clients and names
+	// (querylog.go, top.go); nil when off. Set by New, never changed.
+	qlog *queryLog
+	top  *topTable
 
 	// Stats are the proxy's counters, read by the metrics exporter.
 	Stats Stats
@@ -83,6 +87,7 @@ func New(cfg *config.Config, deps Deps) (*Proxy, error) {
 	p := &Proxy{store: deps.Store, log: log, outcomes: deps.Outcomes, epoch: time.Now(), ups: map[string]*upstream{}, rebuildCh: make(chan struct{}, 1)}
 	p.cfg.Store(cfg)
 	p.dyn = newDynBlocks(log, p.epoch)
+	p.qlog, p.top = newQueryLog(cfg.QueryLog, log), newTopTable(cfg.Top)
 	return p, nil
 }
 
@@ -93,6 +98,7 @@ func (p *Proxy) now() int64 { return int64(time.Since(p.epoch)) }
 // apply to the next packet; pools and backends arrive through the state store.
 func (p *Proxy) Reload(cfg *config.Config) {
 	configChanged(p.cfg.Load(), cfg, p.log)
+	p.reloadObservers(cfg)
 	p.cfg.Store(cfg)
 	select {
 	case p.rebuildCh <- struct{}{}:
@@ -104,6 +110,12 @@ func (p *Proxy) Reload(cfg *config.Config) {
 // lets in-flight queries finish (bounded by the retry budget) and returns.
 func (p *Proxy) Run(ctx context.Context) error {
 	cfg := p.cfg.Load()
+	// The observers outlive the listeners, so the last answers are logged.
+	stopObservers, err := p.startObservers()
+	if err != nil {
+		return err
+	}
+	defer stopObservers()
 	workers := cfg.Proxy.Workers
 	if workers <= 0 {
 		// A shard keeps two threads busy under load, one reading

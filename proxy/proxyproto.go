@@ -95,23 +95,9 @@ func readProxyHeader(r io.Reader) (src netip.AddrPort, local bool, err error) {
 }
 
 // appendProxyHeader appends a v2 PROXY header for a TCP connection from src
-// to dst; tests and future backend-side PROXY use it.
+// to dst, as a load balancer in front of a listener sends it.
 func appendProxyHeader(b []byte, src, dst netip.AddrPort) []byte {
-	b = append(b, ppSignature...)
-	b = append(b, 0x21) // v2, PROXY
-	if src.Addr().Is4() && dst.Addr().Is4() {
-		b = append(b, 0x11)
-		b = binary.BigEndian.AppendUint16(b, 12)
-		s, d := src.Addr().As4(), dst.Addr().As4()
-		b = append(append(b, s[:]...), d[:]...)
-	} else {
-		b = append(b, 0x21)
-		b = binary.BigEndian.AppendUint16(b, 36)
-		s, d := src.Addr().As16(), dst.Addr().As16()
-		b = append(append(b, s[:]...), d[:]...)
-	}
-	b = binary.BigEndian.AppendUint16(b, src.Port())
-	return binary.BigEndian.AppendUint16(b, dst.Port())
+	return appendPPv2(b, src, dst, true)
 }
 
 // ppListener reads PROXY headers on connections from trusted sources before

@@ -65,21 +65,47 @@ func (p *Proxy) ruleAnswer(r *rule, tr transport, msg []byte, v *msgView, out []
 	switch kind {
 	case actRefuse:
 		p.Stats.RuleRefused.Add(1)
+		p.Stats.RuleActions[raRefuse].Add(1)
 		return vReply, appendReply(out, msg, v, rcodeRefused)
 	case actSpoof:
 		p.Stats.RuleSpoofed.Add(1)
+		p.Stats.RuleActions[raSpoof].Add(1)
 		return vReply, appendSpoof(out, msg, v, r)
 	case actRcode:
+		if r.rcode == rcodeNXDomain {
+			p.Stats.RuleActions[raNXDomain].Add(1)
+		} else {
+			p.Stats.RuleActions[raRcode].Add(1)
+		}
 		return vReply, appendReply(out, msg, v, r.rcode)
 	case actTruncate:
+		p.Stats.RuleActions[raTruncate].Add(1)
 		start := len(out)
 		out = appendReply(out, msg, v, rcodeNoError)
 		binary.BigEndian.PutUint16(out[start+2:], binary.BigEndian.Uint16(out[start+2:])|flagTC)
 		return vReply, out
 	}
 	p.Stats.RuleDropped.Add(1)
+	p.Stats.RuleActions[raDrop].Add(1)
 	return vDrop, out
 }
+
+// ruleAction indexes Stats.RuleActions: the answers rules make, each
+// counted once whichever rule made it (a rate limit's over-limit answer
+// included), for anyfront_proxy_rule_actions_total.
+type ruleAction uint8
+
+const (
+	raRefuse ruleAction = iota
+	raDrop
+	raSpoof
+	raNXDomain
+	raRcode // any other rcode
+	raTruncate
+	numRuleActions
+)
+
+var ruleActionNames = [numRuleActions]string{"refuse", "drop", "spoof", "nxdomain", "rcode", "truncate"}
 
 // logLimiter spaces one rule's log lines; lines it holds back are counted
 // and reported with the next one.

@@ -30,6 +30,7 @@ type poolSnap struct {
 	ups   []*upstream // usable: up and not drained, indexes match the policy's
 	pol   policy.Policy
 	cache *packetCache // nil: no cache
+	ecs   ecsPolicy
 }
 
 // upstream is one backend as the proxy talks to it. It outlives snapshots:
@@ -42,6 +43,8 @@ type upstream struct {
 	// sa is addr in the form the shards' backend sockets send to.
 	sa  rawAddr
 	tcp *tcpPool
+	// pp: every query to this backend starts with a PROXY v2 header.
+	pp  bool
 	obs state.Observer // never nil
 	// latency is observed on every valid answer: an atomic add, no lock.
 	latency prometheus.Histogram
@@ -81,7 +84,7 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 		seen[b.Name] = true
 		byPool[b.Pool] = append(byPool[b.Pool], b)
 		u := p.ups[b.Name]
-		if u != nil && (u.addr.String() != b.Address || u.pool != b.Pool) {
+		if u != nil && (u.addr.String() != b.Address || u.pool != b.Pool || u.pp != backendPP(cfg, b)) {
 			p.retire(u)
 			u = nil
 		}
@@ -119,6 +122,7 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 			if ps.cache != nil {
 				caches[pr.Name] = ps.cache
 			}
+			ps.ecs = newECSPolicy(pc.ECS)
 		}
 		var pbs []*policy.Backend
 		for _, b := range byPool[pr.Name] {
@@ -180,6 +184,7 @@ func (p *Proxy) newUpstream(b *state.Backend) (*upstream, error) {
 		}
 	}
 	u.sa = rawAddrFrom(addr, p.backendV6)
+	u.pp = backendPP(p.cfg.Load(), b)
 	u.tcp = newTCPPool(p, u, p.cfg.Load().Proxy.TCP.BackendConns)
 	return u, nil
 }

@@ -137,6 +137,7 @@ func (tc *tcpConn) write(msg []byte, deadline time.Time) {
 func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
 	end := time.Now().Add(f.lim.MaxConnTime)
 	tc := &tcpConn{c: c, end: end}
+	local := addrOf(c.LocalAddr())
 	tr := trTCP
 	if _, ok := c.(*dotConn); ok {
 		tr = trDoT
@@ -173,7 +174,7 @@ func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
 			defer func() { <-sem; wg.Done(); f.inflight.Add(-1) }()
 			// nil is a dropped malformed query: the connection stays,
 			// as its other queries may be fine.
-			if resp := f.p.answerTCP(msg, client, tr); resp != nil {
+			if resp := f.p.answerTCPFrom(msg, client, local, tr); resp != nil {
 				tc.write(resp, time.Now().Add(f.lim.IdleTimeout))
 			}
 		}()
@@ -181,8 +182,22 @@ func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
 }
 
 // answerTCP validates one query from a TCP client and returns the answer to
-// send, or nil to send nothing.
+// send, or nil to send nothing. Every stream transport comes through here,
+// so here is where the query log sees them.
 func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort, tr transport) []byte {
+	return p.answerTCPFrom(msg, client, netip.AddrPort{}, tr)
+}
+
+// answerTCPFrom is answerTCP for a client that connected to local (zero
+// when unknown), which PROXY headers to backends name.
+func (p *Proxy) answerTCPFrom(msg []byte, client, local netip.AddrPort, tr transport) []byte {
+	p.qlog.query(tr, client, local, msg)
+	resp := p.answerStream(msg, client, local, tr)
+	p.qlog.response(tr, client, local, resp)
+	return resp
+}
+
+func (p *Proxy) answerStream(msg []byte, client, local netip.AddrPort, tr transport) []byte {
 	v := new(msgView)
 	snap := p.snap.Load()
 	err := v.parseQuery(msg)
@@ -200,13 +215,14 @@ func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort, tr transport) []byt
 			defer p.wg.Done()
 			rv := new(msgView)
 			if rv.parseQuery(q) == nil {
+				rv.planECS(&pool.ecs, q, client.Addr())
 				rv.key.set(rv)
-				p.forwardTCP(snap, pool, q, rv, true)
+				p.forwardTCP(snap, pool, q, rv, true, client, local)
 			}
 		}()
 		return out
 	}
-	resp := p.forwardTCP(snap, pool, msg, v, false)
+	resp := p.forwardTCP(snap, pool, msg, v, false, client, local)
 	p.observeAnswer(client.Addr(), resp)
 	return resp
 }
@@ -214,10 +230,14 @@ func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort, tr transport) []byt
 // forwardTCP sends a query over TCP to the pool's backends, retrying on
 // another one on failure, and returns the answer for the client: the
 // backend's, a stale cache entry, or SERVFAIL. A refresh only updates the
-// cache.
-func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgView, refresh bool) []byte {
+// cache. client and local go into PROXY headers; v.ecs says the ECS edit.
+func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgView, refresh bool, client, local netip.AddrPort) []byte {
 	h := policy.HashName(v.name())
 	question := msg[headerLen:v.qEnd]
+	fwd := msg
+	if v.ecs.mode != ecsNone {
+		fwd = appendForward(make([]byte, 0, len(msg)+ecsMaxGrowth), msg, v)
+	}
 	var tried uint64
 	for attempt := 0; attempt <= snap.retries; attempt++ {
 		idx := pool.pol.Pick(h, tried)
@@ -229,9 +249,15 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 		u.queries.Add(1)
 		u.stats.Outstanding.Add(1)
 		start := p.now()
-		resp, _, err := u.tcp.exchange(msg, time.Duration(snap.timeout))
+		resp, _, err := u.tcp.exchange(fwd, time.Duration(snap.timeout), client, local)
 		u.stats.Outstanding.Add(-1)
 		if err != nil {
+			if err == errBackendBusy {
+				// anyfront's own bound, not the backend's failure: no
+				// health outcome, on to the next backend.
+				p.Stats.Retries.Add(1)
+				continue
+			}
 			if err == errTimeout {
 				u.timeouts.Add(1)
 				p.Stats.Timeouts.Add(1)
@@ -257,11 +283,20 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 		if rv.qEnd > headerLen {
 			copy(resp[headerLen:rv.qEnd], question)
 		}
+		scope, scopeOK := -1, true
+		if v.ecs.mode != ecsNone {
+			var n int
+			n, scope, scopeOK = stripECS(resp, &rv, v.ecs.mode)
+			resp = resp[:n]
+		}
 		if c := pool.cache; c != nil {
 			if rv.rcode() == rcodeServFail && !refresh {
 				if o, stale := p.failAnswer(pool, &v.key, msg, v, nil); stale {
 					return o
 				}
+			}
+			if v.ecs.mode != ecsNone {
+				v.key.scoped(v.ecs.source(), scope, scopeOK)
 			}
 			c.store(&v.key, resp, now)
 		}

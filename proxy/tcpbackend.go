@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -15,19 +16,35 @@ var (
 	errPoolClosed = errors.New("backend closed")
 	errConnLost   = errors.New("backend connection lost")
 	errTimeout    = errors.New("backend timed out")
+	// errBackendBusy: every PROXY protocol connection to the backend
+	// carries another client's queries (ppMaxConns).
+	errBackendBusy = errors.New("backend PROXY protocol connections all busy")
 )
 
+// ppMaxConns bounds the TCP connections to one backend with proxy_protocol.
+// A PROXY header names one client for a connection's whole life, so such
+// connections are kept per client (address and port, as one client
+// connection) instead of shared: pipelined queries of one client
+// connection reuse its backend connection, and idle ones are closed to
+// make room. 256 per backend keeps descriptors bounded when many stream
+// clients are active at once; past it a query fails over to another
+// backend (counted as a retry) or gets SERVFAIL.
+const ppMaxConns = 256
+
 // tcpPool keeps a few reused, pipelined TCP connections to one backend, so a
-// TCP query costs no handshake.
+// TCP query costs no handshake. For a backend with proxy_protocol it keeps
+// one per client instead (byClient, at most ppMaxConns).
 type tcpPool struct {
 	p   *Proxy
 	u   *upstream
 	max int
 	mu  sync.Mutex
 	// conns are the live connections; next spreads queries over them.
-	conns  []*backendConn
-	next   int
-	closed bool
+	conns    []*backendConn
+	next     int
+	byClient map[netip.AddrPort]*backendConn
+	ppMax    int // ppMaxConns; tests lower it
+	closed   bool
 }
 
 // backendConn is one pipelined connection: any number of writers, one reader
@@ -41,21 +58,31 @@ type backendConn struct {
 	pending map[uint16]chan []byte
 	dead    bool
 	used    bool // has carried an answer: a failure on it may just be the backend's idle close
+	// client is whom the PROXY header named, in a per-client connection.
+	client netip.AddrPort
 }
 
 func newTCPPool(p *Proxy, u *upstream, max int) *tcpPool {
 	if max < 1 {
 		max = 1
 	}
-	return &tcpPool{p: p, u: u, max: max}
+	return &tcpPool{p: p, u: u, max: max, byClient: map[netip.AddrPort]*backendConn{}, ppMax: ppMaxConns}
 }
 
 // exchange sends query (any ID) and returns the backend's answer, whose ID is
-// the one it was sent with; the caller restores the client's.
-func (tp *tcpPool) exchange(query []byte, timeout time.Duration) ([]byte, uint16, error) {
+// the one it was sent with; the caller restores the client's. client and
+// local (the address the client reached) go into the PROXY header when the
+// backend wants one.
+func (tp *tcpPool) exchange(query []byte, timeout time.Duration, client, local netip.AddrPort) ([]byte, uint16, error) {
 	deadline := time.Now().Add(timeout)
 	for attempt := 0; ; attempt++ {
-		bc, err := tp.get(deadline)
+		var bc *backendConn
+		var err error
+		if tp.u.pp {
+			bc, err = tp.getFor(client, local, deadline)
+		} else {
+			bc, err = tp.get(deadline)
+		}
 		if err != nil {
 			return nil, 0, err
 		}
@@ -111,9 +138,91 @@ func (tp *tcpPool) get(deadline time.Time) (*backendConn, error) {
 	return bc, nil
 }
 
+// getFor returns client's connection to a PROXY protocol backend, dialling
+// it (header first) when there is none.
+func (tp *tcpPool) getFor(client, local netip.AddrPort, deadline time.Time) (*backendConn, error) {
+	tp.mu.Lock()
+	if tp.closed {
+		tp.mu.Unlock()
+		return nil, errPoolClosed
+	}
+	if bc := tp.byClient[client]; bc != nil {
+		tp.mu.Unlock()
+		return bc, nil
+	}
+	if len(tp.byClient) >= tp.ppMax && !tp.evictIdle() {
+		tp.mu.Unlock()
+		return nil, errBackendBusy
+	}
+	tp.mu.Unlock()
+
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.Dial("tcp", tp.u.addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("dial backend %s: %w", tp.u.name, err)
+	}
+	var hdr []byte
+	if client.IsValid() {
+		hdr = appendPPv2(make([]byte, 0, ppHeaderMax), client, local, true)
+	} else {
+		hdr = appendPPv2Local(nil)
+	}
+	_ = c.SetWriteDeadline(deadline)
+	if _, err := c.Write(hdr); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("proxy header to backend %s: %w", tp.u.name, err)
+	}
+	bc := &backendConn{c: c, pending: map[uint16]chan []byte{}, client: client}
+	tp.mu.Lock()
+	if tp.closed || tp.byClient[client] != nil || len(tp.byClient) >= tp.ppMax {
+		// Lost a race with another dialler for this client or the last
+		// free place, or with close: start over.
+		closed := tp.closed
+		tp.mu.Unlock()
+		c.Close()
+		if closed {
+			return nil, errPoolClosed
+		}
+		return tp.getFor(client, local, deadline)
+	}
+	tp.byClient[client] = bc
+	tp.mu.Unlock()
+	tp.p.wg.Add(1)
+	go func() {
+		defer tp.p.wg.Done()
+		bc.readLoop()
+		tp.remove(bc)
+	}()
+	return bc, nil
+}
+
+// evictIdle closes one per-client connection with no query pending, to
+// make room for another client; false when all are busy. Called with tp.mu
+// held.
+func (tp *tcpPool) evictIdle() bool {
+	for client, bc := range tp.byClient {
+		bc.mu.Lock()
+		idle := len(bc.pending) == 0
+		if idle {
+			bc.dead = true // no new query may pick it up now
+		}
+		bc.mu.Unlock()
+		if idle {
+			delete(tp.byClient, client)
+			bc.c.Close()
+			return true
+		}
+	}
+	return false
+}
+
 func (tp *tcpPool) remove(bc *backendConn) {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
+	if tp.byClient[bc.client] == bc {
+		delete(tp.byClient, bc.client)
+		return
+	}
 	for i, x := range tp.conns {
 		if x == bc {
 			tp.conns = append(tp.conns[:i], tp.conns[i+1:]...)
@@ -127,6 +236,10 @@ func (tp *tcpPool) close() {
 	tp.closed = true
 	conns := tp.conns
 	tp.conns = nil
+	for _, bc := range tp.byClient {
+		conns = append(conns, bc)
+	}
+	clear(tp.byClient)
 	tp.mu.Unlock()
 	for _, bc := range conns {
 		bc.c.Close()

@@ -50,8 +50,10 @@ type shard struct {
 	errPending atomic.Bool
 	// expired is scratch space for the timeout loop.
 	expired []int32
-	// reply is scratch space for answers made under mu.
+	// reply is scratch space for answers made under mu, wire for
+	// retried queries that go out edited (PROXY header, ECS).
 	reply []byte
+	wire  []byte
 	view  msgView
 }
 
@@ -60,7 +62,7 @@ func newShard(p *Proxy, id, maxInflight int) (*shard, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &shard{p: p, id: id, tab: newInflight(maxInflight), bfd: fd, bv6: v6, reply: make([]byte, 0, 1024)}, nil
+	return &shard{p: p, id: id, tab: newInflight(maxInflight), bfd: fd, bv6: v6, reply: make([]byte, 0, 1024), wire: make([]byte, 0, maxWireQuery)}, nil
 }
 
 // clientLoop reads queries from one listening socket until the proxy stops.
@@ -71,8 +73,12 @@ func (s *shard) clientLoop(l *udpListener) {
 	fwd := newSendBatch(queryBatch)
 	rep := newSendBatch(queryBatch)
 	outs := make([][]byte, queryBatch)
+	// wires hold queries that go out edited (PROXY header, ECS): each
+	// stays untouched until the batch is flushed.
+	wires := make([][]byte, queryBatch)
 	for i := range outs {
 		outs[i] = make([]byte, 0, 512)
+		wires[i] = make([]byte, 0, maxWireQuery)
 	}
 	var v msgView
 	for !s.p.stopping.Load() {
@@ -89,10 +95,10 @@ func (s *shard) clientLoop(l *udpListener) {
 				s.p.Stats.MalformedShort.Add(1)
 				continue
 			}
-			u, out := s.handleQuery(l, msg, &rb.addrs[i], &v, outs[i][:0])
+			u, wire, out := s.handleQuery(l, msg, &rb.addrs[i], &v, outs[i][:0], wires[i][:0])
 			outs[i] = out
 			if u != nil {
-				fwd.add(&u.sa, msg)
+				fwd.add(&u.sa, wire)
 			}
 			if len(out) > 0 {
 				// Answers made here (cache hits, stale answers,
@@ -102,6 +108,7 @@ func (s *shard) clientLoop(l *udpListener) {
 						s.p.Stats.Truncated.Add(1)
 					}
 					rep.add(&rb.addrs[i], fit)
+					s.p.qlog.responseUDP(&rb.addrs[i], l.addr, fit)
 				}
 			}
 		}
@@ -123,30 +130,33 @@ func (s *shard) clientLoop(l *udpListener) {
 }
 
 // handleQuery validates one query, then records it in flight and returns
-// the backend to send msg (its ID rewritten) to, and/or returns the answer to
-// send back (empty: send nothing). A cache hit due for prefetch does both.
-func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView, out []byte) (*upstream, []byte) {
+// the backend to send it to with the bytes to send (msg with its ID
+// rewritten, or, when it goes out with a PROXY header or an ECS edit, a copy
+// built in wire), and/or returns the answer to send back (empty: send
+// nothing). A cache hit due for prefetch does both.
+func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView, out, wire []byte) (*upstream, []byte, []byte) {
 	p := s.p
 	p.Stats.UDPQueries.Add(1)
 	snap := p.snap.Load()
 	err := v.parseQuery(msg)
 	client := src.addrPort().Addr()
+	p.qlog.queryUDP(src, l.addr, msg) // before the ID is rewritten
 	vd, pool, out := p.frontOn(trUDP, snap, v, msg, err, client, out)
 	if vd != vForward && vd != vPrefetch {
-		return nil, out
+		return nil, nil, out
 	}
 	refresh := vd == vPrefetch
 	h := policy.HashName(v.name())
 	idx := pool.pol.Pick(h, 0)
 	if idx < 0 {
 		if refresh {
-			return nil, out
+			return nil, nil, out
 		}
 		o, stale := p.failAnswer(pool, &v.key, msg, v, out)
 		if !stale {
 			p.Stats.NoBackend.Add(1)
 		}
-		return nil, o
+		return nil, nil, o
 	}
 	u := pool.ups[idx]
 
@@ -155,10 +165,10 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 	if si < 0 {
 		s.mu.Unlock()
 		if refresh {
-			return nil, out
+			return nil, nil, out
 		}
 		p.Stats.Shed.Add(1)
-		return nil, appendReply(out, msg, v, rcodeServFail)
+		return nil, nil, appendReply(out, msg, v, rcodeServFail)
 	}
 	sl := &s.tab.slots[si]
 	now := p.now()
@@ -176,12 +186,18 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 	sl.qEnd = v.qEnd
 	sl.maxUDP = v.maxUDPResponse()
 	sl.refresh = refresh
+	sl.ecs = v.ecs.mode
 	s.tab.pushBack(si)
-	binary.BigEndian.PutUint16(msg, sl.id)
+	if u.pp || v.ecs.mode != ecsNone {
+		wire = appendWire(wire, u, src.addrPort(), l.addr, msg, v, sl.id)
+	} else {
+		binary.BigEndian.PutUint16(msg, sl.id)
+		wire = msg
+	}
 	u.stats.Outstanding.Add(1)
 	s.mu.Unlock()
 	u.queries.Add(1)
-	return u, out
+	return u, wire, out
 }
 
 // backendLoop reads every backend's answers on this shard's socket, until
@@ -222,6 +238,7 @@ func (s *shard) backendLoop() {
 			ln, out := s.handleAnswer(msg, rb.addrs[i].addrPort(), &v, &qv, &clients[i], outs[i][:0])
 			if out != nil {
 				reps[ln].add(&clients[i], out)
+				s.p.qlog.responseUDP(&clients[i], s.p.udpLns[ln].addr, out)
 			}
 		}
 		for i, rep := range reps {
@@ -285,11 +302,12 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 		copy(msg[headerLen:v.qEnd], sl.query[headerLen:sl.qEnd])
 	}
 	*client = sl.client
-	ln, limit, pool, refresh := sl.ln, sl.maxUDP, sl.pool, sl.refresh
+	ln, limit, pool, refresh, mode := sl.ln, sl.maxUDP, sl.pool, sl.refresh, sl.ecs
 	if pool.cache != nil {
 		// The key comes from the client's query, parsed now while the
 		// slot still holds it.
 		if qv.parseQuery(sl.query) == nil {
+			qv.planECS(&pool.ecs, sl.query, client.addrPort().Addr())
 			qv.key.set(qv)
 		} else {
 			pool = &poolSnap{} // cannot happen: it parsed on the way in
@@ -304,6 +322,12 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	u.answers.Add(1)
 	observeLatency(u, rtt)
 	u.obs.Observe(outcomeOf(v.rcode()), rtt/1000)
+	scope, scopeOK := -1, true
+	if mode != ecsNone {
+		var n int
+		n, scope, scopeOK = stripECS(msg, v, mode)
+		msg = msg[:n]
+	}
 	if c := pool.cache; c != nil {
 		if v.rcode() == rcodeServFail && !refresh {
 			if o, stale := p.failAnswer(pool, &qv.key, msg, qv, out); stale {
@@ -313,6 +337,9 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 				p.observeAnswer(client.addrPort().Addr(), o)
 				return ln, o
 			}
+		}
+		if mode != ecsNone {
+			qv.key.scoped(qv.ecs.source(), scope, scopeOK)
 		}
 		c.store(&qv.key, msg, now)
 	}
@@ -380,8 +407,13 @@ func (s *shard) retry(si int32) {
 		u.stats.Outstanding.Add(1)
 		u.queries.Add(1)
 		p.Stats.Retries.Add(1)
-		binary.BigEndian.PutUint16(sl.query, sl.id)
-		icmp, err := sendTo(s.bfd, &u.sa, sl.query)
+		q := sl.query
+		if u.pp || sl.ecs != ecsNone {
+			q = s.retryWire(sl, u)
+		} else {
+			binary.BigEndian.PutUint16(sl.query, sl.id)
+		}
+		icmp, err := sendTo(s.bfd, &u.sa, q)
 		binary.BigEndian.PutUint16(sl.query, sl.clientID)
 		if icmp {
 			// Under s.mu the queue cannot be read here (refused locks
@@ -405,6 +437,7 @@ func (s *shard) servfail(si int32) {
 	v := &s.view
 	if !sl.refresh && v.parseQuery(sl.query) == nil {
 		if sl.pool.cache != nil {
+			v.planECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
 			v.key.set(v)
 		}
 		var stale bool
@@ -412,11 +445,27 @@ func (s *shard) servfail(si int32) {
 		if !stale {
 			s.p.Stats.ServFail.Add(1)
 		}
-		if _, err := sendTo(s.p.udpLns[sl.ln].fd, &sl.client, fitUDP(s.reply, sl.maxUDP)); err != nil {
+		fit := fitUDP(s.reply, sl.maxUDP)
+		if _, err := sendTo(s.p.udpLns[sl.ln].fd, &sl.client, fit); err != nil {
 			s.p.Stats.SendErrors.Add(1)
 		}
+		s.p.qlog.responseUDP(&sl.client, s.p.udpLns[sl.ln].addr, fit)
 	}
 	s.tab.release(si)
+}
+
+// retryWire builds the slot's query as it goes to u in s.wire: the edits
+// are redone from the client's query, which the slot keeps as it came.
+// Called with s.mu held.
+func (s *shard) retryWire(sl *slot, u *upstream) []byte {
+	v := &s.view
+	if v.parseQuery(sl.query) != nil {
+		v.ecs.mode = ecsNone // cannot happen: it parsed on the way in
+	} else {
+		v.planECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
+	}
+	s.wire = appendWire(s.wire[:0], u, sl.client.addrPort(), s.p.udpLns[sl.ln].addr, sl.query, v, sl.id)
+	return s.wire
 }
 
 // retryAllOf moves every query waiting on u elsewhere: u refused one of them,

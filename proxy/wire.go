@@ -68,6 +68,10 @@ type msgView struct {
 	hasOPT  bool
 	udpSize uint16 // OPT CLASS: the sender's UDP payload size
 	ednsTTL uint32 // OPT TTL: extended rcode, version, DO and Z flags
+	// optOff is where the OPT record starts, when hasOPT.
+	optOff int
+	// ecs is what the query's pool does with EDNS Client Subnet (ecs.go).
+	ecs ecsPlan
 	// key is the packet cache key, filled only when a cache is consulted.
 	key cacheKey
 }
@@ -101,6 +105,7 @@ func (v *msgView) parseHeader(msg []byte) error {
 	v.hasOPT = false
 	v.udpSize = 0
 	v.ednsTTL = 0
+	v.ecs.mode, v.ecs.client = ecsNone, ecsClientNone
 	return nil
 }
 
@@ -199,6 +204,7 @@ func (v *msgView) findOPTAfter(msg []byte, off, skip int) {
 				return
 			}
 			v.hasOPT = true
+			v.optOff = start
 			v.udpSize = binary.BigEndian.Uint16(msg[start+3:])
 			v.ednsTTL = binary.BigEndian.Uint32(msg[start+5:])
 			return

@@ -292,6 +292,38 @@
     $("prefixes").replaceChild(prefixes, $("prefixes").tBodies[0]);
   }
 
+  // drawTop fills the two top tables; a bar shows each entry against the
+  // busiest one.
+  function drawTop(top) {
+    $("top-off").hidden = top.enabled;
+    $("top-tables").hidden = !top.enabled;
+    const win = top.window_seconds || 60;
+    $("top-summary").textContent = top.enabled ? "last " + win + " s" +
+      (top.sample > 1 ? " · 1 query in " + top.sample + " counted, figures are estimates" : "") : "";
+    fillTop($("top-clients"), top.clients || [], "client", win);
+    fillTop($("top-names"), top.names || [], "name", win);
+  }
+  function fillTop(table, list, field, win) {
+    const body = document.createElement("tbody");
+    const most = list.length ? list[0].queries : 1;
+    for (const e of list) {
+      const tr = document.createElement("tr");
+      td(tr, e[field], "key");
+      td(tr, fmt(e.queries), "num");
+      td(tr, fmt(e.queries / win), "num");
+      const bar = document.createElement("i");
+      bar.style.width = (100 * e.queries / most).toFixed(1) + "%";
+      td(tr, bar, "bar");
+      body.appendChild(tr);
+    }
+    if (!list.length) {
+      const tr = document.createElement("tr");
+      td(tr, "no queries in the last minute", "muted").colSpan = 4;
+      body.appendChild(tr);
+    }
+    table.replaceChild(body, table.tBodies[0]);
+  }
+
   function message(text, ok) {
     const m = $("msg");
     m.textContent = text;
@@ -376,9 +408,10 @@
     polling = true;
     const conn = $("conn");
     try {
-      const [stats, backends, node, bgp] = await Promise.all([
+      const [stats, backends, node, bgp, top] = await Promise.all([
         getJSON("api/v1/stats" + (lastT ? "?since=" + lastT : "")),
         getJSON("api/v1/backends"), getJSON("api/v1/node"), getJSON("api/v1/bgp"),
+        getJSON("api/v1/top?n=10"),
       ]);
       xdpOn = stats.xdp;
       for (const s of stats.samples) if (s.t > lastT) { samples.push(s); lastT = s.t; }
@@ -387,6 +420,7 @@
       drawBackends(backends);
       drawNode(node);
       drawBGP(bgp);
+      drawTop(top);
       conn.className = "conn";
       conn.textContent = "live · " + new Date().toLocaleTimeString();
     } catch (e) {

@@ -41,6 +41,8 @@ type daemon struct {
 
 	mu  sync.Mutex // serialises reloads
 	cfg *config.Config
+	// level is the log level reloads change; nil leaves it alone.
+	level *logLevel
 }
 
 func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
@@ -66,6 +68,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		Reload:     d.reload,
 		PurgeCache: d.proxy.PurgeCache,
 		Rules:      d.proxy,
+		Top:        topLists{d.proxy},
 		Blocks:     d.proxy,
 		Log:        log.With("component", "admin"),
 	}
@@ -187,6 +190,7 @@ func (d *daemon) reload() error {
 		d.log.Error("reload rejected: the running config stays", "file", d.cfg.File, "err", err)
 		return err
 	}
+	d.applyLog(d.cfg.Log, cfg.Log)
 	// The proxy takes the config first, so the rebuild that the state
 	// change triggers already sees the new ACL, rules and timeouts.
 	d.proxy.Reload(cfg)

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -29,7 +28,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "/etc/anyfront/anyfront.yaml", "configuration file")
 	check := fs.Bool("check", false, "validate the configuration and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error; overrides the config's log.level")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit (for bench/)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -49,18 +48,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+	level, err := newLogLevel(fs, *logLevel)
+	if err != nil {
 		fmt.Fprintf(stderr, "-log-level: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(stderr, cfg.Log, level)
 
 	d, err := newDaemon(cfg, log)
 	if err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
+	d.level = level
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

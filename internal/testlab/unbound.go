@@ -58,6 +58,23 @@ type UnboundOptions struct {
 	// namespace's 127.0.0.1 (nil: the current namespace). Set Port: a free
 	// port is looked for in the current namespace.
 	Netns *Netns
+	// ProxyProtocol makes the resolver take only queries that start with
+	// a PROXY protocol v2 header (proxy-protocol-port), over UDP and TCP;
+	// it logs and answers as if they came from the address the header
+	// names. Without a header a query is dropped.
+	ProxyProtocol bool
+	// AccessControl adds access-control lines after the default
+	// "127.0.0.0/8 allow" ("127.0.0.3/32 refuse"); the most specific
+	// prefix wins. Behind PROXY protocol unbound checks both the sender's
+	// and the named client's address.
+	AccessControl []string
+	// LogQueries logs every query with the client address it was taken
+	// from (log-queries); QueriesFor reads them back.
+	LogQueries bool
+	// SubnetStub, when set, resolves names under its zone from the
+	// authoritative server it names, sending that server EDNS Client
+	// Subnet (unbound's subnetcache module).
+	SubnetStub *SubnetStub
 }
 
 // Unbound is one running (or killed, restartable) unbound process. Its
@@ -71,6 +88,7 @@ type Unbound struct {
 	confPath        string
 	logPath         string
 	ns              *Netns // nil: the current namespace
+	pp              bool   // queries need a PROXY header (readiness probes too)
 
 	mu     sync.Mutex
 	proc   *proc // nil before start or after Close
@@ -113,6 +131,7 @@ func NewUnbound(opts UnboundOptions) (*Unbound, error) {
 		confPath:   filepath.Join(dir, "unbound.conf"),
 		logPath:    filepath.Join(dir, "unbound.log"),
 		ns:         opts.Netns,
+		pp:         opts.ProxyProtocol,
 	}
 	for attempt := 1; ; attempt++ {
 		port := opts.Port
@@ -121,7 +140,8 @@ func NewUnbound(opts UnboundOptions) (*Unbound, error) {
 				break
 			}
 		}
-		conf := unboundConf{dir: dir, port: port, threads: opts.Threads, verbosity: opts.Verbosity, extra: extra}
+		conf := unboundConf{dir: dir, port: port, threads: opts.Threads, verbosity: opts.Verbosity, extra: extra,
+			pp: opts.ProxyProtocol, logQueries: opts.LogQueries, stub: opts.SubnetStub, acl: opts.AccessControl}
 		if err = os.WriteFile(u.confPath, []byte(conf.render()), 0o600); err != nil {
 			err = fmt.Errorf("write unbound config: %w", err)
 			break
@@ -193,7 +213,7 @@ func (u *Unbound) start() error {
 	if err != nil {
 		return err
 	}
-	if err := waitReady(p, u.Addr, u.ns); err != nil {
+	if err := waitReady(p, u.Addr, u.ns, u.pp); err != nil {
 		p.kill()
 		return fmt.Errorf("unbound on %s: %w\n--- last lines of %s ---\n%s", u.Addr, err, u.logPath, u.logTail())
 	}
@@ -204,7 +224,7 @@ func (u *Unbound) start() error {
 // waitReady queries addr (inside ns unless nil) until it answers or the
 // process exits or the deadline passes: readiness is observed, never
 // assumed after a sleep.
-func waitReady(p *proc, addr netip.AddrPort, ns *Netns) error {
+func waitReady(p *proc, addr netip.AddrPort, ns *Netns, pp bool) error {
 	c := &dns.Client{Net: "udp", Timeout: probeTimeout}
 	q := new(dns.Msg).SetQuestion(HealthName, dns.TypeA)
 	deadline := time.Now().Add(readyTimeout)
@@ -213,8 +233,10 @@ func waitReady(p *proc, addr netip.AddrPort, ns *Netns) error {
 		if p.exited() {
 			return fmt.Errorf("exited during start: %v", p.err)
 		}
-		r, err := probeOnce(c, q, addr, ns)
-		if err == nil && r.Rcode == dns.RcodeSuccess {
+		r, err := probeOnce(c, q, addr, ns, pp)
+		if err == nil && (r.Rcode == dns.RcodeSuccess || pp) {
+			// Behind PROXY protocol an access-control may refuse the
+			// probe's address; any answer shows the resolver is up.
 			return nil
 		}
 		if err == nil {
@@ -231,7 +253,10 @@ func waitReady(p *proc, addr netip.AddrPort, ns *Netns) error {
 
 // probeOnce sends q to addr from inside ns (nil: here) and returns the
 // answer.
-func probeOnce(c *dns.Client, q *dns.Msg, addr netip.AddrPort, ns *Netns) (*dns.Msg, error) {
+func probeOnce(c *dns.Client, q *dns.Msg, addr netip.AddrPort, ns *Netns, pp bool) (*dns.Msg, error) {
+	if pp {
+		return probeProxied(q, addr, ns)
+	}
 	if ns == nil {
 		r, _, err := c.Exchange(q, addr.String())
 		return r, err

@@ -115,6 +115,11 @@ type unboundConf struct {
 	threads   int
 	verbosity int
 	extra     []string // config lines from ExtraLocalData
+	// pp, logQueries and stub: see UnboundOptions (unbound_pp.go).
+	pp         bool
+	logQueries bool
+	stub       *SubnetStub
+	acl        []string
 }
 
 // render returns the unbound.conf text.
@@ -147,7 +152,11 @@ func (c unboundConf) render() string {
 	w("    log-time-ascii: yes")
 	// Iterator only and no trust anchor: there is nothing to validate and
 	// nowhere to recurse to (the root is a static local zone below).
-	w("    module-config: \"iterator\"")
+	modules := "iterator"
+	if c.stub != nil {
+		modules = "subnetcache iterator"
+	}
+	w("    module-config: %q", modules)
 	w("    minimal-responses: yes")
 	// Benchmarks and load tests send far more than a real client would.
 	w("    ratelimit: 0")
@@ -165,6 +174,12 @@ func (c unboundConf) render() string {
 	}
 	for _, l := range c.extra {
 		w("    %s", l)
+	}
+	for _, l := range c.optionLines() {
+		w("    %s", l)
+	}
+	for _, l := range c.stubClause() {
+		w("%s", l)
 	}
 	// Stats() uses unbound-control over a unix socket in the temp dir:
 	// no certificates to generate, no TCP port to allocate.

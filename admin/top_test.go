@@ -1,0 +1,54 @@
+package admin
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// fakeTop answers with the n it was asked for.
+type fakeTop struct{}
+
+func (fakeTop) Top(n int) any {
+	return map[string]any{"enabled": true, "clients": []map[string]any{{"client": "192.0.2.1", "queries": n}}, "names": []any{}}
+}
+
+func TestTopEndpoint(t *testing.T) {
+	_, url := start(t, writeToken(t, testToken), Deps{Top: fakeTop{}})
+	_, none := start(t, writeToken(t, testToken), Deps{})
+	type list struct {
+		Enabled bool
+		Clients []struct {
+			Client  string
+			Queries int
+		}
+		Names []any
+	}
+	t.Run("the proxy's list is served, 20 entries by default", func(t *testing.T) {
+		var got list
+		r := do(t, "GET", url+"/api/v1/top", "", "")
+		r.json(t, &got)
+		if r.code != http.StatusOK || !got.Enabled || len(got.Clients) != 1 || got.Clients[0].Queries != 20 {
+			t.Errorf("%d %s", r.code, r.body)
+		}
+		do(t, "GET", url+"/api/v1/top?n=5", "", "").json(t, &got)
+		if got.Clients[0].Queries != 5 {
+			t.Errorf("?n=5 asked for %d", got.Clients[0].Queries)
+		}
+	})
+	t.Run("a bad n is a 400 that says why", func(t *testing.T) {
+		for _, n := range []string{"0", "101", "ten", "-3"} {
+			r := do(t, "GET", url+"/api/v1/top?n="+n, "", "")
+			if msg := r.errorText(t); r.code != http.StatusBadRequest || !strings.Contains(msg, "n must be a whole number from 1 to 100") {
+				t.Errorf("n=%s: %d %s", n, r.code, msg)
+			}
+		}
+	})
+	t.Run("without the tables the lists are empty and say so", func(t *testing.T) {
+		var got list
+		do(t, "GET", none+"/api/v1/top", "", "").json(t, &got)
+		if got.Enabled || got.Clients == nil || len(got.Clients) != 0 || got.Names == nil {
+			t.Errorf("%+v", got)
+		}
+	})
+}

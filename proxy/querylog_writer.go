@@ -1,0 +1,223 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	dnstap "github.com/dnstap/golang-dnstap"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	// logDrainEvery is how often the writer looks at the queue: the query
+	// path never wakes it (that would cost a channel operation per query),
+	// so a full queue (4096 by default) holds 10 ms of 400k messages/s.
+	logDrainEvery = 10 * time.Millisecond
+	// dnstapRetry spaces attempts to reach a socket with no reader; the
+	// messages meanwhile are counted as dropped, not held.
+	dnstapRetry = time.Second
+	// dnstapTimeout bounds the Frame Streams handshake and each write, so
+	// a reader that stops reading costs drops, not a stuck writer.
+	dnstapTimeout = 2 * time.Second
+)
+
+// socketProtocolDoQ is DOQ in dnstap.proto's SocketProtocol (upstream
+// value 7), which golang-dnstap v0.4.0's generated enum predates.
+const socketProtocolDoQ dnstap.SocketProtocol = 7
+
+// frameWriter is a Frame Streams writer; golang-dnstap's writers buffer and
+// have Flush, which its Writer interface leaves out.
+type frameWriter interface {
+	WriteFrame([]byte) (int, error)
+	Flush() error
+	Close() error
+}
+
+// openFile creates the log file at start, so a path that cannot be
+// written fails Run instead of silently logging nothing.
+func (q *queryLog) openFile() (frameWriter, *os.File, error) {
+	f, err := os.OpenFile(q.cfg.File, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("query_log: %w", err)
+	}
+	w, err := newFrameWriter(f, false)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("query_log: %s: %w", q.cfg.File, err)
+	}
+	return w, f, nil
+}
+
+// newFrameWriter starts a stream on c; a bidirectional one (a socket)
+// also reads the reader's handshake from c.
+func newFrameWriter(c io.Writer, bidi bool) (frameWriter, error) {
+	w, err := dnstap.NewWriter(c, &dnstap.WriterOptions{Bidirectional: bidi, Timeout: dnstapTimeout})
+	if err != nil {
+		return nil, err
+	}
+	fw, ok := w.(frameWriter)
+	if !ok {
+		return nil, errors.New("frame streams writer cannot flush")
+	}
+	return fw, nil
+}
+
+// dial connects to the reader's socket and does the Frame Streams
+// handshake (READY, ACCEPT, START).
+func (q *queryLog) dial() (frameWriter, net.Conn, error) {
+	c, err := net.DialTimeout("unix", q.cfg.Socket, dnstapTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := newFrameWriter(c, true)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return w, c, nil
+}
+
+// run drains the queue into frames until stop closes, then drains what is
+// left and closes the stream. w and f are the file opened by openFile,
+// nil for a socket, which run dials and redials itself.
+func (q *queryLog) run(stop <-chan struct{}, w frameWriter, f *os.File) {
+	var conn net.Conn
+	closeStream := func() {
+		if w != nil {
+			_ = w.Close() // STOP, and for a socket waits (bounded) for FINISH
+			w = nil
+		}
+		if conn != nil {
+			conn.Close()
+			conn = nil
+		}
+		q.connected.Store(false)
+	}
+	defer func() {
+		closeStream()
+		if f != nil {
+			f.Close()
+		}
+	}()
+	q.connected.Store(w != nil)
+	t := time.NewTicker(logDrainEvery)
+	defer t.Stop()
+	var nextDial time.Time
+	var buf []byte
+	reported := false // the missing reader was logged: once per outage
+	for {
+		stopping := false
+		select {
+		case <-stop:
+			stopping = true
+		case <-t.C:
+		}
+		if w == nil && q.cfg.Socket != "" && !stopping && !time.Now().Before(nextDial) {
+			var err error
+			if w, conn, err = q.dial(); err != nil {
+				nextDial = time.Now().Add(dnstapRetry)
+				if !reported {
+					reported = true
+					q.log.Warn("query log socket has no reader: messages are dropped and counted until one connects",
+						"socket", q.cfg.Socket, "err", err)
+				}
+			} else {
+				reported = false
+				q.connected.Store(true)
+				q.log.Info("query log connected", "socket", q.cfg.Socket)
+			}
+		}
+		pending := uint64(0)
+		for e := q.q.next(); e != nil; e = q.q.next() {
+			if w == nil {
+				q.dropWrite.Add(1)
+				q.q.release()
+				continue
+			}
+			var err error
+			if buf, err = q.frame(buf[:0], e); err == nil {
+				_, err = w.WriteFrame(buf)
+			}
+			q.q.release()
+			if err != nil {
+				q.writeFailed(err)
+				q.dropWrite.Add(pending + 1)
+				pending = 0
+				closeStream()
+				nextDial = time.Now().Add(dnstapRetry)
+				continue
+			}
+			pending++
+		}
+		if w != nil && pending > 0 {
+			if err := w.Flush(); err != nil {
+				q.writeFailed(err)
+				q.dropWrite.Add(pending)
+				closeStream()
+				nextDial = time.Now().Add(dnstapRetry)
+			} else {
+				q.frames.Add(pending)
+			}
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// writeFailed says what happens after a failed write: a socket is dialled
+// again; a file (disk full, I/O error) is not reopened, as that would
+// truncate what it holds.
+func (q *queryLog) writeFailed(err error) {
+	if q.cfg.Socket != "" {
+		q.log.Warn("query log write failed: reconnecting", "socket", q.cfg.Socket, "err", err)
+		return
+	}
+	q.log.Error("query log write failed: messages are dropped and counted until anyfront restarts", "file", q.cfg.File, "err", err)
+}
+
+var dnstapProtocols = map[transport]dnstap.SocketProtocol{
+	trUDP: dnstap.SocketProtocol_UDP, trTCP: dnstap.SocketProtocol_TCP,
+	trDoT: dnstap.SocketProtocol_DOT, trDoH: dnstap.SocketProtocol_DOH, trDoQ: socketProtocolDoQ,
+}
+
+var dnstapVersion = []byte("anyfront")
+
+// frame encodes one entry as a dnstap CLIENT_QUERY or CLIENT_RESPONSE
+// appended to dst. The query's address is the client's; the response
+// address is the listener's, when known.
+func (q *queryLog) frame(dst []byte, e *logEntry) ([]byte, error) {
+	client := e.client.Addr().Unmap()
+	fam := dnstap.SocketFamily_INET
+	if client.Is6() {
+		fam = dnstap.SocketFamily_INET6
+	}
+	sec, nsec := uint64(e.at/1e9), uint32(e.at%1e9)
+	m := &dnstap.Message{
+		SocketFamily:   fam.Enum(),
+		SocketProtocol: dnstapProtocols[e.tr].Enum(),
+		QueryAddress:   client.AsSlice(),
+		QueryPort:      proto.Uint32(uint32(e.client.Port())),
+	}
+	// A listener asked for port 0 knows its port only after binding: an
+	// address without one is left out rather than logged wrong.
+	if s := e.server.Addr().Unmap(); s.IsValid() && e.server.Port() != 0 && s.Is4() == client.Is4() {
+		m.ResponseAddress = s.AsSlice()
+		m.ResponsePort = proto.Uint32(uint32(e.server.Port()))
+	}
+	if e.resp {
+		m.Type = dnstap.Message_CLIENT_RESPONSE.Enum()
+		m.ResponseTimeSec, m.ResponseTimeNsec = &sec, &nsec
+		m.ResponseMessage = e.msg
+	} else {
+		m.Type = dnstap.Message_CLIENT_QUERY.Enum()
+		m.QueryTimeSec, m.QueryTimeNsec = &sec, &nsec
+		m.QueryMessage = e.msg
+	}
+	d := &dnstap.Dnstap{Type: dnstap.Dnstap_MESSAGE.Enum(), Identity: q.identity, Version: dnstapVersion, Message: m}
+	return proto.MarshalOptions{}.MarshalAppend(dst, d)
+}
