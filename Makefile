@@ -82,7 +82,8 @@ generate:
 FUZZTIME ?= 60s
 FUZZSHORT ?= 10000x
 FUZZTARGETS := ./proxy:FuzzParseQuery ./proxy:FuzzMatchResponse ./proxy:FuzzCache \
-	./proxy:FuzzRuleMatch ./proxy:FuzzTCPReader ./proxy:FuzzECS ./config:FuzzParse
+	./proxy:FuzzRuleMatch ./proxy:FuzzTCPReader ./proxy:FuzzECS ./proxy:FuzzXDPAgreesWithParser \
+	./config:FuzzParse ./ebpf:FuzzAnswerCache
 .PHONY: fuzz fuzz-short
 fuzz:
 	@set -e; for t in $(FUZZTARGETS); do \
@@ -112,9 +113,11 @@ lab:
 	$(GO) run ./internal/testlab/cmd/lab -anyfront $(BIN)/anyfront -anyfrontctl $(BIN)/anyfrontctl
 
 # bench-xdp (root): packets/s dropped in XDP for a blocklisted source versus
-# the same traffic refused by the proxy's ACL, with anyfront's and softirq
-# CPU, in two network namespaces; writes bench/XDP.md. About a minute.
+# the same traffic refused by the proxy's ACL, and cache hits answered by the
+# XDP answer cache versus the proxy's cache, with anyfront's and softirq CPU,
+# in two network namespaces; writes bench/XDP.md. About two minutes.
 .PHONY: bench-xdp
 bench-xdp:
+	scripts/install-deps.sh bench
 	@$(MAKE) --no-print-directory build
 	$(GO) run ./bench/xdp -anyfront $(BIN)/anyfront -out bench/XDP.md $(BENCHXDPFLAGS)

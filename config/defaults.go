@@ -44,6 +44,9 @@ const (
 	// maxCacheSize caps cache.size: ten million answers is several GiB,
 	// more than one node should hold; a typo of extra digits is refused.
 	maxCacheSize = 10_000_000
+	// MaxXDPEntries caps cache.xdp_entries at the XDP answer map's size
+	// (ebpf.MaxAnswers; a test there keeps the two equal).
+	MaxXDPEntries = 64 * 1024
 )
 
 // defaultProxy returns the forwarding limits used when proxy keys are absent.

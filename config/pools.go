@@ -178,7 +178,7 @@ func (d *decoder) cache(n *yaml.Node, where string, c *Cache) {
 	}
 	f.int("size", 0, maxCacheSize, &c.Size)
 	f.duration("serve_stale", false, &c.ServeStale)
-	f.int("xdp_entries", 0, noMax, &c.XDPEntries)
+	f.int("xdp_entries", 0, MaxXDPEntries, &c.XDPEntries)
 	f.duration("min_ttl", false, &c.MinTTL)
 	f.duration("max_ttl", true, &c.MaxTTL)
 	f.duration("max_negative_ttl", true, &c.MaxNegativeTTL)

@@ -43,12 +43,21 @@ type xdpNode struct {
 	proc   *os.Process
 	logs   *syncBuffer
 	exited chan error
+	// backend is the unbound the default pool forwards to.
+	backend *testlab.Unbound
 }
 
 // startXDPNode starts the lab, an unbound backend and anyfront in the
 // server namespace, and returns once the program is attached in mode and
 // the backend is up.
 func startXDPNode(t *testing.T, mode string) *xdpNode {
+	t.Helper()
+	return startXDPNodeWith(t, mode, "")
+}
+
+// startXDPNodeWith is startXDPNode with poolExtra added to the default
+// pool's config (YAML at its indentation).
+func startXDPNodeWith(t *testing.T, mode, poolExtra string) *xdpNode {
 	t.Helper()
 	testlab.RequireRoot(t)
 	testlab.RequireBinary(t, "unbound")
@@ -79,12 +88,12 @@ pools:
   default:
     backends: [{name: r1, address: %[5]q}]
     healthcheck: {qname: "health.anyfront.test.", qtype: SOA, interval: 1s, timeout: 500ms, rise: 1, fall: 2}
-xdp:
+%[9]sxdp:
   interface: %[6]s
   mode: %[7]s
   vips: ["%[1]s:53", "[%[2]s]:53"]
   blocklist: ["%[8]s/32"]
-`, lab.VIP4, lab.VIP6, xdpAdminPort, token, u.Addr, lab.ServerIf, mode, xdpBlocked4)
+`, lab.VIP4, lab.VIP6, xdpAdminPort, token, u.Addr, lab.ServerIf, mode, xdpBlocked4, poolExtra)
 	cfgPath := filepath.Join(dir, "anyfront.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -94,7 +103,7 @@ xdp:
 		t.Fatal(err)
 	}
 	n := &xdpNode{
-		t: t, lab: lab, logs: &syncBuffer{}, exited: make(chan error, 1),
+		t: t, lab: lab, logs: &syncBuffer{}, exited: make(chan error, 1), backend: u,
 		admin: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: server.DialContext}},
 	}
 	cmd.Stdout, cmd.Stderr = n.logs, n.logs

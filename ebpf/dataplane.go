@@ -31,10 +31,15 @@ type Dataplane struct {
 	mu     sync.Mutex
 	cfg    *config.XDP
 	blocks *blockSet
-	objs   *objects // nil unless Run is serving
-	base   [verdictCount]uint64
-	iface  string // where the program is attached; "" when it is not
-	mode   string // driver or generic
+	// answers and acl are the answer cache's desired content, applied
+	// whenever the program is loaded; publishes counts answers written.
+	answers   answerSet
+	acl       aclSet
+	publishes uint64
+	objs      *objects // nil unless Run is serving
+	base      [verdictCount]uint64
+	iface     string // where the program is attached; "" when it is not
+	mode      string // driver or generic
 	// placed is the interface and mode (as configured) Run attached by,
 	// copied so that Reload compares with what is, not with a config
 	// someone may still hold; nil when not attached.
@@ -178,7 +183,15 @@ func (d *Dataplane) fill(o *objects) error {
 	if err := o.setRateLimit(d.cfg.RateLimit); err != nil {
 		return err
 	}
-	return o.syncBlocks(d.blocks.all(time.Now()))
+	if err := o.syncBlocks(d.blocks.all(time.Now())); err != nil {
+		return err
+	}
+	if err := o.syncACL(d.acl); err != nil {
+		return err
+	}
+	n, err := o.syncAnswers(d.answers)
+	d.publishes += uint64(n)
+	return err
 }
 
 // unload closes the objects, keeping their counts so that the counters

@@ -222,12 +222,13 @@ func testFlood(t *testing.T, lab *testlab.XDPLab, d *Dataplane) {
 		t.Errorf("the steady client got %d full and %d TC answers to %d queries", calmFull, calmTC, sentCalm)
 	}
 	over := sentFlood - floodFull
-	answered, limited := int(after.Answered-before.Answered), int(after.RateLimited-before.RateLimited)
-	if answered+limited != over || floodTC != answered {
-		t.Errorf("%d over the limit: counted %d answered + %d ratelimited; the flooder got %d TC answers", over, answered, limited, floodTC)
+	truncated, limited := int(after.Truncated-before.Truncated), int(after.RateLimited-before.RateLimited)
+	if truncated+limited != over || floodTC != truncated || after.Answered != before.Answered {
+		t.Errorf("%d over the limit: counted %d truncated + %d ratelimited (and %d answered); the flooder got %d TC answers",
+			over, truncated, limited, after.Answered-before.Answered, floodTC)
 	}
-	if want := over / int(labBudget.TCSlip); answered < want-1 || answered > want+1 {
-		t.Errorf("%d TC answers to %d over-limit queries with tc_slip %d", answered, over, labBudget.TCSlip)
+	if want := over / int(labBudget.TCSlip); truncated < want-1 || truncated > want+1 {
+		t.Errorf("%d TC answers to %d over-limit queries with tc_slip %d", truncated, over, labBudget.TCSlip)
 	}
 }
 

@@ -38,6 +38,8 @@ type objects struct {
 	vips     map[xdpVipKey]bool
 	blocks   map[netip.Prefix]bool
 	prefixes [2]int // v4_prefix, v6_prefix the buckets were keyed with
+	answerMirror
+	cpus int // possible CPUs: the length of a per-CPU value
 }
 
 // permissionHint is added to errors that mean missing privileges.
@@ -45,7 +47,11 @@ const permissionHint = "needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"
 
 // loadObjects loads the committed program and its maps into the kernel.
 func loadObjects() (*objects, error) {
-	o := &objects{vips: map[xdpVipKey]bool{}, blocks: map[netip.Prefix]bool{}}
+	cpus, err := cebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("xdp: count CPUs: %w", err)
+	}
+	o := &objects{vips: map[xdpVipKey]bool{}, blocks: map[netip.Prefix]bool{}, answerMirror: newAnswerMirror(), cpus: cpus}
 	if err := loadXdpObjects(&o.xdpObjects, nil); err != nil {
 		var ve *cebpf.VerifierError
 		switch {

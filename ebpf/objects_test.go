@@ -191,14 +191,23 @@ func TestMapBoundsMatchGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]uint32{
-		xdpMapVips:     maxVIPs,
-		xdpMapBlockV4:  maxBlocksPerFamily,
-		xdpMapBlockV6:  maxBlocksPerFamily,
-		xdpMapCounters: verdictCount,
-		xdpMapBuckets:  maxBuckets,
+		xdpMapVips:       maxVIPs,
+		xdpMapBlockV4:    maxBlocksPerFamily,
+		xdpMapBlockV6:    maxBlocksPerFamily,
+		xdpMapCounters:   verdictCount,
+		xdpMapBuckets:    maxBuckets,
+		xdpMapAnswers:    MaxAnswers,
+		xdpMapAnswerHits: MaxAnswers,
+		xdpMapAclV4:      MaxACLPrefixes,
+		xdpMapAclV6:      MaxACLPrefixes,
 	} {
 		if got := spec.Maps[name].MaxEntries; got != want {
 			t.Errorf("map %s holds %d entries in xdp.h, %d in Go", name, got, want)
 		}
+	}
+	var v xdpAnswerVal
+	if len(v.D.Sections) != MaxAnswerSections || len(v.D.Name) != maxNameLen+1 {
+		t.Errorf("answer_data holds %d bytes of sections and %d of name; Go says %d and %d",
+			len(v.D.Sections), len(v.D.Name), MaxAnswerSections, maxNameLen+1)
 	}
 }

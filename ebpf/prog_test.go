@@ -67,7 +67,7 @@ func runFrame(t *testing.T, o *objects, in []byte) (uint32, []byte, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := &cebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256)}
+	opts := &cebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+runSlack)}
 	ret, err := o.AnyfrontXdp.Run(opts)
 	if err != nil {
 		t.Fatalf("BPF_PROG_TEST_RUN: %v", err)

@@ -19,6 +19,7 @@ const (
 	vRateLimited
 	vMalformed
 	vAnswered
+	vTruncated
 )
 
 // expect runs f and fails unless the program returned action and counted
@@ -127,10 +128,10 @@ func TestTCAnswers(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			expect(t, o, "first query", c.f, xdpPass, vPass)
 			expect(t, o, "first over the limit", c.f, xdpDrop, vRateLimited)
-			out := expect(t, o, "second over the limit", c.f, xdpTX, vAnswered)
+			out := expect(t, o, "second over the limit", c.f, xdpTX, vTruncated)
 			checkTCAnswer(t, c.f, out)
 			expect(t, o, "third over the limit", c.f, xdpDrop, vRateLimited)
-			out = expect(t, o, "fourth over the limit", c.f, xdpTX, vAnswered)
+			out = expect(t, o, "fourth over the limit", c.f, xdpTX, vTruncated)
 			checkTCAnswer(t, c.f, out)
 		})
 	}

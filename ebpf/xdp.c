@@ -6,9 +6,11 @@
 // blocklisted sources, malformed DNS messages (responses, TC=1 queries,
 // datagrams too short for what they claim) and sources over their rate
 // limit (optionally answering every Nth of those with TC=1 so that real
-// clients retry over TCP), counts every verdict, and passes the rest to the
-// kernel and the proxy's sockets. Everything that is not UDP to a VIP
-// (including fragments and IPv6 with extension headers) passes untouched.
+// clients retry over TCP), answers plain queries from the clients in the
+// ACL whose answer the proxy published to the answer cache, counts every
+// verdict, and passes the rest to the kernel and the proxy's sockets.
+// Everything that is not UDP to a VIP (including fragments and IPv6 with
+// extension headers) passes untouched.
 //
 // Regenerate the committed objects with `make generate` after any change;
 // TestCommittedObjectsAreFresh fails until then.
@@ -23,7 +25,8 @@
 #include <bpf/bpf_endian.h>
 
 #include "xdp.h"
-#include "tc.h"
+#include "reply.h"
+#include "answer.h"
 
 static __always_inline int count(__u32 v, int action)
 {
@@ -151,7 +154,9 @@ static __always_inline int dns_verdict(struct xdp_md *ctx, struct pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
+	struct answer_scratch *w;
 	__u32 zero = 0, qend = 0;
+	int a = 0;
 	struct settings *s;
 	__u64 over = 0;
 	int kind;
@@ -161,16 +166,41 @@ static __always_inline int dns_verdict(struct xdp_md *ctx, struct pkt *p)
 	kind = dns_kind(data + (p->l4_off & 0xff) + sizeof(struct udphdr), end, p->dns_len, &qend);
 	if (kind == DNS_MALFORMED)
 		return count(VERDICT_MALFORMED, XDP_DROP);
-	// Queries the proxy answers FORMERR or NOTIMP cost it work too: they
-	// are charged like any other, but never answered with TC=1 here: that
-	// answer echoes one question under opcode QUERY, which would misstate
-	// what they asked.
-	s = bpf_map_lookup_elem(&config, &zero);
-	if (!s || !s->interval_ns || !over_limit(p, s, &over))
+	w = bpf_map_lookup_elem(&answer_scratch, &zero);
+	if (!w) // cannot happen: a per-CPU array always has its element
 		return count(VERDICT_PASS, XDP_PASS);
-	if (kind == DNS_QUERY && s->tc_slip && over % s->tc_slip == 0 && tc_answer(ctx, p, qend))
+	// Queries the proxy answers FORMERR or NOTIMP cost it work too: they
+	// are charged like any other, but never answered here: a TC=1 answer
+	// echoes one question under opcode QUERY, which would misstate what
+	// they asked. Answers from the cache are charged as well, so that a
+	// cached name is no way around the budget.
+	s = bpf_map_lookup_elem(&config, &zero);
+	if (s && s->interval_ns && over_limit(p, s, &over)) {
+		if (kind != DNS_QUERY || !s->tc_slip || over % s->tc_slip != 0)
+			return count(VERDICT_RATELIMITED, XDP_DROP);
+	} else {
+		if (kind != DNS_QUERY)
+			return count(VERDICT_PASS, XDP_PASS);
+		if (!cache_lookup(ctx, p, qend, w))
+			return count(VERDICT_PASS, XDP_PASS);
+		a = 1;
+	}
+	// One call builds both answers (a 0: the TC one), so that the code
+	// is inlined once.
+	switch (reply(ctx, p, qend, w, a)) {
+	case REPLY_SENT:
+		if (!a)
+			return count(VERDICT_TRUNCATED, XDP_TX);
+		__u32 slot = w->d.slot;
+		__u64 *hits = bpf_map_lookup_elem(&answer_hits, &slot);
+		if (hits)
+			*hits += 1; // per-CPU slot: no atomic needed
 		return count(VERDICT_ANSWERED, XDP_TX);
-	return count(VERDICT_RATELIMITED, XDP_DROP);
+	case REPLY_NONE:
+		return a ? count(VERDICT_PASS, XDP_PASS) : count(VERDICT_RATELIMITED, XDP_DROP);
+	default:
+		return XDP_ABORTED; // cannot happen: see reply
+	}
 }
 
 SEC("xdp")

@@ -13,6 +13,58 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xdpAnswerKey struct {
+	_      structs.HostLayout
+	Hash   uint64
+	Qtype  [2]uint8
+	Qclass [2]uint8
+	Flags  uint8
+	Pad    [3]uint8
+}
+
+type xdpAnswerScratch struct {
+	_    structs.HostLayout
+	Name [32]uint64
+	Csum [35]uint64
+	D    struct {
+		_           structs.HostLayout
+		Key         xdpAnswerKey
+		Expires     uint64
+		Slot        uint32
+		NameLen     uint16
+		SectionsLen uint16
+		Flags       [2]uint8
+		Counts      [6]uint8
+		SectionsSum [2]uint8
+		Pad         [6]uint8
+		Name        [256]uint8
+		Sections    [512]uint8
+	}
+}
+
+type xdpAnswerVal struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Pad uint32
+	D   struct {
+		_           structs.HostLayout
+		Key         xdpAnswerKey
+		Expires     uint64
+		Slot        uint32
+		NameLen     uint16
+		SectionsLen uint16
+		Flags       [2]uint8
+		Counts      [6]uint8
+		SectionsSum [2]uint8
+		Pad         [6]uint8
+		Name        [256]uint8
+		Sections    [512]uint8
+	}
+}
+
 type xdpBucketKey struct {
 	_      structs.HostLayout
 	Family uint32
@@ -58,13 +110,18 @@ type xdpVipKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xdpMapBlockV4      = "block_v4"
-	xdpMapBlockV6      = "block_v6"
-	xdpMapBuckets      = "buckets"
-	xdpMapConfig       = "config"
-	xdpMapCounters     = "counters"
-	xdpMapVips         = "vips"
-	xdpProgAnyfrontXdp = "anyfront_xdp"
+	xdpMapAclV4         = "acl_v4"
+	xdpMapAclV6         = "acl_v6"
+	xdpMapAnswerHits    = "answer_hits"
+	xdpMapAnswerScratch = "answer_scratch"
+	xdpMapAnswers       = "answers"
+	xdpMapBlockV4       = "block_v4"
+	xdpMapBlockV6       = "block_v6"
+	xdpMapBuckets       = "buckets"
+	xdpMapConfig        = "config"
+	xdpMapCounters      = "counters"
+	xdpMapVips          = "vips"
+	xdpProgAnyfrontXdp  = "anyfront_xdp"
 )
 
 // loadXdp returns the embedded CollectionSpec for xdp.
@@ -116,12 +173,17 @@ type xdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpMapSpecs struct {
-	BlockV4  *ebpf.MapSpec `ebpf:"block_v4"`
-	BlockV6  *ebpf.MapSpec `ebpf:"block_v6"`
-	Buckets  *ebpf.MapSpec `ebpf:"buckets"`
-	Config   *ebpf.MapSpec `ebpf:"config"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Vips     *ebpf.MapSpec `ebpf:"vips"`
+	AclV4         *ebpf.MapSpec `ebpf:"acl_v4"`
+	AclV6         *ebpf.MapSpec `ebpf:"acl_v6"`
+	AnswerHits    *ebpf.MapSpec `ebpf:"answer_hits"`
+	AnswerScratch *ebpf.MapSpec `ebpf:"answer_scratch"`
+	Answers       *ebpf.MapSpec `ebpf:"answers"`
+	BlockV4       *ebpf.MapSpec `ebpf:"block_v4"`
+	BlockV6       *ebpf.MapSpec `ebpf:"block_v6"`
+	Buckets       *ebpf.MapSpec `ebpf:"buckets"`
+	Config        *ebpf.MapSpec `ebpf:"config"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Vips          *ebpf.MapSpec `ebpf:"vips"`
 }
 
 // xdpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -150,16 +212,26 @@ func (o *xdpObjects) Close() error {
 //
 // It can be passed to loadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpMaps struct {
-	BlockV4  *ebpf.Map `ebpf:"block_v4"`
-	BlockV6  *ebpf.Map `ebpf:"block_v6"`
-	Buckets  *ebpf.Map `ebpf:"buckets"`
-	Config   *ebpf.Map `ebpf:"config"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Vips     *ebpf.Map `ebpf:"vips"`
+	AclV4         *ebpf.Map `ebpf:"acl_v4"`
+	AclV6         *ebpf.Map `ebpf:"acl_v6"`
+	AnswerHits    *ebpf.Map `ebpf:"answer_hits"`
+	AnswerScratch *ebpf.Map `ebpf:"answer_scratch"`
+	Answers       *ebpf.Map `ebpf:"answers"`
+	BlockV4       *ebpf.Map `ebpf:"block_v4"`
+	BlockV6       *ebpf.Map `ebpf:"block_v6"`
+	Buckets       *ebpf.Map `ebpf:"buckets"`
+	Config        *ebpf.Map `ebpf:"config"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Vips          *ebpf.Map `ebpf:"vips"`
 }
 
 func (m *xdpMaps) Close() error {
 	return _XdpClose(
+		m.AclV4,
+		m.AclV6,
+		m.AnswerHits,
+		m.AnswerScratch,
+		m.Answers,
 		m.BlockV4,
 		m.BlockV6,
 		m.Buckets,

@@ -5,9 +5,10 @@ package ebpf
 // generatedFrom holds the SHA-256 of every source and object file at
 // generation time, checked by TestCommittedObjectsAreFresh.
 var generatedFrom = map[string]string{
-	"tc.h":        "f36cee31425b66dbf200cd6735c438e07860facd36f87338cbad1d3e6935dbe5",
-	"xdp.c":       "b4d56e7c384af4158342f3ebf94ddb534620a01a8589ac55633a301da74782be",
-	"xdp.h":       "b29e5565a714e9d21d83c9a3a2c4b9d4a7af6fd2a8f25c7737e2b8778510d4c3",
-	"xdp_bpfeb.o": "3bdde2a7db15a397f6390144045704c7dbecd8490a89d3d1a204e323127c9a33",
-	"xdp_bpfel.o": "44605d15679a53f67770d2297ec5e70f94c8f480ba33ce74dd96488f4bb8d857",
+	"answer.h":    "21102292ee2698fe1bf288ffe41c2b4ef8e1bec2e3b13c50698f4fad6001c43e",
+	"reply.h":     "6d2648e591d2b2dece9917d74a9395c5dfad06d7b0fbb4fc75094776760f9c6a",
+	"xdp.c":       "5752481633e087a0f571f668c59992a6a2eb1c7e2607d511758c3e3b946f1afd",
+	"xdp.h":       "7c4b449f1e2198386a463db36c3869d7e103f59f3d7d6ff156ae89a6296792de",
+	"xdp_bpfeb.o": "4731fae0a4aaa329ebe082d6fd492358e8e148f10c89ac664fdfe515698edb84",
+	"xdp_bpfel.o": "a8dbac2df3d20d9a20fc00f8defe17be7a5bd51cd75d582a2230070785dad56b",
 }

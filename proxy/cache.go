@@ -88,6 +88,11 @@ type entry struct {
 	// refreshing is set while a prefetch for the entry is in flight.
 	refreshing bool
 	hits       uint64
+	// For the XDP answer cache (xdpanswers.go): hits per second, decayed;
+	// hits when the rate was last updated; XDP's own count last seen.
+	rate     float32
+	seenHits uint64
+	xdpHits  uint64
 }
 
 // cacheShard is one lock's worth of the cache.

@@ -276,6 +276,10 @@ func (p *Proxy) PurgeCache(suffix string) (int, error) {
 		caches = append(caches, pc)
 	}
 	p.buildMu.Unlock()
+	// Republish before returning: once the purge returns, XDP serves
+	// none of what it removed.
+	p.xdp.lock()
+	defer p.xdp.unlockPublishing()
 	n := 0
 	for _, pc := range caches {
 		n += pc.purge(w)

@@ -58,6 +58,8 @@ type Proxy struct {
 	// (querylog.go, top.go); nil when off. Set by New, never changed.
 	qlog *queryLog
 	top  *topTable
+	// xdp publishes the hottest cached answers to XDP; nil without it.
+	xdp *xdpPublisher
 
 	// Stats are the proxy's counters, read by the metrics exporter.
 	Stats Stats
@@ -182,6 +184,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 			s.timeoutLoop(stopTimeouts)
 		}()
 	}
+	stopXDP := make(chan struct{})
+	xdpDone := make(chan struct{})
+	go func() {
+		defer close(xdpDone)
+		if p.xdp != nil {
+			p.xdp.run(stopXDP)
+		}
+	}()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
 	go func() {
@@ -197,6 +207,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if _, err := p.store.SetServing(false); err != nil {
 		p.log.Error("state", "err", err)
 	}
+	// XDP stops answering for a proxy that stops.
+	close(stopXDP)
+	<-xdpDone
 	// Stop taking queries but keep the UDP sockets open: answers to the
 	// queries in flight still leave through them. Client readers notice
 	// within their read timeout.

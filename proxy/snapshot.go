@@ -165,6 +165,13 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 			break
 		}
 	}
+	if p.xdp != nil && p.xdp.cfgSeen != cfg {
+		// A reload may change rules, the ACL or the cache: XDP forgets
+		// everything before they apply, and the next round republishes
+		// what still qualifies.
+		p.xdp.clear()
+		p.xdp.cfgSeen = cfg
+	}
 	p.snap.Store(snap)
 	p.log.Debug("routing snapshot rebuilt", "pools", len(snap.pools), "backends", len(p.ups))
 }

@@ -19,7 +19,7 @@
   const TRANSPORT_COLORS = {udp: "#4aa3ff", tcp: "#b37feb", dot: "#36cfc9", doh: "#f5a623", doq: "#2ecc71"};
   const RCODE_COLORS = {NOERROR: "#2ecc71", NXDOMAIN: "#4aa3ff", SERVFAIL: "#ff4d4f", REFUSED: "#f5a623",
     FORMERR: "#b37feb", NOTIMP: "#8c9bab"};
-  const XDP_COLORS = {pass: "#2ecc71", blocked: "#ff4d4f", ratelimited: "#f5a623", malformed: "#b37feb", answered: "#4aa3ff"};
+  const XDP_COLORS = {pass: "#2ecc71", blocked: "#ff4d4f", ratelimited: "#f5a623", malformed: "#b37feb", answered: "#4aa3ff", truncated: "#ffd666"};
   const SPARE = ["#36cfc9", "#ff85c0", "#d3f261", "#ffc069"];
 
   function color(map, key, i) { return map[key] || SPARE[i % SPARE.length]; }

@@ -1,10 +1,11 @@
 // Command xdp measures what dropping a blocklisted source in XDP saves
-// against refusing the same traffic in the proxy: one anyfront in a
-// network namespace, a UDP sender in another, joined by a veth. For each
-// case it reports the packets per second offered and handled, and the
-// CPU spent by anyfront (its /proc/PID/stat) and by softirq (/proc/stat)
-// per packet. Root only; about a minute. `make bench-xdp` runs it and
-// writes bench/XDP.md (see docs/xdp.md).
+// against refusing the same traffic in the proxy, and what answering a
+// cache hit from the XDP answer cache saves against the proxy's cache
+// (hit.go): one anyfront in a network namespace, a UDP sender in another,
+// joined by a veth. For each case it reports the packets per second
+// offered and handled, and the CPU spent by anyfront (its /proc/PID/stat)
+// and by softirq (/proc/stat) per packet. Root only; about two minutes.
+// `make bench-xdp` runs it and writes bench/XDP.md (see docs/xdp.md).
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -58,6 +60,10 @@ type benchCase struct {
 	name string
 	xdp  string // "" (no xdp section: the proxy's ACL refuses), "driver", "generic"
 	rate int    // offered packets/s; 0: as fast as the sender can
+	hit  bool   // the sender is in the acl and its query a cache hit (hit.go)
+	// dnsdist runs dnsdist's packet cache in anyfront's place (dnsdist.go);
+	// with hit only.
+	dnsdist bool
 }
 
 // result is what one run measured over its window.
@@ -76,6 +82,7 @@ func main() {
 	window := flag.Duration("duration", 3*time.Second, "measured time per case (after 1s of warm-up)")
 	rate := flag.Int("rate", 50000, "the fixed offered load, packets/s")
 	rounds := flag.Int("rounds", 2, "runs of every case, interleaved; the least disturbed (lowest CPU per packet) is reported")
+	only := flag.String("only", "", "run only the cases whose name contains this")
 	flag.Parse()
 	log.SetFlags(0)
 	if os.Geteuid() != 0 {
@@ -109,11 +116,16 @@ func main() {
 			load = fmt.Sprintf("%dk pps", r/1000)
 		}
 		cases = append(cases,
-			benchCase{"XDP drop (blocklist), driver mode, " + load, "driver", r},
-			benchCase{"XDP drop (blocklist), generic mode, " + load, "generic", r},
-			benchCase{"proxy ACL REFUSED (no XDP), " + load, "", r},
+			benchCase{"XDP drop (blocklist), driver mode, " + load, "driver", r, false, false},
+			benchCase{"XDP drop (blocklist), generic mode, " + load, "generic", r, false, false},
+			benchCase{"proxy ACL REFUSED (no XDP), " + load, "", r, false, false},
+			benchCase{"XDP answer cache hit, driver mode, " + load, "driver", r, true, false},
+			benchCase{"XDP answer cache hit, generic mode, " + load, "generic", r, true, false},
+			benchCase{"proxy cache hit (no XDP), " + load, "", r, true, false},
+			benchCase{"dnsdist packet cache hit, " + load, "", r, true, true},
 		)
 	}
+	cases = slices.DeleteFunc(cases, func(c benchCase) bool { return !strings.Contains(c.name, *only) })
 	// The machine is shared: other work lands in the same softirq and
 	// busy counters. Of several interleaved runs of a case, the one with
 	// the lowest CPU per packet is the least disturbed.
@@ -259,7 +271,23 @@ pools:
 func (l *lab) run(ctx context.Context, bin string, c benchCase, window time.Duration) (result, error) {
 	res := result{benchCase: c}
 	cfgPath := filepath.Join(l.dir, "anyfront.yaml")
-	if err := os.WriteFile(cfgPath, []byte(l.config(c)), 0o644); err != nil {
+	cfg := l.config(c)
+	if c.hit {
+		cfg = l.hitConfig(c)
+		stopBackend, err := l.startBackend()
+		if err != nil {
+			return res, err
+		}
+		defer stopBackend()
+		if c.xdp == "driver" {
+			detach, err := l.attachClientPass()
+			if err != nil {
+				return res, err
+			}
+			defer detach()
+		}
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return res, err
 	}
 	logPath := filepath.Join(l.dir, "anyfront.log")
@@ -269,6 +297,13 @@ func (l *lab) run(ctx context.Context, bin string, c benchCase, window time.Dura
 	}
 	defer logf.Close()
 	cmd := exec.Command("ip", "netns", "exec", l.server, bin, "-config", cfgPath)
+	if c.dnsdist {
+		cfgPath = filepath.Join(l.dir, "dnsdist.conf")
+		if err := os.WriteFile(cfgPath, []byte(l.dnsdistConfig()), 0o644); err != nil {
+			return res, err
+		}
+		cmd = l.dnsdistCommand(cfgPath)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -285,7 +320,8 @@ func (l *lab) run(ctx context.Context, bin string, c benchCase, window time.Dura
 			<-exited
 		}
 	}()
-	admin := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+	// A flooded proxy can take seconds to serve /metrics.
+	admin := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
 			err = inNS(l.server, func() error {
 				conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -298,22 +334,28 @@ func (l *lab) run(ctx context.Context, bin string, c benchCase, window time.Dura
 	if c.xdp != "" {
 		metric = `anyfront_xdp_packets_total{verdict="blocked"}`
 	}
+	if c.hit {
+		metric = hitMetric(c)
+	}
+	if c.dnsdist {
+		metric = dnsdistHits
+	}
 	// Ready: the admin API answers and, with XDP, the program is attached.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		body, err := getMetrics(admin)
-		if err == nil && strings.Contains(body, metric) && (c.xdp == "" || strings.Contains(body, "anyfront_xdp_attached{")) {
+		if err == nil && (c.hit || strings.Contains(body, metric)) && (c.xdp == "" || strings.Contains(body, "anyfront_xdp_attached{")) {
 			break
 		}
 		select {
 		case err := <-exited:
 			log, _ := os.ReadFile(logPath)
-			return res, fmt.Errorf("anyfront exited: %v\n%s", err, log)
+			return res, fmt.Errorf("%s exited: %v\n%s", cmd.Args[4], err, log)
 		default:
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(logPath)
-			return res, fmt.Errorf("anyfront not ready within 10s (%v)\n%s", err, log)
+			return res, fmt.Errorf("%s not ready within 10s (%v)\n%s", cmd.Args[4], err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -327,6 +369,12 @@ func (l *lab) run(ctx context.Context, bin string, c benchCase, window time.Dura
 	case err := <-senderErr:
 		return res, fmt.Errorf("sender: %w", err)
 	case <-time.After(warmUp): // warm-up: queues and caches at steady state
+	}
+	if c.hit {
+		// The answer is cached, and with XDP published (once a second).
+		if err := waitHits(func() (string, error) { return getMetrics(admin) }, metric, 10*time.Second); err != nil {
+			return res, err
+		}
 	}
 
 	type snap struct {
@@ -558,21 +606,27 @@ func (l *lab) send(ctx context.Context, rate int, sent *atomic.Uint64) error {
 func report(rs []result, window time.Duration, rate, rounds int) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
-	w("# XDP drop versus proxy ACL refusal")
+	w("# XDP drop versus proxy ACL refusal, XDP answer cache versus proxy cache")
 	w("")
 	w("Generated by `make bench-xdp` (`go run ./bench/xdp -anyfront bin/anyfront -out bench/XDP.md -duration %v -rate %d -rounds %d`)", window, rate, rounds)
 	w("on %s; %s.", time.Now().UTC().Format("2006-01-02 15:04 MST"), machine())
 	w("")
 	w("One anyfront in a network namespace, a UDP sender (sendmmsg, %d copies of one A query per call, one thread) in", batch)
-	w("another, joined by a veth. The sender's address is outside `acl:`; in the XDP cases it is also in")
-	w("`xdp.blocklist`, so the XDP program drops what the proxy would otherwise answer REFUSED. \"flood\" is as fast")
+	w("another, joined by a veth. In the drop and REFUSED rows the sender's address is outside `acl:`; in the XDP")
+	w("cases it is also in `xdp.blocklist`, so the XDP program drops what the proxy would otherwise answer REFUSED.")
+	w("In the cache-hit rows the sender is inside `acl:` and its query is answered from the cache: the proxy's")
+	w("packet cache, or with `cache.xdp_entries` the XDP answer cache, to which the proxy published it (one backend")
+	w("answered it once, before the measurement). The answers are not read; the sender's socket drops them, as")
+	w("the REFUSED answers, at the same cost in every case. \"flood\" is as fast")
 	w("as the sender goes; the other rows offer a fixed rate. Each run: %v of warm-up, then %v measured;", warmUp, window)
 	w("every case ran %d times, interleaved, and the row is the run with the lowest CPU per packet (the one", rounds)
 	w("least disturbed by other work on the machine).")
 	w("")
 	w("- *handled*: packets/s dropped by XDP (`anyfront_xdp_packets_total{verdict=\"blocked\"}`) or answered")
-	w("  REFUSED by the proxy (`anyfront_proxy_local_answers_total{reason=\"acl_refused\"}`); offered minus handled")
-	w("  is what the kernel dropped on the way (full socket buffers).")
+	w("  REFUSED by the proxy (`anyfront_proxy_local_answers_total{reason=\"acl_refused\"}`); in the cache-hit")
+	w("  rows, answered by XDP (`anyfront_xdp_packets_total{verdict=\"answered\"}`) or from the proxy's cache")
+	w("  (`anyfront_proxy_cache_events_total{event=\"hit\"}`). Offered minus handled is what the kernel dropped")
+	w("  on the way (full socket buffers).")
 	w("- *anyfront CPU*: the process's utime+stime (`/proc/PID/stat`, all threads), %% of one core.")
 	w("- *softirq*: softirq time of the whole machine (`/proc/stat`), %% of one core; on a veth the sender's")
 	w("  transmit runs the receiving side (and XDP) in softirq, so this is where XDP's own cost shows.")
@@ -582,7 +636,10 @@ func report(rs []result, window time.Duration, rate, rounds int) string {
 	w("- *XDP ns/pkt*: the program's own run time per packet, from the kernel's BPF statistics")
 	w("  (`kernel.bpf_stats_enabled`, on during the run only; it adds two clock reads to each run).")
 	w("")
-	w("| case | offered pkt/s | handled pkt/s | anyfront CPU | softirq | machine | µs/pkt (anyfront + softirq) | XDP ns/pkt |")
+	w("In the dnsdist rows dnsdist %s (Debian's) stands in anyfront's place: same namespace, VIP, backend and query,", dnsdistVersion())
+	w("its packet cache answering (`dnsdist_cache_hits`), one UDP listener thread; *server CPU* is then dnsdist's.")
+	w("")
+	w("| case | offered pkt/s | handled pkt/s | server CPU | softirq | machine | µs/pkt (server + softirq) | XDP ns/pkt |")
 	w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, r := range rs {
 		per, xdp := "-", "-"
@@ -597,9 +654,50 @@ func report(rs []result, window time.Duration, rate, rounds int) string {
 	w("")
 	w("In the flood rows XDP keeps up with whatever the one sender thread offers, so its handled rate is the")
 	w("sender's limit, not XDP's; the proxy's is its own, and what it cannot take the kernel drops at its socket.")
+	w("In driver mode the sender's end of the veth runs an XDP_PASS program in the cache-hit rows: native XDP_TX")
+	w("frames reach a veth peer only when it runs XDP too.")
 	w("Handled can exceed offered by a little: the two counters are read a moment apart.")
 	w("Quote ratios, not absolute numbers: the machines are shared, and the sender competes for the same cores.")
+	w("")
+	w("## XDP answer cache / dnsdist packet cache (issue 11: <= 0.3x CPU per hit, >= 3x max hits/s)")
+	w("")
+	w("| load | mode | CPU per hit (server + softirq) | hits/s handled |")
+	w("| --- | --- | ---: | ---: |")
+	find := func(name string) *result {
+		for i := range rs {
+			if rs[i].name == name {
+				return &rs[i]
+			}
+		}
+		return nil
+	}
+	for _, load := range []string{"flood", fmt.Sprintf("%dk pps", rate/1000)} {
+		dd := find("dnsdist packet cache hit, " + load)
+		for _, mode := range []string{"driver", "generic"} {
+			x := find("XDP answer cache hit, " + mode + " mode, " + load)
+			if dd == nil || x == nil || dd.handled <= 0 {
+				continue
+			}
+			w("| %s | %s | %.2fx | %.2fx |", load, mode, x.perPacket()/dd.perPacket(), x.handled/dd.handled)
+		}
+	}
+	w("")
+	w("At a fixed load, hits/s only shows that both kept up. In the flood rows XDP's rate is the one sender")
+	w("thread's limit, so its ratio understates what XDP could take.")
 	return b.String()
+}
+
+// dnsdistVersion is what `dnsdist --version` says first, or "".
+func dnsdistVersion() string {
+	out, err := exec.Command("dnsdist", "--version").Output()
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(out))
+	if len(f) >= 2 {
+		return f[1]
+	}
+	return ""
 }
 
 // machine describes the CPU and kernel.

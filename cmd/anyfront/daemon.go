@@ -89,6 +89,9 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		// Dynamic blocks reach the kernel too: blocked sources then cost
 		// nothing past the NIC.
 		d.proxy.SetBlocker(d.xdp)
+		// The hottest cached answers are served by XDP itself (pools
+		// with cache.xdp_entries above 0).
+		d.proxy.SetAnswerPublisher(d.xdp)
 		d.reg.MustRegister(d.xdp.Collector())
 	}
 	d.reg.MustRegister(
