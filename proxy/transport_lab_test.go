@@ -60,7 +60,13 @@ func startTransportLab(t testing.TB, addrs addrPicker, listen []string, top stri
 	t.Helper()
 	testlab.RequireBinary(t, "unbound")
 	certFile, keyFile, pool := writeTestCert(t, t.TempDir(), "anyfront test")
-	tl := &transportLab{lab: &lab{}, dot: addrs.free(t), doh: addrs.free(t), doq: addrs.free(t), pool: pool}
+	// Backends first: a port picked for the proxy is free only until it
+	// binds, and an unbound started in between could take it.
+	var backends []*testlab.Unbound
+	for i := 0; i < 2; i++ {
+		backends = append(backends, testlab.StartUnbound(t, testlab.UnboundOptions{}))
+	}
+	tl := &transportLab{lab: &lab{backends: backends}, dot: addrs.free(t), doh: addrs.free(t), doq: addrs.free(t), pool: pool}
 	tl.addr = addrs.free(t)
 	tlsYAML := fmt.Sprintf("{cert: %q, key: %q}", certFile, keyFile)
 	var b strings.Builder
@@ -72,9 +78,7 @@ func startTransportLab(t testing.TB, addrs addrPicker, listen []string, top stri
 		fmt.Fprintf(&b, "  - %s\n", strings.ReplaceAll(l, "TLS", tlsYAML))
 	}
 	b.WriteString("pools:\n  default:\n    backends:\n")
-	for i := 0; i < 2; i++ {
-		u := testlab.StartUnbound(t, testlab.UnboundOptions{})
-		tl.backends = append(tl.backends, u)
+	for i, u := range tl.backends {
 		fmt.Fprintf(&b, "      - {name: r%d, address: %q}\n", i+1, u.Addr.String())
 	}
 	b.WriteString(top)
