@@ -47,12 +47,16 @@ clean:
 # bench: one unbound directly, dnsdist and anyfront side by side under
 # dnsperf, over UDP, DoT and DoH (bench/README.md); writes bench/RESULTS.md.
 # About 12 minutes; BENCHFLAGS=-quick for a check in about 3,
-# BENCHFLAGS='-workloads dot,doh -rounds 1' for one part.
+# BENCHFLAGS='-workloads dot,doh -rounds 1' for one part. As root it then
+# runs bench-xdp too (namespaces and XDP need root): XDP drops and the XDP
+# answer cache against the proxy and dnsdist on a veth, bench/XDP.md.
 .PHONY: bench
 bench:
 	scripts/install-deps.sh bench
 	@$(MAKE) --no-print-directory build
 	$(GO) run ./bench/cmd/bench -anyfront $(BIN)/anyfront -out bench/RESULTS.md $(BENCHFLAGS)
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory bench-xdp; \
+	else echo "bench-xdp skipped: it needs root"; fi
 
 # bench-profile: CPU profiles of anyfront on the miss and hit workloads at
 # 20k q/s, summarised into bench/profiles/ (kernel / Go runtime / our code).
