@@ -20,6 +20,9 @@ type DnsperfOptions struct {
 	QPS      int           // -Q: offered load cap; 0 = as fast as it can
 	Clients  int           // -c; 0 = 4
 	Timeout  time.Duration // -t: when a query counts as lost; 0 = dnsperf's 5 s
+	// Outstanding (-q) caps the queries in flight at once; 0 = dnsperf's
+	// 100. dnsperf starts by sending up to that many in one burst.
+	Outstanding int
 	// Names to query (type A), cycled; empty means 10,000 distinct random
 	// names under RandZone, so no cache could answer them.
 	Names []string
@@ -69,6 +72,9 @@ func StartDnsperf(ctx context.Context, dir string, o DnsperfOptions) (func() (*D
 	}
 	if o.Timeout > 0 {
 		args = append(args, "-t", strconv.FormatFloat(o.Timeout.Seconds(), 'f', 1, 64))
+	}
+	if o.Outstanding > 0 {
+		args = append(args, "-q", strconv.Itoa(o.Outstanding))
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out strings.Builder
