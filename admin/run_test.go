@@ -143,3 +143,39 @@ func TestRunSamplesQPS(t *testing.T) {
 	}
 	t.Fatal("qps never became positive")
 }
+
+// The dashboard's hour of samples fills while the server runs, whether
+// anyone reads it or not, and its sampler ends with Run.
+func TestRunKeepsStatsWithoutReaders(t *testing.T) {
+	s, err := New(config.Admin{Listen: "127.0.0.1:0"}, Deps{Store: newStore(t), Live: &fakeLive{}, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	<-s.Ready()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.stats.mu.Lock()
+		n := s.stats.n
+		s.stats.mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d samples after 5s with no reader", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	s.stats.mu.Lock()
+	running := s.stats.running
+	s.stats.mu.Unlock()
+	if running {
+		t.Error("the sampler still runs after Run returned")
+	}
+}

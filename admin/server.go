@@ -110,6 +110,8 @@ type Server struct {
 	// certs serves admin.tls's certificate; nil means plain HTTP.
 	certs *certfile.Store
 	rates *rates
+	// stats is GET /api/v1/stats's ring of per-second samples.
+	stats *statsRing
 	// rateEvery is rateInterval; a field so in-package tests can sample
 	// faster without a shared package variable.
 	rateEvery time.Duration
@@ -236,6 +238,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.sampleRates(runCtx) })
+	if s.stats != nil {
+		wg.Go(func() { s.stats.keep(runCtx) })
+	}
 	serveErr := make(chan error, 1)
 	wg.Go(func() {
 		if s.certs != nil {

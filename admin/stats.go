@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -97,25 +98,52 @@ type statsRing struct {
 	running bool
 	wanted  time.Time // last time someone read the ring
 	done    chan struct{}
+	// kept is set while the server runs (keep): the ring then fills
+	// whether anyone reads it or not.
+	kept bool
+	kick chan struct{}
 }
 
 func newStatsRing(g prometheus.Gatherer, capacity int) *statsRing {
 	return &statsRing{
 		gather: g.Gather, every: statsEvery, idle: statsIdle, now: time.Now,
-		buf: make([]StatsSample, capacity),
+		buf: make([]StatsSample, capacity), kick: make(chan struct{}, 1),
 	}
 }
 
-// statsHandler serves GET /api/v1/stats from a ring over Deps.Gatherer (or
-// the admin collector alone, as /metrics does).
-func (s *Server) statsHandler() http.HandlerFunc {
-	g := s.deps.Gatherer
-	if g == nil {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(s.metrics)
-		g = reg
+// keep samples until ctx ends, read or not: whoever opens the dashboard
+// after an incident finds the hour before it. It returns once the sampler
+// has stopped.
+func (r *statsRing) keep(ctx context.Context) {
+	r.mu.Lock()
+	r.kept = true
+	r.mu.Unlock()
+	r.want()
+	<-ctx.Done()
+	r.mu.Lock()
+	r.kept, r.wanted = false, time.Time{}
+	done := r.done
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
 	}
-	return newStatsRing(g, statsCapacity).serve
+	<-done
+}
+
+// statsHandler serves GET /api/v1/stats from a ring over Deps.Gatherer (or
+// the admin collector alone, as /metrics does); Run keeps the ring filled.
+func (s *Server) statsHandler() http.HandlerFunc {
+	if s.stats == nil {
+		g := s.deps.Gatherer
+		if g == nil {
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(s.metrics)
+			g = reg
+		}
+		s.stats = newStatsRing(g, statsCapacity)
+	}
+	return s.stats.serve
 }
 
 func (r *statsRing) serve(w http.ResponseWriter, req *http.Request) {
@@ -156,7 +184,7 @@ func (r *statsRing) view(since int64) StatsView {
 }
 
 // want records a reader and starts the sampler if it is not running. The
-// sampler stops itself once no one has read for r.idle.
+// sampler stops itself once no one has read for r.idle, unless kept.
 func (r *statsRing) want() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -176,9 +204,13 @@ func (r *statsRing) loop(done chan struct{}) {
 	r.tick()
 	t := time.NewTicker(r.every)
 	defer t.Stop()
-	for range t.C {
+	for {
+		select {
+		case <-t.C:
+		case <-r.kick:
+		}
 		r.mu.Lock()
-		idle := r.now().Sub(r.wanted) > r.idle
+		idle := !r.kept && r.now().Sub(r.wanted) > r.idle
 		if idle {
 			r.running = false
 		}
