@@ -33,7 +33,8 @@ const (
 type Bird struct {
 	// Socket is the control socket, for birdc -s.
 	Socket string
-	// ConfigText is the configuration it runs.
+	// ConfigText is the configuration it runs; Reconfigure replaces it,
+	// so do not read it while a Reconfigure may run.
 	ConfigText string
 
 	dir, logPath string
@@ -72,7 +73,7 @@ func NewBird(ns *Netns, o BirdOptions) (*Bird, error) {
 	}
 	b := &Bird{Socket: filepath.Join(dir, "bird.ctl"), ConfigText: conf, dir: dir,
 		logPath: filepath.Join(dir, "bird.log"), birdc: birdc, ns: ns}
-	confPath := filepath.Join(dir, "bird.conf")
+	confPath := filepath.Join(dir, "bird.conf") // Reconfigure rewrites it
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("write bird config: %w", err)
@@ -185,6 +186,23 @@ func (b *Bird) ProtocolState(name string) (string, error) {
 	return "", fmt.Errorf("protocol %s not in: %s", name, out)
 }
 
+// BGPState returns the BGP session state of a BGP protocol ("Established",
+// "OpenConfirm", "Passive", ...), the "BGP state:" line of `birdc show
+// protocols all NAME`. Unlike ProtocolState's info column it is never
+// hidden behind the last error.
+func (b *Bird) BGPState(name string) (string, error) {
+	out, err := b.Birdc("show", "protocols", "all", name)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "BGP state:"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("no BGP state for %s in: %s", name, out)
+}
+
 // ImportStats returns how many route updates and withdrawals the protocol
 // has received from its neighbour, over all its channels (the "received"
 // column of `birdc show protocols all NAME`). Unchanged counters mean the
@@ -224,6 +242,37 @@ func parseImportStats(out string) (updates, withdraws uint64, err error) {
 		return 0, 0, fmt.Errorf("no import statistics in: %s", out)
 	}
 	return updates, withdraws, nil
+}
+
+// Reconfigure writes o's configuration over the running one and has BIRD
+// load it (birdc configure). BIRD restarts only the protocols whose options
+// changed (a new password drops that session), and keeps the others up.
+// On a refused config BIRD keeps running the old one and Reconfigure
+// returns BIRD's complaint.
+func (b *Bird) Reconfigure(o BirdOptions) error {
+	conf, err := BirdConfig(o)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc == nil {
+		return errors.New("bird: reconfigure after Close")
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "bird.conf"), []byte(conf), 0o600); err != nil {
+		return fmt.Errorf("write bird config: %w", err)
+	}
+	out, err := b.Birdc("configure")
+	if err != nil {
+		return err
+	}
+	// "Reconfigured", or "Reconfiguration in progress" while protocols
+	// shut down; anything else (a syntax error) means the old config runs.
+	if !strings.Contains(out, "Reconfigur") || strings.Contains(out, "error") {
+		return fmt.Errorf("bird: configure refused: %s", strings.TrimSpace(out))
+	}
+	b.ConfigText = conf
+	return nil
 }
 
 // LogTail returns the last lines of BIRD's log.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
 	"text/template"
 )
 
@@ -16,7 +17,18 @@ type BirdNeighbor struct {
 	Name    string
 	Address netip.Addr
 	ASN     uint32
+	// Password, when set, signs the session with TCP-MD5 (RFC 2385),
+	// BIRD's `password`: 1 to 80 bytes (Linux's key limit), without '"'
+	// or a line break, which a BIRD string cannot hold.
+	Password string
+	// TTLSecurity turns on GTSM (RFC 5082), BIRD's `ttl security on`:
+	// BIRD sends with TTL 255 and drops segments that arrive with less,
+	// so only a directly connected neighbour can talk to it.
+	TTLSecurity bool
 }
+
+// birdPasswordLimit is Linux's TCP-MD5 key limit (TCP_MD5SIG_MAXKEYLEN).
+const birdPasswordLimit = 80
 
 // BirdOptions configures a lab BIRD 2 router.
 type BirdOptions struct {
@@ -48,7 +60,10 @@ func (o BirdOptions) validate() error {
 	}
 	for _, n := range o.Neighbors {
 		if !birdName.MatchString(n.Name) || !n.Address.IsValid() || n.ASN == 0 {
-			return fmt.Errorf("bird: neighbour %+v needs a name (letters, digits, _), an address and an ASN", n)
+			return fmt.Errorf("bird: neighbour %s/%s needs a name (letters, digits, _), an address and an ASN", n.Name, n.Address)
+		}
+		if len(n.Password) > birdPasswordLimit || strings.ContainsAny(n.Password, "\"\r\n") {
+			return fmt.Errorf("bird: neighbour %s: the password must be at most %d bytes, without '\"' or a line break", n.Name, birdPasswordLimit)
 		}
 	}
 	return nil
@@ -94,6 +109,12 @@ protocol bgp {{.Name}} {
 	local as {{$.ASN}};
 	neighbor {{.Address}} as {{.ASN}};
 	passive on;
+{{- if .Password}}
+	password "{{.Password}}";
+{{- end}}
+{{- if .TTLSecurity}}
+	ttl security on;
+{{- end}}
 	hold time 9;
 	ipv4 { import {{$.Import}}; export none; };
 	ipv6 { import {{$.Import}}; export none; };

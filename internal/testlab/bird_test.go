@@ -140,3 +140,85 @@ func TestParseImportStats(t *testing.T) {
 		t.Error("no error without statistics")
 	}
 }
+
+func TestBirdConfigSessionSecurity(t *testing.T) {
+	n := BirdNeighbor{Name: "n1", Address: netip.MustParseAddr("198.51.100.2"), ASN: 65001}
+	base := BirdOptions{RouterID: netip.MustParseAddr("198.51.100.1"), ASN: 65000}
+	for _, tc := range []struct {
+		name      string
+		edit      func(*BirdNeighbor)
+		want, not []string
+	}{
+		{"neither option: no password, no ttl security", func(*BirdNeighbor) {},
+			nil, []string{"password", "ttl security"}},
+		{"password", func(n *BirdNeighbor) { n.Password = "s3cr3t pass" },
+			[]string{"\tpassword \"s3cr3t pass\";\n"}, []string{"ttl security"}},
+		{"ttl security", func(n *BirdNeighbor) { n.TTLSecurity = true },
+			[]string{"\tttl security on;\n"}, []string{"password"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, nb := base, n
+			tc.edit(&nb)
+			o.Neighbors = []BirdNeighbor{nb}
+			conf, err := BirdConfig(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range tc.want {
+				if !strings.Contains(conf, s) {
+					t.Errorf("config lacks %q:\n%s", s, conf)
+				}
+			}
+			for _, s := range tc.not {
+				if strings.Contains(conf, s) {
+					t.Errorf("config has %q:\n%s", s, conf)
+				}
+			}
+		})
+	}
+	for name, pw := range map[string]string{
+		"quote":      `a"b`,
+		"line break": "a\nb",
+		"81 bytes":   strings.Repeat("x", 81),
+	} {
+		t.Run("password refused: "+name, func(t *testing.T) {
+			o, nb := base, n
+			nb.Password = pw
+			o.Neighbors = []BirdNeighbor{nb}
+			_, err := BirdConfig(o)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if strings.Contains(err.Error(), pw) {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestParseNetstat(t *testing.T) {
+	in := "TcpExt: SyncookiesSent TCPMD5NotFound TCPMD5Failure TCPMinTTLDrop\n" +
+		"TcpExt: 0 1 7 3\n" +
+		"IpExt: InNoRoutes\n" +
+		"IpExt: 2\n" +
+		"Tcp: RtoAlgorithm MaxConn ActiveOpens\n" +
+		"Tcp: 1 -1 12\n"
+	m, err := parseNetstat([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]uint64{"TcpExt.TCPMD5Failure": 7, "TcpExt.TCPMinTTLDrop": 3, "IpExt.InNoRoutes": 2, "Tcp.ActiveOpens": 12} {
+		if m[k] != want {
+			t.Errorf("%s = %d, want %d", k, m[k], want)
+		}
+	}
+	if _, ok := m["Tcp.MaxConn"]; ok {
+		t.Error("negative MaxConn parsed")
+	}
+	if _, err := parseNetstat([]byte("TcpExt: A B\nTcpExt: 1\n")); err == nil {
+		t.Error("short value line accepted")
+	}
+	if _, err := NetstatCounters(nil); err != nil {
+		t.Errorf("this namespace's counters: %v", err)
+	}
+}
