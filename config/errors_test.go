@@ -135,6 +135,9 @@ func TestParseReportsEveryProblemWithItsLine(t *testing.T) {
 			[]string{`t.yaml:4: pools.default.cache.size: must be between 0 and 10000000, got -1`}},
 		{"xdp entries beyond the cache", withPool("    cache: {size: 10, xdp_entries: 20}"),
 			[]string{`t.yaml:4: pools.default.cache: xdp_entries (20) cannot exceed size (10): XDP serves the hottest cached answers`}},
+		{"xdp entries on a pool other than the default", withPool("    cache: {size: 10, xdp_entries: 5}", "  other:",
+			"    backends: [{name: o1, address: '127.0.0.1:1'}]", "    cache: {size: 10, xdp_entries: 5}"),
+			[]string{`t.yaml:5: pools.other.cache: xdp_entries only applies to the default pool (default): XDP answers only the queries no rule sends to another pool`}},
 
 		{"rule naming a missing pool", withPool("rules:", "  - {match: {qname_suffix: [corp.example.]}, action: {pool: corp}}"),
 			[]string{`t.yaml:5: rules[0].action.pool: no pool named "corp" (pools: default)`}},

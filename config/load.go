@@ -176,6 +176,16 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	if n := f.get("xdp"); n != nil {
 		cfg.XDP = d.xdp(n, f.keyLine("xdp"))
 	}
+	// XDP answers only for the pool queries reach when no rule sends them
+	// elsewhere (it runs no rules): another pool's xdp_entries would
+	// silently do nothing.
+	if def := cfg.DefaultPool(); def != nil {
+		for _, name := range cfg.PoolNames {
+			if p := cfg.Pools[name]; p != def && p.Cache.XDPEntries > 0 {
+				d.errorAt(p.Line, "pools.%s.cache: xdp_entries only applies to the default pool (%s): XDP answers only the queries no rule sends to another pool", name, def.Name)
+			}
+		}
+	}
 	if n := f.get("log"); n != nil {
 		d.logSection(n, &cfg.Log)
 	}
