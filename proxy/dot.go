@@ -5,23 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/internal/certfile"
 )
 
 // DNS over TLS (RFC 7858): a TLS listener whose connections the TCP front
 // end serves as it serves plain TCP ones, so DoT shares its framing,
 // pipelining, bounds and the one validation path.
-
-// certCheckInterval is how often, at most, a handshake looks at whether the
-// certificate files changed: often enough that a renewed certificate is
-// served within a second, rarely enough that a handshake flood does not turn
-// into a stat flood.
-const certCheckInterval = time.Second
 
 // transportStats counts what happens on one encrypted or PROXY listener.
 type transportStats struct {
@@ -103,92 +95,17 @@ func (p *Proxy) listenTransport(l config.Listen) (net.Listener, error) {
 	return &dotListener{inner: ln, cfg: certs.tlsConfig("dot"), st: st}, nil
 }
 
-// certStore serves a certificate loaded from files and reloads it when the
-// files change, so renewals need no restart and no connection is dropped. A
-// pair that fails to load keeps the old one serving, and says why once.
-type certStore struct {
-	certFile, keyFile string
-	log               *slog.Logger
-	cur               atomic.Pointer[tls.Certificate]
-
-	mu       sync.Mutex
-	checked  time.Time
-	loaded   [2]fileStamp // of the pair being served
-	rejected [2]fileStamp // of the last pair that failed, not to warn twice
-}
-
-type fileStamp struct {
-	mod  time.Time
-	size int64
-}
-
-func stamp(path string) (fileStamp, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}, err
-	}
-	return fileStamp{fi.ModTime(), fi.Size()}, nil
-}
+// certStore is a listener's certificate, reloaded without a restart when
+// its files change; a pair that fails to load keeps the old one serving
+// (internal/certfile, which the admin API's TLS shares).
+type certStore struct{ *certfile.Store }
 
 func newCertStore(t *config.TLS, log *slog.Logger) (*certStore, error) {
-	s := &certStore{certFile: t.Cert, keyFile: t.Key, log: log}
-	stamps, cert, err := s.load()
+	s, err := certfile.New(t.Cert, t.Key, log)
 	if err != nil {
 		return nil, err
 	}
-	s.cur.Store(cert)
-	s.loaded = stamps
-	s.checked = time.Now()
-	return s, nil
-}
-
-func (s *certStore) load() ([2]fileStamp, *tls.Certificate, error) {
-	var stamps [2]fileStamp
-	var err error
-	if stamps[0], err = stamp(s.certFile); err != nil {
-		return stamps, nil, fmt.Errorf("tls cert: %w", err)
-	}
-	if stamps[1], err = stamp(s.keyFile); err != nil {
-		return stamps, nil, fmt.Errorf("tls key: %w", err)
-	}
-	// The error names the files, never their contents.
-	cert, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
-	if err != nil {
-		return stamps, nil, fmt.Errorf("tls cert %s / key %s: %w", s.certFile, s.keyFile, err)
-	}
-	return stamps, &cert, nil
-}
-
-// get is the listeners' GetCertificate.
-func (s *certStore) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	s.mu.Lock()
-	if time.Since(s.checked) >= certCheckInterval {
-		s.checked = time.Now()
-		s.reloadLocked()
-	}
-	s.mu.Unlock()
-	return s.cur.Load(), nil
-}
-
-func (s *certStore) reloadLocked() {
-	c, err1 := stamp(s.certFile)
-	k, err2 := stamp(s.keyFile)
-	now := [2]fileStamp{c, k}
-	if err1 == nil && err2 == nil && (now == s.loaded || now == s.rejected) {
-		return
-	}
-	stamps, cert, err := s.load()
-	if err != nil {
-		if stamps != s.rejected {
-			s.log.Warn("tls certificate not reloaded; the old one keeps serving", "cert", s.certFile, "reason", err)
-		}
-		s.rejected = stamps
-		return
-	}
-	s.cur.Store(cert)
-	s.loaded = stamps
-	s.rejected = [2]fileStamp{}
-	s.log.Info("tls certificate reloaded", "cert", s.certFile)
+	return &certStore{s}, nil
 }
 
 // tlsConfig is the server side for one protocol: TLS 1.2 at least (1.3 is
@@ -197,7 +114,7 @@ func (s *certStore) reloadLocked() {
 func (s *certStore) tlsConfig(proto string) *tls.Config {
 	c := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
-		GetCertificate: s.get,
+		GetCertificate: s.GetCertificate,
 	}
 	switch proto {
 	case "dot":

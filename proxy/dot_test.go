@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/internal/certfile"
 )
 
 // writeTestCert writes a fresh self-signed certificate for 127.0.0.1, ::1
@@ -62,7 +63,7 @@ func writeTestCert(t testing.TB, dir, cn string) (certFile, keyFile string, pool
 
 func servedCN(t *testing.T, s *certStore) string {
 	t.Helper()
-	c, err := s.get(&tls.ClientHelloInfo{})
+	c, err := s.GetCertificate(&tls.ClientHelloInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +81,8 @@ func TestTransportCertReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// force makes the next handshake look at the files.
-	force := func() { s.mu.Lock(); s.checked = time.Time{}; s.mu.Unlock() }
+	// force lets the next handshake look at the files again.
+	force := func() { time.Sleep(certfile.CheckInterval + 100*time.Millisecond) }
 	if cn := servedCN(t, s); cn != "first" {
 		t.Fatalf("serving %q", cn)
 	}

@@ -5,8 +5,7 @@
 // being served: the old certificate keeps serving and the failure is
 // reported once.
 //
-// It is the approach of the DoT/DoH listeners (proxy/dot.go) as a package of
-// its own, so that the admin API can use it without importing the proxy.
+// The DoT, DoH and DoQ listeners (proxy/dot.go) and the admin API share it.
 package certfile
 
 import (
