@@ -31,9 +31,12 @@ type Netns struct {
 // LabPrefix is a short name derived from the test's full name, "af" and six
 // hex digits, for namespaces and interfaces: unique per test, stable across
 // runs (a crashed run's leftovers get the same names and are removed first),
-// and short enough for 15-byte interface names.
+// and short enough for 15-byte interface names. ANYFRONT_LAB_SALT, when set,
+// is hashed in too, so two checkouts can run the same root tests at once
+// without removing each other's namespaces as leftovers.
 func LabPrefix(t testing.TB) string {
 	h := fnv.New32a()
+	h.Write([]byte(os.Getenv("ANYFRONT_LAB_SALT")))
 	h.Write([]byte(t.Name()))
 	return fmt.Sprintf("af%06x", h.Sum32()&0xffffff)
 }
