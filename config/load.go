@@ -145,9 +145,10 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		Admin:  Admin{Listen: defaultAdminListen},
 		Log:    defaultLog(),
 		Top:    defaultTop(),
+		Node:   defaultNode(),
 	}
 	f, ok := d.fields(root, "", "listen", "acl", "proxy", "pools", "rules", "dynamic_blocks", "admin", "bgp", "xdp",
-		"log", "query_log", "top")
+		"log", "query_log", "top", "node")
 	if !ok {
 		return cfg
 	}
@@ -169,6 +170,9 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	}
 	if n := f.get("admin"); n != nil {
 		d.admin(n, &cfg.Admin)
+	}
+	if n := f.get("node"); n != nil {
+		d.node(n, f.keyLine("node"), &cfg.Node)
 	}
 	if n := f.get("bgp"); n != nil {
 		cfg.BGP = d.bgp(n, f.keyLine("bgp"), cfg)

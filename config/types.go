@@ -23,6 +23,7 @@ type Config struct {
 	// DynBlocks is nil when the file has no dynamic_blocks section.
 	DynBlocks *DynBlocks
 	Admin     Admin
+	Node      Node
 	BGP       *BGP // nil when the file has no bgp section
 	XDP       *XDP // nil when the file has no xdp section
 	// Log, QueryLog and Top: see observe.go. QueryLog is nil when the
