@@ -11,7 +11,7 @@ import (
 
 func TestListBackends(t *testing.T) {
 	live := &fakeLive{}
-	live.set("r1", BackendLive{Outstanding: 7, LatencyUS: 1500, Queries: 42})
+	live.set("r1", BackendLive{Outstanding: 7, LatencyUS: 1500, Queries: 42, RTOUS: 20000})
 	store := newStore(t)
 	if _, err := store.SetHealth("r2", state.HealthDown, "timeout"); err != nil {
 		t.Fatal(err)
@@ -43,7 +43,7 @@ func TestListBackends(t *testing.T) {
 		}
 		r1, r2 := byName["r1"], byName["r2"]
 		if r1.Pool != "default" || r1.Address != "127.0.0.1:5301" || r1.Health != "up" || r1.Admin != "auto" ||
-			r1.Weight != 1 || r1.Outstanding != 7 || r1.LatencyMS != 1.5 || r1.Queries != 42 || !r1.Usable {
+			r1.Weight != 1 || r1.Outstanding != 7 || r1.LatencyMS != 1.5 || r1.Queries != 42 || r1.RTOMS != 20 || !r1.Usable {
 			t.Errorf("r1 = %+v", r1)
 		}
 		if r2.Health != "down" || r2.Reason != "timeout" || !r2.Checked || r2.Usable || r2.Weight != 3 {

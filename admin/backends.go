@@ -34,6 +34,9 @@ type BackendView struct {
 	Since time.Time `json:"since"`
 	// Queries counts queries sent to it since the proxy set it up.
 	Queries uint64 `json:"queries"`
+	// RTOMS is the attempt timeout its queries get now: smoothed round
+	// trip plus four mean deviations, within proxy.min_timeout..timeout.
+	RTOMS float64 `json:"rto_ms"`
 }
 
 // ChangeResult answers a backend drain, undrain, up, down or weight call.
@@ -61,6 +64,7 @@ func (s *Server) view(b *state.Backend) BackendView {
 			v.Outstanding = l.Outstanding
 			v.LatencyMS = float64(l.LatencyUS) / 1000
 			v.Queries = l.Queries
+			v.RTOMS = float64(l.RTOUS) / 1000
 			v.QPS = s.rates.get(b.Name)
 		}
 	}

@@ -54,6 +54,7 @@ type BackendLive struct {
 	Outstanding int64  // queries sent and not yet answered or timed out
 	LatencyUS   int64  // smoothed answer latency, microseconds
 	Queries     uint64 // queries sent since the backend was set up; only grows
+	RTOUS       int64  // the attempt timeout its queries get now, microseconds
 }
 
 // LiveStats gives the proxy's live per-backend figures. cmd/anyfront

@@ -52,8 +52,10 @@ const (
 // defaultProxy returns the forwarding limits used when proxy keys are absent.
 func defaultProxy() Proxy {
 	return Proxy{
-		Timeout:     2 * time.Second,
-		Retries:     1,
+		Deadline:    defaultDeadline,
+		Timeout:     defaultAttemptTimeout,
+		MinTimeout:  defaultMinTimeout,
+		Retries:     defaultRetries,
 		MaxInflight: 16384,
 		TCP: TCPLimits{
 			MaxConns:           1024,
@@ -115,3 +117,25 @@ var (
 	healthModes = []string{"active", "lazy"}
 	xdpModes    = []string{"auto", "generic", "driver"}
 )
+
+// Query fate defaults (proxy.deadline, timeout, min_timeout, retries; pool
+// hedge). The deadline leaves a stub resolver's 1 s retry time to find the
+// answer we give; 20 ms..400 ms per attempt covers a LAN backend answering
+// from cache (well under a millisecond, so the floor rules) up to a farm
+// recursing over the Internet; five attempts make a 5% packet loss cost a
+// SERVFAIL about once in three million queries.
+const (
+	defaultDeadline       = 800 * time.Millisecond
+	defaultAttemptTimeout = 400 * time.Millisecond
+	defaultMinTimeout     = 20 * time.Millisecond
+	defaultRetries        = 4
+	// maxRetries keeps a query's attempts in the proxy's fixed array.
+	maxRetries             = 7
+	defaultHedgePercentile = 95
+	defaultHedgeBudget     = 5
+	maxHedgeBudget         = 50
+)
+
+func defaultHedge() Hedge {
+	return Hedge{Enabled: true, Percentile: defaultHedgePercentile, Budget: defaultHedgeBudget}
+}

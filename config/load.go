@@ -326,12 +326,22 @@ func (d *decoder) tls(n *yaml.Node, where string) *TLS {
 }
 
 func (d *decoder) proxy(n *yaml.Node, p *Proxy) {
-	f, ok := d.fields(n, "proxy", "timeout", "retries", "workers", "max_inflight", "tcp")
+	f, ok := d.fields(n, "proxy", "deadline", "timeout", "min_timeout", "retries", "workers", "max_inflight", "tcp")
 	if !ok {
 		return
 	}
+	f.duration("deadline", true, &p.Deadline)
 	f.duration("timeout", true, &p.Timeout)
-	f.int("retries", 0, noMax, &p.Retries)
+	f.duration("min_timeout", true, &p.MinTimeout)
+	f.int("retries", 0, maxRetries, &p.Retries)
+	switch {
+	case p.MinTimeout > p.Timeout:
+		d.errorAt(f.keyLine("min_timeout"), "proxy: min_timeout (%s) must not exceed timeout (%s)", p.MinTimeout, p.Timeout)
+	case p.Timeout > p.Deadline && f.get("deadline") != nil:
+		// Without an explicit deadline an older file's longer timeout
+		// is kept: the deadline then cuts its attempts short.
+		d.errorAt(f.keyLine("timeout"), "proxy: timeout (%s), one attempt's ceiling, must not exceed deadline (%s), the whole query's budget", p.Timeout, p.Deadline)
+	}
 	f.int("workers", 0, noMax, &p.Workers)
 	f.int("max_inflight", 1, maxInflight, &p.MaxInflight)
 	t := f.get("tcp")

@@ -90,7 +90,8 @@ func TestMinimalConfigGetsEveryDefault(t *testing.T) {
 	check(t, "Listen", cfg.Listen, []Listen{{Address: netip.MustParseAddrPort("127.0.0.1:5300"), Protocol: "do53"}})
 	check(t, "ACL", cfg.ACL, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")})
 	check(t, "Proxy", cfg.Proxy, Proxy{
-		Timeout: 2 * time.Second, Retries: 1, Workers: 0, MaxInflight: 16384,
+		Deadline: 800 * time.Millisecond, Timeout: 400 * time.Millisecond, MinTimeout: 20 * time.Millisecond,
+		Retries: 4, Workers: 0, MaxInflight: 16384,
 		TCP: TCPLimits{
 			MaxConns: 1024, MaxConnsPerClient: 64, IdleTimeout: 10 * time.Second, MaxConnTime: 120 * time.Second,
 			MaxQueriesPerConn: 10000, MaxInflightPerConn: 100, BackendConns: 4,

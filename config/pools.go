@@ -40,12 +40,12 @@ func (d *decoder) pools(top fieldSet, cfg *Config) {
 
 func (d *decoder) pool(name string, key, n *yaml.Node, backendLines map[string]int) *Pool {
 	where := "pools." + name
-	pool := &Pool{Name: name, Policy: defaultPolicy, HealthCheck: defaultHealthCheck(), Cache: defaultCache(), Line: key.Line}
+	pool := &Pool{Name: name, Policy: defaultPolicy, HealthCheck: defaultHealthCheck(), Cache: defaultCache(), Hedge: defaultHedge(), Line: key.Line}
 	if isNull(n) {
 		d.errorf(key, "%s: a pool needs at least one backend", where)
 		return pool
 	}
-	f, ok := d.fields(n, where, "policy", "backends", "healthcheck", "cache", "ecs")
+	f, ok := d.fields(n, where, "policy", "backends", "healthcheck", "cache", "ecs", "hedge")
 	if !ok {
 		return pool
 	}
@@ -68,7 +68,21 @@ func (d *decoder) pool(name string, key, n *yaml.Node, backendLines map[string]i
 	if e := f.get("ecs"); e != nil {
 		d.ecs(e, where+".ecs", &pool.ECS)
 	}
+	if h := f.get("hedge"); h != nil {
+		d.hedge(h, where+".hedge", &pool.Hedge)
+	}
 	return pool
+}
+
+// hedge decodes a pool's hedge: {enabled, percentile, budget}.
+func (d *decoder) hedge(n *yaml.Node, where string, h *Hedge) {
+	f, ok := d.fields(n, where, "enabled", "percentile", "budget")
+	if !ok {
+		return
+	}
+	f.bool("enabled", &h.Enabled)
+	f.float("percentile", 50, 99.9, &h.Percentile)
+	f.float("budget", 0, maxHedgeBudget, &h.Budget)
 }
 
 func (d *decoder) backend(n *yaml.Node, where string, i int, lines map[string]int) (Backend, bool) {

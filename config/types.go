@@ -58,11 +58,20 @@ type TLS struct {
 
 // Proxy holds forwarding limits. Every field has a default (see defaults.go).
 type Proxy struct {
-	// Timeout is how long one attempt at a backend may take before the
-	// query is retried on another backend. Default 2s.
+	// Deadline is a query's whole budget, every attempt included: when it
+	// passes with no answer, the client gets SERVFAIL (or a stale answer).
+	// Default 800ms, well under a stub resolver's 1 s retry.
+	Deadline time.Duration
+	// Timeout is the ceiling of one attempt's timeout. Each attempt times
+	// out after its backend's measured retransmission timeout (smoothed
+	// round-trip time plus four times its variation, RFC 6298), clamped
+	// to [MinTimeout, Timeout]; then the query is sent again, to another
+	// backend where there is one. Default 400ms.
 	Timeout time.Duration
-	// Retries is how many other backends a query is tried on after the
-	// first fails. Default 1.
+	// MinTimeout is the floor of an attempt's timeout. Default 20ms.
+	MinTimeout time.Duration
+	// Retries is the most attempts a query gets after its first, within
+	// its deadline. Default 4, at most 7.
 	Retries int
 	// Workers is the number of UDP workers (SO_REUSEPORT sockets) per
 	// listen address. 0 means half the CPUs (at least 1): each worker
@@ -94,8 +103,23 @@ type Pool struct {
 	Cache       Cache
 	// ECS is the pool's EDNS Client Subnet handling (RFC 7871); the zero
 	// value leaves ECS alone.
-	ECS  ECS
-	Line int
+	ECS   ECS
+	Hedge Hedge
+	Line  int
+}
+
+// Hedge configures hedged queries: when a query's first attempt has not
+// been answered by the pool's recent Percentile latency, a copy goes to
+// another backend and the first valid answer wins.
+type Hedge struct {
+	Enabled bool // default true
+	// Percentile of the pool's recent answer latency after which a first
+	// attempt is hedged; default 95 (50 to 99.9).
+	Percentile float64
+	// Budget caps hedges at this percentage of the pool's queries (a token
+	// bucket), so hedging never multiplies the load on a struggling farm;
+	// default 5 (0 to 50).
+	Budget float64
 }
 
 // ECS configures EDNS Client Subnet for a pool's queries.

@@ -66,8 +66,8 @@ func (p *Proxy) newDoHFront(ln net.Listener, l config.Listen, certs *certStore, 
 	if d.path == "" {
 		d.path = "/dns-query"
 	}
-	// A request waits at most for every attempt at a backend, then writes.
-	answerTime := time.Duration(cfg.Proxy.Timeout)*time.Duration(cfg.Proxy.Retries+1) + time.Second
+	// A request waits at most for its query's deadline, then writes.
+	answerTime := cfg.Proxy.Deadline + time.Second
 	d.srv = &http.Server{
 		Handler:           d,
 		TLSConfig:         certs.tlsConfig("doh"),

@@ -2,22 +2,47 @@ package proxy
 
 import "math/rand/v2"
 
-// slot is one query awaiting a backend's answer.
+// maxAttempts bounds a query's sends: the first and up to config's retries
+// (at most 7) more, hedges included.
+const maxAttempts = 8
+
+// attempt is one send of a query to one backend.
+type attempt struct {
+	up   *upstream
+	sent int64 // nanoseconds since the proxy's epoch
+	// live: awaited still (not answered, refused or given up).
+	live bool
+	bit  uint64 // the backend's bit in the policy's skip mask
+}
+
+// slot is one query awaiting a backend's answer. All its attempts share
+// the backend-side ID, so whichever backend answers first wins, and a late
+// answer from an earlier attempt is recognised (and measured) rather than
+// taken for a forgery.
 type slot struct {
-	// prev and next link the slots in deadline order; -1 ends the list.
+	// prev and next link the slots of one timer-wheel bucket; -1 ends it.
 	prev, next int32
+	bucket     int32 // the wheel bucket the slot is linked in; -1: none
 	inUse      bool
-	id         uint16 // the ID the backend sees
+	id         uint16 // the ID the backends see
 	clientID   uint16
 	client     rawAddr // the client's address in kernel form, to answer it
 	ln         int     // index of the listener socket to answer from
-	up         *upstream
 	pool       *poolSnap
 	hash       uint64
 	tried      uint64 // policy skip mask of the backends already tried
-	attempts   int
-	sent       int64 // nanoseconds since the proxy's epoch
-	deadline   int64
+	att        [maxAttempts]attempt
+	natt       int // attempts made
+	live       int // attempts awaited
+	// deadline is the query's whole budget; retryAt is when the newest
+	// attempt times out (its backend's RTO) and the next one goes;
+	// hedgeAt, when not 0, is when the first attempt is hedged; due is
+	// the earliest of them, the slot's place in the timer wheel.
+	deadline, retryAt, hedgeAt, due int64
+	// answered: the client has its answer; the slot stays only to hear
+	// what becomes of the other attempts, until they answer or the
+	// deadline passes.
+	answered bool
 	// query is the client's query as received (its own ID), kept to retry
 	// and to answer SERVFAIL. The buffer stays with the slot for reuse.
 	query []byte
@@ -31,6 +56,42 @@ type slot struct {
 	ecs ecsMode
 }
 
+// attemptTo returns the index of the slot's live attempt to u, or -1.
+func (s *slot) attemptTo(u *upstream) int {
+	for i := 0; i < s.natt; i++ {
+		if s.att[i].live && s.att[i].up == u {
+			return i
+		}
+	}
+	return -1
+}
+
+// sentTwice reports whether u got more than one attempt of this query: its
+// answer then cannot tell which send it answers, so it is no RTT sample
+// (Karn's rule).
+func (s *slot) sentTwice(u *upstream) bool {
+	n := 0
+	for i := 0; i < s.natt; i++ {
+		if s.att[i].up == u {
+			n++
+		}
+	}
+	return n > 1
+}
+
+// Timer wheel: each slot sits in the bucket of the tick its next event
+// (retry, hedge, deadline) falls in. A tick is wheelTick; the wheel covers
+// wheelSize ticks ahead, and a slot due later waits in the last bucket and
+// is put back when its bucket comes round. Scheduling is O(1) whatever the
+// attempt timeouts, which differ per backend.
+const (
+	// wheelTick is the resolution of attempt timeouts and hedges: 5 ms
+	// against a 20 ms floor, so the timeout goroutine wakes 200 times a
+	// second while queries are in flight, and not at all otherwise.
+	wheelTick = int64(5e6)
+	wheelSize = 512 // 2.56 s ahead
+)
+
 // inflight is one shard's table of outstanding queries. It is bounded: when
 // every slot is taken, new queries are shed (answered SERVFAIL and counted).
 // Callers hold the shard's lock.
@@ -39,16 +100,21 @@ type inflight struct {
 	free  []int32
 	// byID maps a backend-side ID to its slot; -1 is free. IDs are unique per
 	// shard, so a response is found without knowing which backend sent it,
-	// and then checked against the slot's backend.
-	byID       [65536]int32
-	head, tail int32
-	n          int
+	// and then checked against the slot's attempts.
+	byID  [65536]int32
+	wheel [wheelSize]int32
+	// tick is the last wheel tick expired.
+	tick int64
+	n    int
 }
 
 func newInflight(size int) *inflight {
-	t := &inflight{slots: make([]slot, size), free: make([]int32, size), head: -1, tail: -1}
+	t := &inflight{slots: make([]slot, size), free: make([]int32, size)}
 	for i := range t.byID {
 		t.byID[i] = -1
+	}
+	for i := range t.wheel {
+		t.wheel[i] = -1
 	}
 	for i := range t.free {
 		t.free[i] = int32(size - 1 - i)
@@ -78,7 +144,7 @@ func (t *inflight) alloc() int32 {
 	s := &t.slots[idx]
 	s.inUse = true
 	s.id = id
-	s.prev, s.next = -1, -1
+	s.prev, s.next, s.bucket = -1, -1, -1
 	t.byID[id] = idx
 	t.n++
 	return idx
@@ -98,33 +164,66 @@ func (t *inflight) release(idx int32) {
 	t.n--
 }
 
-// pushBack appends a slot to the deadline list. All attempts share one
-// timeout, so appending keeps the list sorted by deadline.
-func (t *inflight) pushBack(idx int32) {
+// schedule (re)places a slot in the bucket of its due time. A time already
+// past goes to the next tick.
+func (t *inflight) schedule(idx int32) {
+	t.unlink(idx)
 	s := &t.slots[idx]
-	s.prev, s.next = t.tail, -1
-	if t.tail >= 0 {
-		t.slots[t.tail].next = idx
-	} else {
-		t.head = idx
+	tick := s.due / wheelTick
+	tick = max(tick, t.tick+1)
+	tick = min(tick, t.tick+wheelSize-1)
+	b := int32(tick % wheelSize)
+	s.bucket, s.prev, s.next = b, -1, t.wheel[b]
+	if s.next >= 0 {
+		t.slots[s.next].prev = idx
 	}
-	t.tail = idx
+	t.wheel[b] = idx
 }
 
 func (t *inflight) unlink(idx int32) {
 	s := &t.slots[idx]
-	if !s.inUse {
+	if s.bucket < 0 {
 		return
 	}
 	if s.prev >= 0 {
 		t.slots[s.prev].next = s.next
-	} else if t.head == idx {
-		t.head = s.next
+	} else {
+		t.wheel[s.bucket] = s.next
 	}
 	if s.next >= 0 {
 		t.slots[s.next].prev = s.prev
-	} else if t.tail == idx {
-		t.tail = s.prev
 	}
-	s.prev, s.next = -1, -1
+	s.prev, s.next, s.bucket = -1, -1, -1
+}
+
+// due appends to into the slots whose time has come by now, taking them
+// out of the wheel; the caller fires or reschedules each.
+func (t *inflight) expire(now int64, into []int32) []int32 {
+	target := now / wheelTick
+	if target-t.tick > wheelSize {
+		t.tick = target - wheelSize // every bucket is visited once
+	}
+	for t.tick < target {
+		t.tick++
+		b := t.tick % wheelSize
+		for si := t.wheel[b]; si >= 0; {
+			s := &t.slots[si]
+			next := s.next
+			s.prev, s.next, s.bucket = -1, -1, -1
+			into = append(into, si)
+			si = next
+		}
+		t.wheel[b] = -1
+	}
+	return into
+}
+
+// each appends every slot in the wheel to into.
+func (t *inflight) each(into []int32) []int32 {
+	for _, head := range t.wheel {
+		for si := head; si >= 0; si = t.slots[si].next {
+			into = append(into, si)
+		}
+	}
+	return into
 }

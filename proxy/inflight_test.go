@@ -53,28 +53,72 @@ func TestInflight(t *testing.T) {
 			t.Errorf("%d of 60000 IDs followed their predecessor", sequential)
 		}
 	})
-	t.Run("the deadline list keeps order across unlink and release", func(t *testing.T) {
+	t.Run("the timer wheel hands out slots when their tick has come", func(t *testing.T) {
 		tab := newInflight(10)
+		due := []int64{3 * wheelTick, 1 * wheelTick, 7 * wheelTick, 2*wheelTick + 1, 40 * wheelTick}
 		var idx []int32
-		for i := 0; i < 5; i++ {
+		for _, d := range due {
 			j := tab.alloc()
-			tab.slots[j].deadline = int64(i)
-			tab.pushBack(j)
+			tab.slots[j].due = d
+			tab.schedule(j)
 			idx = append(idx, j)
 		}
-		tailID := tab.slots[idx[4]].id
-		tab.release(idx[0]) // head
-		tab.release(idx[2]) // middle
-		tab.release(idx[4]) // tail
-		var order []int64
-		for si := tab.head; si >= 0; si = tab.slots[si].next {
-			order = append(order, tab.slots[si].deadline)
+		tab.release(idx[2]) // a released slot leaves the wheel
+		// got expires up to now and, as the shard does, puts back the
+		// slots handed out before their time.
+		got := func(now int64) []int64 {
+			var out []int64
+			for _, si := range tab.expire(now, nil) {
+				if d := tab.slots[si].due; d <= now {
+					out = append(out, d)
+				} else {
+					tab.schedule(si)
+				}
+			}
+			return out
 		}
-		if len(order) != 2 || order[0] != 1 || order[1] != 3 {
-			t.Errorf("order = %v, want [1 3]", order)
+		if g := got(2 * wheelTick); len(g) != 1 || g[0] != wheelTick {
+			t.Errorf("at tick 2: %v, want the slot due at tick 1", g)
 		}
-		if tab.lookup(tailID) != -1 {
-			t.Error("released ID still maps to a slot")
+		if g := got(3 * wheelTick); len(g) != 2 {
+			t.Errorf("at tick 3: %v, want the slots due just after tick 2 and at tick 3", g)
+		}
+		if g := got(39 * wheelTick); len(g) != 0 {
+			t.Errorf("at tick 39: %v, want nothing (the released slot must not come back)", g)
+		}
+		if g := got(40 * wheelTick); len(g) != 1 || g[0] != 40*wheelTick {
+			t.Errorf("at tick 40: %v", g)
+		}
+	})
+	t.Run("a slot due beyond the wheel waits in its last bucket", func(t *testing.T) {
+		tab := newInflight(4)
+		j := tab.alloc()
+		tab.slots[j].due = 3 * wheelSize * wheelTick
+		tab.schedule(j)
+		var rounds int
+		for now := int64(0); now <= 3*wheelSize*wheelTick; now += 10 * wheelTick {
+			for _, si := range tab.expire(now, nil) {
+				if tab.slots[si].due > now {
+					tab.schedule(si)
+					rounds++
+				} else if si != j {
+					t.Fatal("wrong slot")
+				}
+			}
+		}
+		if rounds < 2 {
+			t.Errorf("parked %d times, want at least 2 for a slot three wheels ahead", rounds)
+		}
+	})
+	t.Run("each lists every scheduled slot", func(t *testing.T) {
+		tab := newInflight(8)
+		for i := 0; i < 5; i++ {
+			j := tab.alloc()
+			tab.slots[j].due = int64(i) * 100 * wheelTick
+			tab.schedule(j)
+		}
+		if n := len(tab.each(nil)); n != 5 {
+			t.Errorf("each: %d slots, want 5", n)
 		}
 	})
 }
@@ -84,7 +128,8 @@ func BenchmarkInflightAllocRelease(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		idx := tab.alloc()
-		tab.pushBack(idx)
+		tab.slots[idx].due = int64(i%100) * wheelTick
+		tab.schedule(idx)
 		tab.release(idx)
 	}
 }

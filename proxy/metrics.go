@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,8 +24,12 @@ type Stats struct {
 	NoBackend         atomic.Uint64 // SERVFAIL because no backend is usable
 	Shed              atomic.Uint64 // SERVFAIL because the in-flight table is full
 	ServFail          atomic.Uint64 // SERVFAIL after every attempt failed
-	Timeouts          atomic.Uint64
-	Retries           atomic.Uint64
+	Timeouts          atomic.Uint64 // attempts whose timeout (RTO) passed
+	Retries           atomic.Uint64 // attempts after a query's first, hedges aside
+	Hedges            atomic.Uint64 // hedged copies sent
+	HedgesDenied      atomic.Uint64 // hedges the budget did not allow
+	LateAnswers       atomic.Uint64 // valid answers to a query already answered: discarded
+	DeadlinePassed    atomic.Uint64 // queries unanswered at their deadline (SERVFAIL or stale)
 	Truncated         atomic.Uint64 // answers cut to the client's UDP size
 	UnexpectedAnswers atomic.Uint64 // late, forged or unknown backend answers
 	ReadErrors        atomic.Uint64
@@ -69,6 +74,9 @@ type BackendStats struct {
 	Timeouts    uint64
 	Refusals    uint64
 	BadAnswers  uint64
+	// RTO is the attempt timeout the backend's queries get now, and SRTT
+	// its smoothed round-trip time (0: not measured yet).
+	RTO, SRTT time.Duration
 }
 
 // Backend returns one backend's live figures.
@@ -79,11 +87,16 @@ func (p *Proxy) Backend(name string) (BackendStats, bool) {
 	if u == nil {
 		return BackendStats{}, false
 	}
-	return u.figures(), true
+	return u.figures(p.snap.Load()), true
 }
 
-func (u *upstream) figures() BackendStats {
+func (u *upstream) figures(snap *snapshot) BackendStats {
+	var rto time.Duration
+	if snap != nil {
+		rto = time.Duration(u.rtt.rto(snap.rtoFloor, snap.rtoCeil))
+	}
 	return BackendStats{
+		RTO: rto, SRTT: time.Duration(u.rtt.srtt.Load()),
 		Name: u.name, Pool: u.pool, Address: u.addr,
 		Outstanding: u.stats.Outstanding.Load(), LatencyUS: u.stats.LatencyUS.Load(),
 		Queries: u.queries.Load(), Answers: u.answers.Load(), Timeouts: u.timeouts.Load(),
@@ -96,8 +109,9 @@ func (p *Proxy) Backends() []BackendStats {
 	p.buildMu.Lock()
 	defer p.buildMu.Unlock()
 	out := make([]BackendStats, 0, len(p.ups))
+	snap := p.snap.Load()
 	for _, u := range p.ups {
-		out = append(out, u.figures())
+		out = append(out, u.figures(snap))
 	}
 	return out
 }
@@ -134,6 +148,10 @@ var (
 	descBQueries   = prometheus.NewDesc("anyfront_proxy_backend_queries_total", "Queries sent to a backend, retries included.", []string{"backend", "pool"}, nil)
 	descBOutcomes  = prometheus.NewDesc("anyfront_proxy_backend_outcomes_total", "What became of queries sent to a backend.", []string{"backend", "pool", "outcome"}, nil)
 	descBOutstand  = prometheus.NewDesc("anyfront_proxy_backend_outstanding", "Queries sent to a backend and not yet answered or timed out.", []string{"backend", "pool"}, nil)
+	descBRetrans   = prometheus.NewDesc("anyfront_proxy_backend_retransmits_total", "Attempts at a backend whose timeout (RTO) passed, so the query went again; a late answer to one still counts as an answer.", []string{"backend", "pool"}, nil)
+	descBHedges    = prometheus.NewDesc("anyfront_proxy_backend_hedges_total", "Hedged copies of slow first attempts sent to a backend.", []string{"backend", "pool"}, nil)
+	descBRTO       = prometheus.NewDesc("anyfront_proxy_backend_rto_seconds", "The attempt timeout a backend's queries get now: smoothed RTT plus four mean deviations, clamped to proxy.min_timeout..proxy.timeout.", []string{"backend", "pool"}, nil)
+	descBSRTT      = prometheus.NewDesc("anyfront_proxy_backend_srtt_seconds", "A backend's smoothed round-trip time (RFC 6298); 0 until measured.", []string{"backend", "pool"}, nil)
 	descTCPConns   = prometheus.NewDesc("anyfront_proxy_tcp_connections", "Client TCP connections open.", nil, nil)
 	descUDPInfligh = prometheus.NewDesc("anyfront_proxy_udp_inflight", "UDP queries awaiting a backend answer.", nil, nil)
 )
@@ -164,6 +182,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descDropped, s.MalformedName.Load(), "bad_question")
 	counter(descEvents, s.Timeouts.Load(), "timeout")
 	counter(descEvents, s.Retries.Load(), "retry")
+	counter(descEvents, s.Hedges.Load(), "hedge")
+	counter(descEvents, s.HedgesDenied.Load(), "hedge_denied")
+	counter(descEvents, s.LateAnswers.Load(), "late_answer")
+	counter(descEvents, s.DeadlinePassed.Load(), "deadline_passed")
 	counter(descEvents, s.Truncated.Load(), "truncated")
 	counter(descEvents, s.UnexpectedAnswers.Load(), "unexpected_answer")
 	counter(descEvents, s.ReadErrors.Load(), "read_error")
@@ -203,6 +225,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descTransport, t.ProxyRefused, proto, "proxy_refused")
 		counter(descTransport, t.ProxyUntrusted, proto, "proxy_untrusted")
 	}
+	snap := c.p.snap.Load()
 	for _, u := range ups {
 		counter(descBQueries, u.queries.Load(), u.name, u.pool)
 		counter(descBOutcomes, u.answers.Load(), u.name, u.pool, "answer")
@@ -210,6 +233,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descBOutcomes, u.refusals.Load(), u.name, u.pool, "unreachable")
 		counter(descBOutcomes, u.badAnswer.Load(), u.name, u.pool, "bad_answer")
 		ch <- prometheus.MustNewConstMetric(descBOutstand, prometheus.GaugeValue, float64(u.stats.Outstanding.Load()), u.name, u.pool)
+		counter(descBRetrans, u.retransmits.Load(), u.name, u.pool)
+		counter(descBHedges, u.hedges.Load(), u.name, u.pool)
+		f := u.figures(snap)
+		ch <- prometheus.MustNewConstMetric(descBRTO, prometheus.GaugeValue, f.RTO.Seconds(), u.name, u.pool)
+		ch <- prometheus.MustNewConstMetric(descBSRTT, prometheus.GaugeValue, f.SRTT.Seconds(), u.name, u.pool)
 		u.latency.Collect(ch)
 	}
 }

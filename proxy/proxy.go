@@ -33,6 +33,7 @@ type Proxy struct {
 	buildMu   sync.Mutex
 	ups       map[string]*upstream    // guarded by buildMu
 	caches    map[string]*packetCache // by pool, guarded by buildMu
+	lats      map[string]*latencyHist // by pool, guarded by buildMu
 	rebuildCh chan struct{}
 	// ruleHits counts matches per rule of hitsFor (guarded by buildMu).
 	ruleHits []atomic.Uint64
@@ -222,7 +223,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	// table mean every query taken in was answered (readers notice
 	// stopping within readTimeout).
 	p.readers.Wait()
-	p.drain(time.Duration(cfg.Proxy.Timeout) * time.Duration(cfg.Proxy.Retries+1))
+	// Every query in flight ends by its deadline.
+	p.drain(cfg.Proxy.Deadline + 100*time.Millisecond)
 	close(stopTimeouts)
 	timeoutsWG.Wait()
 	stopWatch()

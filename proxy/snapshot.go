@@ -16,12 +16,14 @@ import (
 // published; the watcher builds a new one on every change of state or config
 // and swaps it in atomically, so packets never take a lock or query go-memdb.
 type snapshot struct {
-	pools   []*poolSnap
-	def     *poolSnap // pool "default" or else the first one
-	rules   []rule
-	acl     []netip.Prefix
-	timeout int64 // nanoseconds per attempt
-	retries int
+	pools []*poolSnap
+	def   *poolSnap // pool "default" or else the first one
+	rules []rule
+	acl   []netip.Prefix
+	// A query's fate, in nanoseconds: its whole budget, and the floor and
+	// ceiling of one attempt's timeout (each backend's RTO in between).
+	deadline, rtoFloor, rtoCeil int64
+	retries                     int
 }
 
 // poolSnap is one pool's usable backends and its policy over them.
@@ -31,6 +33,15 @@ type poolSnap struct {
 	pol   policy.Policy
 	cache *packetCache // nil: no cache
 	ecs   ecsPolicy
+	// lat is the pool's recent answer latencies and hedging budget; it
+	// outlives snapshots, like the cache.
+	lat *latencyHist
+	// hedge: first attempts not answered by the hedgePct percentile of
+	// lat are hedged, within a budget of hedgeCredit thousandths of a
+	// query per query.
+	hedge       bool
+	hedgePct    float64
+	hedgeCredit int64
 }
 
 // upstream is one backend as the proxy talks to it. It outlives snapshots:
@@ -48,13 +59,19 @@ type upstream struct {
 	obs state.Observer // never nil
 	// latency is observed on every valid answer: an atomic add, no lock.
 	latency prometheus.Histogram
+	// rtt times out attempts (see rttEstimator).
+	rtt rttEstimator
 
-	queries   atomic.Uint64
-	answers   atomic.Uint64
-	timeouts  atomic.Uint64
-	refusals  atomic.Uint64
-	badAnswer atomic.Uint64
-	closed    atomic.Bool
+	queries  atomic.Uint64
+	answers  atomic.Uint64
+	timeouts atomic.Uint64 // attempts unanswered when their query's deadline passed
+	// retransmits counts attempts whose timeout passed, so the query went
+	// again (elsewhere where it could); late answers to them still count.
+	retransmits atomic.Uint64
+	hedges      atomic.Uint64 // hedged copies sent to this backend
+	refusals    atomic.Uint64
+	badAnswer   atomic.Uint64
+	closed      atomic.Bool
 }
 
 type nopObserver struct{}
@@ -105,11 +122,14 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 	}
 
 	snap := &snapshot{
-		acl:     cfg.ACL,
-		timeout: int64(cfg.Proxy.Timeout),
-		retries: cfg.Proxy.Retries,
+		acl:      cfg.ACL,
+		deadline: int64(cfg.Proxy.Deadline),
+		rtoFloor: int64(cfg.Proxy.MinTimeout),
+		rtoCeil:  int64(min(cfg.Proxy.Timeout, cfg.Proxy.Deadline)),
+		retries:  min(cfg.Proxy.Retries, maxAttempts-1),
 	}
 	caches := map[string]*packetCache{}
+	lats := map[string]*latencyHist{}
 	for _, pr := range pools {
 		ps := &poolSnap{name: pr.Name}
 		if pc := cfg.Pools[pr.Name]; pc != nil {
@@ -123,7 +143,12 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 				caches[pr.Name] = ps.cache
 			}
 			ps.ecs = newECSPolicy(pc.ECS)
+			ps.hedge, ps.hedgePct, ps.hedgeCredit = pc.Hedge.Enabled, pc.Hedge.Percentile, int64(pc.Hedge.Budget*10)
 		}
+		if ps.lat = p.lats[pr.Name]; ps.lat == nil {
+			ps.lat = &latencyHist{}
+		}
+		lats[pr.Name] = ps.lat
 		var pbs []*policy.Backend
 		for _, b := range byPool[pr.Name] {
 			u := p.ups[b.Name]
@@ -144,7 +169,7 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 			snap.def = ps
 		}
 	}
-	p.caches = caches
+	p.caches, p.lats = caches, lats
 	byName := map[string]*poolSnap{}
 	for _, ps := range snap.pools {
 		byName[ps.name] = ps

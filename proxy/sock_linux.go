@@ -184,11 +184,18 @@ func icmpErr(e unix.Errno) bool {
 	return false
 }
 
-// flush sends every queued message; it returns how many failed, and whether
-// a send reported a pending ICMP error (the error queue then wants reading).
-// A message the kernel refuses is skipped so the rest still go.
-func (b *msgBatch) flush(fd int) (failed int, icmp bool) {
-	tries := 0
+// flush sends every queued message and returns how many failed. A message
+// the kernel refuses is skipped so the rest still go.
+//
+// An unconnected socket with IP_RECVERR has one pending-error slot for every
+// destination: an ICMP error from a refusing backend fails the next send,
+// whatever its destination, and reading the error queue sets the slot again
+// while entries remain. So a send that fails with an earlier datagram's
+// error calls drain, which empties the queue (clearing the slot, and noting
+// who refused), then sends again. Before, a refusing backend among healthy
+// ones made healthy backends' queries fail here and wait out a timeout.
+func (b *msgBatch) flush(fd int, drain func()) (failed int) {
+	tries := 0 // for the message at off
 	for off := 0; off < b.n; {
 		// Raw: a UDP send does not wait for the peer, and the P is the
 		// sender's own (see recv).
@@ -196,29 +203,37 @@ func (b *msgBatch) flush(fd int) (failed int, icmp bool) {
 		switch {
 		case e == unix.EINTR:
 			continue
-		case icmpErr(e) && tries < 3:
+		case icmpErr(e) && drain != nil && tries < maxICMPResends:
 			// The error was an earlier datagram's: this one was not
 			// sent, so send it again.
-			icmp = true
+			drain()
 			tries++
 		case e != 0:
 			failed++
 			off++
+			tries = 0
 		default:
 			off += int(r)
+			tries = 0
 		}
 	}
 	for i := 0; i < b.n; i++ {
 		b.iovs[i].Base = nil // drop references to the payloads
 	}
 	b.n = 0
-	return failed, icmp
+	return failed
 }
 
+// maxICMPResends bounds how often one datagram is sent again because the
+// socket reported another datagram's ICMP error: after a drain the next try
+// nearly always goes; more in a row means errors arrive faster than we can
+// read them, and the datagram is left to its timeout.
+const maxICMPResends = 8
+
 // sendTo sends one datagram; the timeout and retry paths use it. Like
-// flush, it sends again when the kernel hands it an earlier datagram's ICMP
-// error, and reports that the error queue wants reading.
-func sendTo(fd int, to *rawAddr, payload []byte) (icmp bool, err error) {
+// flush, it drains and sends again when the kernel hands it an earlier
+// datagram's ICMP error (drain nil: no error queue on this socket).
+func sendTo(fd int, to *rawAddr, payload []byte, drain func()) (icmp bool, err error) {
 	if len(payload) == 0 {
 		return false, nil
 	}
@@ -228,8 +243,9 @@ func sendTo(fd int, to *rawAddr, payload []byte) (icmp bool, err error) {
 		case e == 0:
 			return icmp, nil
 		case e == unix.EINTR:
-		case icmpErr(e) && tries < 3:
+		case icmpErr(e) && drain != nil && tries < maxICMPResends:
 			icmp = true
+			drain()
 		default:
 			return icmp, e
 		}

@@ -238,35 +238,63 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 	if v.ecs.mode != ecsNone {
 		fwd = appendForward(make([]byte, 0, len(msg)+ecsMaxGrowth), msg, v)
 	}
-	var tried uint64
+	// The deadline and attempt timeouts work as on UDP (fate.go), but an
+	// attempt given up here is given up: a TCP exchange waits for its own
+	// answer, so a late one is not heard (and no hedge is sent).
+	start := p.now()
+	deadline := start + snap.deadline
+	var tried, lastBit uint64
 	for attempt := 0; attempt <= snap.retries; attempt++ {
 		idx := pool.pol.Pick(h, tried)
+		if idx < 0 && attempt > 0 {
+			// Every usable backend tried: again, but not the last one
+			// where another is left.
+			if tried = lastBit; pool.pol.Pick(h, tried) < 0 {
+				tried = 0
+			}
+			idx = pool.pol.Pick(h, tried)
+		}
 		if idx < 0 {
 			break
 		}
-		tried |= 1 << (uint(idx) % 64)
+		now := p.now()
+		left := deadline - now
+		if left <= 0 {
+			break
+		}
+		lastBit = 1 << (uint(idx) % 64)
+		tried |= lastBit
 		u := pool.ups[idx]
+		wait := left
+		if attempt < snap.retries {
+			wait = min(left, u.rtt.rto(snap.rtoFloor, snap.rtoCeil))
+		}
+		if attempt > 0 {
+			p.Stats.Retries.Add(1)
+		}
 		u.queries.Add(1)
 		u.stats.Outstanding.Add(1)
-		start := p.now()
-		resp, _, err := u.tcp.exchange(fwd, time.Duration(snap.timeout), client, local)
+		sent := now
+		resp, _, err := u.tcp.exchange(fwd, time.Duration(wait), client, local)
 		u.stats.Outstanding.Add(-1)
 		if err != nil {
 			if err == errBackendBusy {
 				// anyfront's own bound, not the backend's failure: no
 				// health outcome, on to the next backend.
-				p.Stats.Retries.Add(1)
 				continue
 			}
 			if err == errTimeout {
-				u.timeouts.Add(1)
 				p.Stats.Timeouts.Add(1)
+				if wait < left {
+					u.retransmits.Add(1) // merely slow so far: no health outcome
+					continue
+				}
+				u.timeouts.Add(1)
 				u.obs.Observe(state.OutcomeTimeout, 0)
 			} else {
 				u.refusals.Add(1)
 				u.obs.Observe(state.OutcomeUnreachable, 0)
 			}
-			p.Stats.Retries.Add(1)
 			continue
 		}
 		var rv msgView
@@ -275,10 +303,10 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 			u.obs.Observe(state.OutcomeBadAnswer, 0)
 			continue
 		}
-		now := p.now()
+		now = p.now()
 		u.answers.Add(1)
-		observeLatency(u, now-start)
-		u.obs.Observe(outcomeOf(rv.rcode()), (now-start)/1000)
+		observeRTT(u, pool, now, now-sent)
+		u.obs.Observe(outcomeOf(rv.rcode()), (now-sent)/1000)
 		binary.BigEndian.PutUint16(resp, v.id)
 		if rv.qEnd > headerLen {
 			copy(resp[headerLen:rv.qEnd], question)

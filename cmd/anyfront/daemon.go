@@ -229,5 +229,5 @@ type liveStats struct{ p *proxy.Proxy }
 
 func (l liveStats) BackendLive(name string) (admin.BackendLive, bool) {
 	b, ok := l.p.Backend(name)
-	return admin.BackendLive{Outstanding: b.Outstanding, LatencyUS: b.LatencyUS, Queries: b.Queries}, ok
+	return admin.BackendLive{Outstanding: b.Outstanding, LatencyUS: b.LatencyUS, Queries: b.Queries, RTOUS: b.RTO.Microseconds()}, ok
 }

@@ -1,0 +1,509 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+
+	"github.com/anyfront/anyfront/state"
+)
+
+// A UDP query's fate. Each attempt times out after its backend's RTO; the
+// query then goes again, to another usable backend while there is one,
+// until its retries are spent. A first attempt slower than the pool's
+// recent high percentile is hedged to another backend, within a budget. The
+// first valid answer from any attempt wins; the slot then stays until the
+// other attempts answer or the deadline passes, so that a backend is judged
+// on what a client would have felt: an answer that came late is an answer,
+// and only an attempt still unanswered at the deadline is a timeout.
+
+// setDue puts the slot's next event in due.
+func (sl *slot) setDue() {
+	sl.due = sl.deadline
+	if !sl.answered {
+		sl.due = min(sl.due, sl.retryAt)
+		if sl.hedgeAt != 0 {
+			sl.due = min(sl.due, sl.hedgeAt)
+		}
+	}
+}
+
+// endAttempt stops awaiting attempt k.
+func (sl *slot) endAttempt(k int) {
+	a := &sl.att[k]
+	if a.live {
+		a.live = false
+		sl.live--
+		a.up.stats.Outstanding.Add(-1)
+	}
+}
+
+// handleAnswer matches one backend answer to its query and returns the
+// listener to answer from and the answer, with client filled in; a nil
+// answer sends nothing. The answer is msg itself, or a stale cache entry
+// built in out when the backend said SERVFAIL. qv is scratch for the query.
+func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *msgView, client *rawAddr, out []byte) (int, []byte) {
+	p := s.p
+	if len(msg) < headerLen {
+		p.Stats.UnexpectedAnswers.Add(1)
+		return 0, nil
+	}
+	s.mu.Lock()
+	si := s.tab.lookup(binary.BigEndian.Uint16(msg))
+	k := -1
+	if si >= 0 {
+		sl := &s.tab.slots[si]
+		for i := 0; i < sl.natt; i++ {
+			if sl.att[i].live && sl.att[i].up.addr == from {
+				k = i
+				break
+			}
+		}
+	}
+	if k < 0 {
+		s.mu.Unlock()
+		// Already answered by this backend, forged, or from an address
+		// we did not ask: not ours to use.
+		p.Stats.UnexpectedAnswers.Add(1)
+		return 0, nil
+	}
+	sl := &s.tab.slots[si]
+	u := sl.att[k].up
+	now := p.now()
+	if err := matchResponse(msg, v, sl.query[headerLen:sl.qEnd]); err != nil {
+		u.badAnswer.Add(1)
+		u.obs.Observe(state.OutcomeBadAnswer, 0)
+		if err == errTruncatedMsg || v.flags&flagQR != 0 && v.qdcount == 0 {
+			// A header-only NOERROR/NXDOMAIN is a broken backend: this
+			// attempt is over, and if none other is awaited, the next
+			// goes now.
+			sl.endAttempt(k)
+			s.afterLoss(si, now)
+		}
+		// A wrong question may be a spoofing attempt: keep waiting for
+		// the real answer.
+		s.mu.Unlock()
+		return 0, nil
+	}
+	rtt := now - sl.att[k].sent
+	sample := !sl.sentTwice(u)
+	ps := sl.pool
+	sl.endAttempt(k)
+	if sl.answered {
+		// Another attempt won: this answer is only news of its backend.
+		if sl.live == 0 {
+			s.tab.release(si)
+		}
+		s.mu.Unlock()
+		p.Stats.LateAnswers.Add(1)
+		s.observeAnswer(u, ps, now, rtt, sample, v.rcode())
+		return 0, nil
+	}
+	// Restore the client's ID and question bytes (its case included).
+	binary.BigEndian.PutUint16(msg, sl.clientID)
+	if v.qEnd > headerLen {
+		copy(msg[headerLen:v.qEnd], sl.query[headerLen:sl.qEnd])
+	}
+	*client = sl.client
+	ln, limit, pool, refresh, mode := sl.ln, sl.maxUDP, sl.pool, sl.refresh, sl.ecs
+	if pool.cache != nil {
+		// The key comes from the client's query, parsed now while the
+		// slot still holds it.
+		if qv.parseQuery(sl.query) == nil {
+			qv.planECS(&pool.ecs, sl.query, client.addrPort().Addr())
+			qv.key.set(qv)
+		} else {
+			pool = &poolSnap{} // cannot happen: it parsed on the way in
+		}
+	}
+	if sl.live == 0 {
+		s.tab.release(si)
+	} else {
+		sl.answered = true
+		sl.setDue()
+		s.tab.schedule(si)
+	}
+	s.mu.Unlock()
+
+	s.observeAnswer(u, ps, now, rtt, sample, v.rcode())
+	scope, scopeOK := -1, true
+	if mode != ecsNone {
+		var n int
+		n, scope, scopeOK = stripECS(msg, v, mode)
+		msg = msg[:n]
+	}
+	if c := pool.cache; c != nil {
+		if v.rcode() == rcodeServFail && !refresh {
+			if o, stale := p.failAnswer(pool, &qv.key, msg, qv, out); stale {
+				if o = fitUDP(o, limit); o == nil {
+					return 0, nil
+				}
+				p.observeAnswer(client.addrPort().Addr(), o)
+				return ln, o
+			}
+		}
+		if mode != ecsNone {
+			qv.key.scoped(qv.ecs.source(), scope, scopeOK)
+		}
+		c.store(&qv.key, msg, now)
+	}
+	if refresh {
+		return 0, nil
+	}
+	n := len(msg)
+	if n > limit {
+		if n = truncateTo(msg, v, limit); n == 0 {
+			p.Stats.SendErrors.Add(1)
+			return 0, nil
+		}
+		p.Stats.Truncated.Add(1)
+	}
+	p.Stats.countRcode(v.rcode())
+	p.observeAnswer(client.addrPort().Addr(), msg[:n])
+	return ln, msg[:n]
+}
+
+// observeAnswer records a valid answer of u's: its outcome, and its round
+// trip when it can be told which send it answers.
+func (s *shard) observeAnswer(u *upstream, ps *poolSnap, now, rtt int64, sample bool, rcode int) {
+	u.answers.Add(1)
+	if sample {
+		observeRTT(u, ps, now, rtt)
+	}
+	u.obs.Observe(outcomeOf(rcode), rtt/1000)
+}
+
+// observeRTT folds one matched round trip into the backend's estimators
+// and the pool's latency percentile.
+func observeRTT(u *upstream, ps *poolSnap, now, rtt int64) {
+	observeLatency(u, rtt)
+	u.rtt.observe(rtt)
+	if ps.lat != nil {
+		ps.lat.observe(rtt)
+		ps.lat.recompute(now, ps.hedgePct)
+	}
+}
+
+func outcomeOf(rcode int) state.Outcome {
+	if rcode == rcodeServFail {
+		return state.OutcomeServFail
+	}
+	return state.OutcomeAnswer
+}
+
+// observeLatency folds one round trip into the backend's EWMA (weight 1/8,
+// as TCP's SRTT), which the latency policy reads. Concurrent updates may
+// lose one sample; that is harmless.
+func observeLatency(u *upstream, rtt int64) {
+	u.latency.Observe(float64(rtt) / 1e9)
+	us := rtt / 1000
+	if us < 1 {
+		us = 1
+	}
+	old := u.stats.LatencyUS.Load()
+	if old == 0 {
+		u.stats.LatencyUS.Store(us)
+		return
+	}
+	u.stats.LatencyUS.Store(old + (us-old)/8)
+}
+
+// afterLoss follows an attempt that ended without an answer (refused, or
+// a broken answer): an answered slot with nothing left to hear from is
+// freed; an unanswered one whose newest attempt that was, or that has no
+// attempt left awaited, goes again now. Called with s.mu held.
+func (s *shard) afterLoss(si int32, now int64) {
+	sl := &s.tab.slots[si]
+	if sl.answered {
+		if sl.live == 0 {
+			s.tab.release(si)
+		}
+		return
+	}
+	if sl.live > 0 && sl.att[sl.natt-1].live {
+		return // the newest attempt is still awaited, on its own timer
+	}
+	if !s.nextAttempt(si, now, false) {
+		if sl.live == 0 {
+			s.servfail(si)
+			return
+		}
+		sl.retryAt = sl.deadline // nothing more to send: wait for the rest
+	}
+	sl.setDue()
+	s.tab.schedule(si)
+}
+
+// nextAttempt sends the slot's query once more: to a backend not tried yet,
+// or when every usable one was, again to one but the newest attempt's. A
+// hedge goes only to an untried backend. It reports whether a copy went;
+// false when the retries are spent or no backend is left. Called with s.mu
+// held.
+func (s *shard) nextAttempt(si int32, now int64, hedge bool) bool {
+	p := s.p
+	sl := &s.tab.slots[si]
+	snap := p.snap.Load()
+	for sl.natt <= snap.retries && sl.natt < maxAttempts {
+		pol := sl.pool.pol
+		idx := pol.Pick(sl.hash, sl.tried)
+		if idx < 0 && !hedge {
+			sl.tried = sl.att[sl.natt-1].bit
+			if idx = pol.Pick(sl.hash, sl.tried); idx < 0 {
+				sl.tried = 0 // a pool of one
+				idx = pol.Pick(sl.hash, 0)
+			}
+		}
+		if idx < 0 {
+			return false
+		}
+		u := sl.pool.ups[idx]
+		bit := uint64(1) << (uint(idx) % 64)
+		sl.tried |= bit
+		sl.att[sl.natt] = attempt{up: u, sent: now, live: true, bit: bit}
+		k := sl.natt
+		sl.natt++
+		sl.live++
+		u.stats.Outstanding.Add(1)
+		u.queries.Add(1)
+		if hedge {
+			u.hedges.Add(1)
+			p.Stats.Hedges.Add(1)
+		} else {
+			p.Stats.Retries.Add(1)
+		}
+		q := sl.query
+		if u.pp || sl.ecs != ecsNone {
+			q = s.retryWire(sl, u)
+		} else {
+			binary.BigEndian.PutUint16(sl.query, sl.id)
+		}
+		_, err := sendTo(s.bfd, &u.sa, q, s.drainFn)
+		binary.BigEndian.PutUint16(sl.query, sl.clientID)
+		if err == nil {
+			at := now + u.rtt.rto(snap.rtoFloor, snap.rtoCeil)
+			if hedge {
+				// The first attempt's own timeout still stands: the next
+				// copy waits for the later of the two.
+				at = max(at, sl.retryAt)
+			}
+			sl.retryAt = at
+			return true
+		}
+		// Refused at once too: on to the next, within the budget.
+		sl.endAttempt(k)
+		p.Stats.SendErrors.Add(1)
+		if hedge {
+			return false
+		}
+	}
+	return false
+}
+
+// giveUp ends every attempt still awaited at the deadline: those are the
+// timeouts a client felt, and what health checking hears of.
+func (s *shard) giveUp(sl *slot) {
+	for k := 0; k < sl.natt; k++ {
+		if a := &sl.att[k]; a.live {
+			sl.endAttempt(k)
+			a.up.timeouts.Add(1)
+			a.up.obs.Observe(state.OutcomeTimeout, 0)
+		}
+	}
+}
+
+// fire handles a slot whose due time has come. Called with s.mu held.
+func (s *shard) fire(si int32, now int64) {
+	p := s.p
+	sl := &s.tab.slots[si]
+	if sl.due > now {
+		s.tab.schedule(si) // parked in the wheel's last bucket
+		return
+	}
+	if now >= sl.deadline {
+		s.giveUp(sl)
+		if sl.answered {
+			s.tab.release(si)
+			return
+		}
+		p.Stats.DeadlinePassed.Add(1)
+		s.servfail(si)
+		return
+	}
+	if sl.hedgeAt != 0 && now >= sl.hedgeAt {
+		sl.hedgeAt = 0
+		switch lat := sl.pool.lat; {
+		case !lat.spend():
+			p.Stats.HedgesDenied.Add(1)
+		case !s.nextAttempt(si, now, true):
+			lat.tokens.Add(1000) // nowhere to hedge to: unspent
+		}
+	}
+	if now >= sl.retryAt {
+		if newest := &sl.att[sl.natt-1]; newest.live {
+			newest.up.retransmits.Add(1)
+		}
+		p.Stats.Timeouts.Add(1)
+		if !s.nextAttempt(si, now, false) {
+			if sl.live == 0 {
+				s.servfail(si)
+				return
+			}
+			sl.retryAt = sl.deadline // retries spent: wait for the rest
+		}
+	}
+	sl.setDue()
+	s.tab.schedule(si)
+}
+
+// servfail answers the slot's client with a stale cache entry or SERVFAIL
+// once no attempt can answer any more, and frees the slot.
+func (s *shard) servfail(si int32) {
+	sl := &s.tab.slots[si]
+	v := &s.view
+	if !sl.refresh && v.parseQuery(sl.query) == nil {
+		if sl.pool.cache != nil {
+			v.planECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
+			v.key.set(v)
+		}
+		var stale bool
+		s.reply, stale = s.p.failAnswer(sl.pool, &v.key, sl.query, v, s.reply[:0])
+		if !stale {
+			s.p.Stats.ServFail.Add(1)
+		}
+		fit := fitUDP(s.reply, sl.maxUDP)
+		if _, err := sendTo(s.p.udpLns[sl.ln].fd, &sl.client, fit, nil); err != nil {
+			s.p.Stats.SendErrors.Add(1)
+		}
+		s.p.qlog.responseUDP(&sl.client, s.p.udpLns[sl.ln].addr, fit)
+	}
+	for k := 0; k < sl.natt; k++ {
+		sl.endAttempt(k)
+	}
+	s.tab.release(si)
+}
+
+// retryWire builds the slot's query as it goes to u in s.wire: the edits
+// are redone from the client's query, which the slot keeps as it came.
+// Called with s.mu held.
+func (s *shard) retryWire(sl *slot, u *upstream) []byte {
+	v := &s.view
+	if v.parseQuery(sl.query) != nil {
+		v.ecs.mode = ecsNone // cannot happen: it parsed on the way in
+	} else {
+		v.planECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
+	}
+	s.wire = appendWire(s.wire[:0], u, sl.client.addrPort(), s.p.udpLns[sl.ln].addr, sl.query, v, sl.id)
+	return s.wire
+}
+
+// refused handles an ICMP error for a datagram sent to dst: that backend is
+// not answering, so every attempt awaiting it ends now, and the queries
+// they were the newest attempt of go on at once.
+func (s *shard) refused(dst netip.AddrPort) {
+	u := s.p.upstreamAt(dst)
+	if u == nil {
+		return
+	}
+	u.refusals.Add(1)
+	u.obs.Observe(state.OutcomeUnreachable, 0)
+	now := s.p.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expired = s.tab.each(s.expired[:0])
+	for _, si := range s.expired {
+		sl := &s.tab.slots[si]
+		if !sl.inUse {
+			continue // freed by an earlier one's servfail: cannot happen, slots are distinct
+		}
+		if k := sl.attemptTo(u); k >= 0 {
+			sl.endAttempt(k)
+			s.afterLoss(si, now)
+		}
+	}
+}
+
+// drainErrs reads the backend socket's ICMP error queue, noting which
+// backends refused; the sender calls it when a send reports an earlier
+// datagram's error, because only an empty queue clears that error.
+func (s *shard) drainErrs() {
+	readErrQueue(s.bfd, s.noteRefused)
+}
+
+func (s *shard) noteRefused(dst netip.AddrPort) {
+	s.errMu.Lock()
+	if !contains(s.refusedQ, dst) && len(s.refusedQ) < cap(s.refusedQ) {
+		s.refusedQ = append(s.refusedQ, dst)
+	}
+	s.errMu.Unlock()
+	s.errPending.Store(true)
+}
+
+func contains(l []netip.AddrPort, a netip.AddrPort) bool {
+	for _, x := range l {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// handleRefused acts on the refusals noted since the last call. It takes
+// s.mu, so it runs only where the caller does not hold it.
+func (s *shard) handleRefused() {
+	if !s.errPending.Load() {
+		return
+	}
+	s.drainErrs()
+	s.errPending.Store(false)
+	s.errMu.Lock()
+	var dsts [refusedMax]netip.AddrPort
+	n := copy(dsts[:], s.refusedQ)
+	s.refusedQ = s.refusedQ[:0]
+	s.errMu.Unlock()
+	for _, d := range dsts[:n] {
+		s.refused(d)
+	}
+}
+
+// refusedMax bounds the distinct refusing backends noted between two
+// handleRefused calls; more in that instant are left to their RTO.
+const refusedMax = 16
+
+// timeoutLoop fires slots as their time comes: every wheel tick while
+// queries are in flight, and not at all while the table is empty. It runs
+// until stop closes, which Run does only after draining, so queries in
+// flight at shutdown still get their retries.
+func (s *shard) timeoutLoop(stop <-chan struct{}) {
+	t := time.NewTimer(time.Duration(wheelTick))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		idle := s.expire()
+		s.handleRefused()
+		if idle {
+			select {
+			case <-stop:
+				return
+			case <-s.wake:
+			}
+		}
+		t.Reset(time.Duration(wheelTick))
+	}
+}
+
+// expire fires every slot whose time has come; it reports whether the
+// table is empty after.
+func (s *shard) expire() bool {
+	now := s.p.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expired = s.tab.expire(now, s.expired[:0])
+	for _, si := range s.expired {
+		s.fire(si, now)
+	}
+	return s.tab.n == 0
+}
