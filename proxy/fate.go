@@ -180,7 +180,7 @@ func observeRTT(u *upstream, ps *poolSnap, now, rtt int64) {
 	u.rtt.observe(rtt)
 	if ps.lat != nil {
 		ps.lat.observe(rtt)
-		ps.lat.recompute(now, ps.hedgePct)
+		ps.lat.recompute(now, ps.hedgePct, ps.ups)
 	}
 }
 

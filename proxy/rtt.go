@@ -101,11 +101,23 @@ func (h *latencyHist) observe(rtt int64) {
 }
 
 // recompute updates hedgeAfter from the answers since the last time, when
-// its turn has come; one goroutine wins each turn.
-func (h *latencyHist) recompute(now int64, percentile float64) {
+// its turn has come; one goroutine wins each turn. The delay is the pool's
+// percentile, but no more than the time in which its fastest backend
+// almost surely answers (its SRTT plus four deviations): when one backend
+// of two turns slow, half the pool's answers are slow and its percentile
+// with them, yet a hedge to the other backend would still win.
+func (h *latencyHist) recompute(now int64, percentile float64, ups []*upstream) {
 	t := h.turn.Load()
 	if now < t || !h.turn.CompareAndSwap(t, now+latWindow) {
 		return
+	}
+	fastest := int64(0)
+	for _, u := range ups {
+		if s := u.rtt.srtt.Load(); s > 0 {
+			if r := s + 4*u.rtt.rttvar.Load(); fastest == 0 || r < fastest {
+				fastest = r
+			}
+		}
 	}
 	var cur [latBuckets]uint64
 	var total uint64
@@ -124,7 +136,11 @@ func (h *latencyHist) recompute(now int64, percentile float64) {
 	for i, c := range cur {
 		seen += c
 		if seen > want {
-			h.hedgeAfter.Store(int64(latBucketTop(i)) * 1000)
+			d := int64(latBucketTop(i)) * 1000
+			if fastest > 0 {
+				d = min(d, fastest)
+			}
+			h.hedgeAfter.Store(d)
 			return
 		}
 	}

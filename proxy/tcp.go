@@ -227,6 +227,10 @@ func (p *Proxy) answerStream(msg []byte, client, local netip.AddrPort, tr transp
 	return resp
 }
 
+// tcpMinAttempt is the shortest a TCP attempt is given before the query
+// moves on: Linux's minimum TCP retransmission timeout.
+const tcpMinAttempt = int64(200 * time.Millisecond)
+
 // forwardTCP sends a query over TCP to the pool's backends, retrying on
 // another one on failure, and returns the answer for the client: the
 // backend's, a stale cache entry, or SERVFAIL. A refresh only updates the
@@ -243,14 +247,16 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 	// answer, so a late one is not heard (and no hedge is sent).
 	start := p.now()
 	deadline := start + snap.deadline
-	var tried, lastBit uint64
+	// refused marks the backends that refused this query or broke its
+	// connection: unlike a slow one, they are not tried again.
+	var tried, lastBit, refused uint64
 	for attempt := 0; attempt <= snap.retries; attempt++ {
 		idx := pool.pol.Pick(h, tried)
 		if idx < 0 && attempt > 0 {
 			// Every usable backend tried: again, but not the last one
 			// where another is left.
-			if tried = lastBit; pool.pol.Pick(h, tried) < 0 {
-				tried = 0
+			if tried = lastBit | refused; pool.pol.Pick(h, tried) < 0 {
+				tried = refused
 			}
 			idx = pool.pol.Pick(h, tried)
 		}
@@ -267,7 +273,10 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 		u := pool.ups[idx]
 		wait := left
 		if attempt < snap.retries {
-			wait = min(left, u.rtt.rto(snap.rtoFloor, snap.rtoCeil))
+			// A lost segment costs TCP its own retransmission (200 ms
+			// at least on Linux), and an attempt given up loses its
+			// answer: no TCP attempt is cut shorter than that.
+			wait = min(left, max(u.rtt.rto(snap.rtoFloor, snap.rtoCeil), tcpMinAttempt))
 		}
 		if attempt > 0 {
 			p.Stats.Retries.Add(1)
@@ -292,6 +301,7 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 				u.timeouts.Add(1)
 				u.obs.Observe(state.OutcomeTimeout, 0)
 			} else {
+				refused |= lastBit
 				u.refusals.Add(1)
 				u.obs.Observe(state.OutcomeUnreachable, 0)
 			}
