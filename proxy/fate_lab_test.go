@@ -109,20 +109,22 @@ func TestLabQueryFate(t *testing.T) {
 			}
 			defer u.Cont()
 		}
-		start := time.Now()
-		r, err := l.exchange("udp", query("hung.demo.test.", dns.TypeA))
-		if err != nil {
-			t.Fatal(err)
+		for _, network := range []string{"udp", "tcp"} {
+			start := time.Now()
+			r, err := l.exchange(network, query("hung.demo.test.", dns.TypeA))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := time.Since(start)
+			if r.Rcode != dns.RcodeServerFailure {
+				t.Fatalf("%s: want SERVFAIL, got %s", network, dns.RcodeToString[r.Rcode])
+			}
+			if d < 450*time.Millisecond || d > 1500*time.Millisecond {
+				t.Errorf("%s: SERVFAIL after %v, want at the 500 ms deadline", network, d)
+			}
 		}
-		d := time.Since(start)
-		if r.Rcode != dns.RcodeServerFailure {
-			t.Fatalf("want SERVFAIL, got %s", dns.RcodeToString[r.Rcode])
-		}
-		if d < 450*time.Millisecond || d > 1500*time.Millisecond {
-			t.Errorf("SERVFAIL after %v, want at the 500 ms deadline", d)
-		}
-		if n := l.p.Stats.DeadlinePassed.Load(); n != 1 {
-			t.Errorf("deadline_passed = %d, want 1", n)
+		if n := l.p.Stats.DeadlinePassed.Load(); n != 2 {
+			t.Errorf("deadline_passed = %d, want 2", n)
 		}
 	})
 

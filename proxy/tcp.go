@@ -341,6 +341,9 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 		p.Stats.countRcode(rv.rcode())
 		return resp
 	}
+	if p.now() >= deadline {
+		p.Stats.DeadlinePassed.Add(1)
+	}
 	if refresh {
 		return nil
 	}
