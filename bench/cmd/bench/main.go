@@ -35,6 +35,7 @@ func main() { os.Exit(run()) }
 func run() int {
 	var (
 		anyfrontBin = flag.String("anyfront", "bin/anyfront", "anyfront binary (make build writes it)")
+		baseBin     = flag.String("anyfront-base", "", "a second anyfront binary measured side by side as system anyfront-base (an A/B of two builds: e.g. the previous commit's)")
 		out         = flag.String("out", "", "write the results (Markdown) to this file; always printed to stdout")
 		quick       = flag.Bool("quick", false, "one short round (under 2 minutes): to check the harness, not to quote")
 		rounds      = flag.Int("rounds", 3, "rounds; every system is measured once per workload per round, medians are reported")
@@ -105,6 +106,15 @@ func run() int {
 	defer stop()
 
 	l := &lab{dnsdistLocal: *listeners, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x6265_6e63_68))}
+	if *baseBin != "" && *profileDir == "" {
+		if l.anyfrontBase, err = filepath.Abs(*baseBin); err == nil {
+			_, err = os.Stat(l.anyfrontBase)
+		}
+		if err != nil {
+			return fail("-anyfront-base: %v", err)
+		}
+		systems = append(systems, "anyfront-base")
+	}
 	if slices.Contains(systems, "anyfront") {
 		if l.anyfront, err = filepath.Abs(*anyfrontBin); err == nil {
 			_, err = os.Stat(l.anyfront)

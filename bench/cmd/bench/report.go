@@ -115,7 +115,10 @@ func (r *report) markdown() string {
 	for _, wl := range r.wls {
 		r.workloadTable(w, wl)
 	}
-	if containsAll(r.systems, "anyfront", "dnsdist") {
+	for _, pair := range [][2]string{{"anyfront", "dnsdist"}, {"anyfront", "anyfront-base"}} {
+		if !containsAll(r.systems, pair[0], pair[1]) {
+			continue
+		}
 		// One ratio table per set of loads: the encrypted workloads are
 		// measured at lower loads than plain DNS.
 		var done []string
@@ -130,9 +133,9 @@ func (r *report) markdown() string {
 					done = append(done, other.name)
 				}
 			}
-			r.ratioTable(w, group)
+			r.ratioTable(w, group, pair[0], pair[1])
 		}
-		if slices.ContainsFunc(r.wls, func(wl workload) bool { return !wl.encrypted() }) {
+		if pair[1] == "dnsdist" && slices.ContainsFunc(r.wls, func(wl workload) bool { return !wl.encrypted() }) {
 			r.targets(w)
 		}
 	}
@@ -204,13 +207,13 @@ func (r *report) workloadTable(w func(string, ...any), wl workload) {
 }
 
 // ratioTable prints the ratios for workloads measured at the same loads.
-func (r *report) ratioTable(w func(string, ...any), wls []workload) {
+func (r *report) ratioTable(w func(string, ...any), wls []workload, a, b string) {
 	loads := r.opts.loadsFor(wls[0])
 	var names []string
 	for _, wl := range wls {
 		names = append(names, wl.name)
 	}
-	w("## anyfront / dnsdist: %s (ratio of medians; CPU, p99, RSS: lower is better; max q/s: higher is better)", strings.Join(names, ", "))
+	w("## %s / %s: %s (ratio of medians; CPU, p99, RSS: lower is better; max q/s: higher is better)", a, b, strings.Join(names, ", "))
 	w("")
 	head := []string{"workload"}
 	for _, q := range loads {
@@ -230,7 +233,7 @@ func (r *report) ratioTable(w func(string, ...any), wls []workload) {
 		}
 		row := []string{name}
 		rat := func(i int, f func(phaseResult) float64) string {
-			return times(ratio(r.med(wl.name, "anyfront", i, f), r.med(wl.name, "dnsdist", i, f)))
+			return times(ratio(r.med(wl.name, a, i, f), r.med(wl.name, b, i, f)))
 		}
 		for i := range loads {
 			row = append(row, rat(i, getCPU))

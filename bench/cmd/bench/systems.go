@@ -124,6 +124,9 @@ func (p *proc) logTail() string {
 type lab struct {
 	dir          string // temp dir for configs, logs, data files
 	anyfront     string // path of bin/anyfront
+	// anyfrontBase is the binary an A/B run compares anyfront with
+	// (-anyfront-base): system "anyfront-base", configured the same.
+	anyfrontBase string
 	dnsdist      string
 	dnsdistLocal int // dnsdist listener threads (addLocal with reusePort)
 	backends     []*testlab.Unbound
@@ -157,8 +160,12 @@ func (l *lab) start(ctx context.Context, name string, wl workload) (*sut, error)
 		return l.startProxy(ctx, name, l.dnsdist, wl, func(conf string) []string {
 			return []string{"--supervised", "--disable-syslog", "-C", conf}
 		}, l.dnsdistConfig)
-	case "anyfront":
-		return l.startProxy(ctx, name, l.anyfront, wl, func(conf string) []string {
+	case "anyfront", "anyfront-base":
+		bin := l.anyfront
+		if name == "anyfront-base" {
+			bin = l.anyfrontBase
+		}
+		return l.startProxy(ctx, name, bin, wl, func(conf string) []string {
 			return []string{"-config", conf}
 		}, l.anyfrontConfig)
 	}
