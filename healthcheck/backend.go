@@ -52,6 +52,10 @@ type backend struct {
 	sentAt   int64     // when it was sent: up to a scheduler tick later
 	sentWall time.Time // the same on the wall clock, as answers are stamped
 	sentWith *settings // the settings it was sent with: a reload may come between
+	// resent: the UDP probe went a second time, half its timeout in, so
+	// that one lost datagram (a few per cent of them on a lossy path) does
+	// not count as a failed check.
+	resent bool
 
 	// up is the verdict, or the optimistic default while checked is false.
 	up, checked bool

@@ -130,6 +130,14 @@ func (c *Checker) due(now int64, wall time.Time, batch []outgoing) []outgoing {
 	for len(c.queue) > 0 && c.queue[0].at <= now {
 		b := c.queue[0]
 		if b.inflight {
+			if deadline := b.sentAt + int64(b.sentWith.timeout); !b.sentWith.tcp && !b.resent && now < deadline {
+				// Half the timeout gone: the same probe (same ID) once
+				// more, and the full timeout still stands.
+				b.resent = true
+				c.schedule(b, deadline)
+				batch = append(batch, outgoing{b: b, seq: b.seq, id: b.id, set: b.sentWith})
+				continue
+			}
 			c.expire(b, now)
 			continue
 		}
@@ -147,7 +155,12 @@ func (c *Checker) launch(b *backend, now int64, wall time.Time) (outgoing, bool)
 	b.inflight, b.due, b.sentAt, b.sentWall, b.sentWith = true, b.at, now, wall, set
 	b.seq++
 	b.launched++
-	c.schedule(b, now+int64(set.timeout))
+	b.resent = false
+	if set.tcp {
+		c.schedule(b, now+int64(set.timeout))
+	} else {
+		c.schedule(b, now+int64(set.timeout)/2) // resent then: see due
+	}
 	if set.tcp {
 		b.id = randID()
 		c.tcpWG.Add(1)
