@@ -124,4 +124,3 @@ func doqQuery(name string) *dns.Msg {
 	m.Id = 0 // RFC 9250: DoQ messages carry ID 0
 	return m
 }
-

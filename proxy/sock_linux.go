@@ -76,7 +76,7 @@ type msgBatch struct {
 	// oob holds each message's pktinfo on a wildcard listener's batches
 	// (pktinfo_linux.go); nil elsewhere.
 	oob [][oobSize]byte
-	n     int      // messages filled, for a send batch
+	n   int // messages filled, for a send batch
 	// busy says the last receive brought datagrams: the next one blocks
 	// without telling the runtime (see recv).
 	busy bool
