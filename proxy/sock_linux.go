@@ -22,6 +22,9 @@ import (
 type rawAddr struct {
 	b [unix.SizeofSockaddrInet6]byte
 	n uint32
+	// local is where the client's query came to, when the listener is a
+	// wildcard (pktinfo_linux.go): the answer's source.
+	local localAddr
 }
 
 func rawAddrFrom(ap netip.AddrPort, v6socket bool) rawAddr {
@@ -70,7 +73,10 @@ type msgBatch struct {
 	iovs  []unix.Iovec
 	addrs []rawAddr
 	bufs  [][]byte // receive buffers; nil in a send batch
-	n     int      // messages filled, for a send batch
+	// oob holds each message's pktinfo on a wildcard listener's batches
+	// (pktinfo_linux.go); nil elsewhere.
+	oob [][oobSize]byte
+	n   int // messages filled, for a send batch
 	// busy says the last receive brought datagrams: the next one blocks
 	// without telling the runtime (see recv).
 	busy bool
@@ -118,6 +124,12 @@ func (b *msgBatch) recv(fd int) (int, error) {
 		b.msgs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		b.msgs[i].hdr.Flags = 0
 	}
+	if b.oob != nil {
+		for i := range b.msgs {
+			b.msgs[i].hdr.Control = &b.oob[i][0]
+			b.msgs[i].hdr.SetControllen(oobSize)
+		}
+	}
 	var r uintptr
 	var e unix.Errno
 	if b.busy && rawWaitBegin() {
@@ -133,6 +145,9 @@ func (b *msgBatch) recv(fd int) (int, error) {
 	n := int(r)
 	for i := 0; i < n; i++ {
 		b.addrs[i].n = b.msgs[i].hdr.Namelen
+		if b.oob != nil {
+			b.readPktinfo(i)
+		}
 	}
 	return n, nil
 }
@@ -167,6 +182,7 @@ func (b *msgBatch) add(to *rawAddr, payload []byte) bool {
 	i := b.n
 	b.addrs[i] = *to
 	b.msgs[i].hdr.Namelen = to.n
+	b.setControl(i, to)
 	b.iovs[i].Base = &payload[0]
 	b.iovs[i].SetLen(len(payload))
 	b.n++
@@ -237,6 +253,9 @@ func sendTo(fd int, to *rawAddr, payload []byte, drain func()) (icmp bool, err e
 	if len(payload) == 0 {
 		return false, nil
 	}
+	if to.local.fam != 0 {
+		return sendFrom(fd, to, payload)
+	}
 	for tries := 0; ; tries++ {
 		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&payload[0])), uintptr(len(payload)), 0, uintptr(unsafe.Pointer(&to.b[0])), uintptr(to.n))
 		switch {
@@ -293,6 +312,11 @@ func listenUDP(addr netip.AddrPort) (int, bool, error) {
 	}
 	if err := setCommon(fd, 4<<20); err != nil {
 		return fail(err)
+	}
+	if wildcard(addr) {
+		if err := setPktinfo(fd, v6); err != nil {
+			return fail(err)
+		}
 	}
 	ra := rawAddrFrom(addr, v6)
 	if _, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&ra.b[0])), uintptr(ra.n)); e != 0 {

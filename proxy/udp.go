@@ -80,6 +80,10 @@ func (s *shard) clientLoop(l *udpListener) {
 	rb := newRecvBatch(queryBatch, maxQuerySize)
 	fwd := newSendBatch(queryBatch)
 	rep := newSendBatch(queryBatch)
+	if wildcard(l.addr) {
+		rb.withPktinfo()
+		rep.withPktinfo()
+	}
 	outs := make([][]byte, queryBatch)
 	// wires hold queries that go out edited (PROXY header, ECS): each
 	// stays untouched until the batch is flushed.
@@ -229,6 +233,9 @@ func (s *shard) backendLoop() {
 	reps := make([]*msgBatch, len(s.p.udpLns))
 	for i := range reps {
 		reps[i] = newSendBatch(answerBatch)
+		if wildcard(s.p.udpLns[i].addr) {
+			reps[i].withPktinfo()
+		}
 	}
 	var clients [answerBatch]rawAddr
 	outs := make([][]byte, answerBatch) // for stale answers, rare: grown on demand
