@@ -12,13 +12,15 @@ TESTTIMEOUT ?= 12m
 
 all: build
 
+# VERSION is stamped into both binaries (anyfront -version, anyfrontctl
+# -version, anyfront_build_info); "dev" outside a git checkout.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
 # build: bin/anyfront and bin/anyfrontctl
 build:
-	$(GO) build -o $(BIN)/anyfront ./cmd/anyfront
-	@if [ -d cmd/anyfrontctl ]; then \
-		echo "$(GO) build -o $(BIN)/anyfrontctl ./cmd/anyfrontctl"; \
-		$(GO) build -o $(BIN)/anyfrontctl ./cmd/anyfrontctl; \
-	fi
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/anyfront ./cmd/anyfront
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/anyfrontctl ./cmd/anyfrontctl
 
 # run: the demo: two unbound resolvers, anyfront in front on 127.0.0.1:5300
 # Steps run in order (not as prerequisites) so that make -j cannot build

@@ -198,10 +198,18 @@ func TestAuth(t *testing.T) {
 			t.Errorf("code %d, admin %q", res.StatusCode, mustAdmin(t, store, "r1"))
 		}
 	})
-	t.Run("reads need no token", func(t *testing.T) {
-		for _, p := range []string{"/api/v1/backends", "/api/v1/node", "/api/v1/bgp", "/healthz", "/metrics", "/"} {
-			if res := do(t, "GET", url+p, "", ""); res.code != 200 {
+	t.Run("reads need a token once one is configured", func(t *testing.T) {
+		for _, p := range []string{"/api/v1/backends", "/api/v1/node", "/api/v1/bgp", "/metrics"} {
+			if res := do(t, "GET", url+p, "", ""); res.code != 401 {
+				t.Errorf("GET %s without a token: %d", p, res.code)
+			}
+			if res := do(t, "GET", url+p, testToken, ""); res.code != 200 {
 				t.Errorf("GET %s: %d", p, res.code)
+			}
+		}
+		for _, p := range []string{"/healthz", "/"} {
+			if res := do(t, "GET", url+p, "", ""); res.code != 200 {
+				t.Errorf("GET %s without a token: %d", p, res.code)
 			}
 		}
 	})

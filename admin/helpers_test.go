@@ -85,13 +85,19 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // returns it with its base URL. tokenFile "" means no token configured.
 func start(t *testing.T, tokenFile string, deps Deps) (*Server, string) {
 	t.Helper()
+	return startWith(t, config.Admin{Listen: "127.0.0.1:0", TokenFile: tokenFile}, deps)
+}
+
+// startWith is start with the whole admin config.
+func startWith(t *testing.T, cfg config.Admin, deps Deps) (*Server, string) {
+	t.Helper()
 	if deps.Store == nil {
 		deps.Store = newStore(t)
 	}
 	if deps.Log == nil {
 		deps.Log = quietLog()
 	}
-	s, err := New(config.Admin{Listen: "127.0.0.1:0", TokenFile: tokenFile}, deps)
+	s, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,12 @@
 package admin
 
 import (
+	"runtime"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -24,6 +26,8 @@ type metrics struct {
 	queries     *prometheus.Desc
 	nodeDrained *prometheus.Desc
 	requests    *prometheus.CounterVec
+	audited     *prometheus.CounterVec
+	buildInfo   prometheus.Metric
 }
 
 // adminStates are every admin state, so each backend exports one series per
@@ -31,7 +35,7 @@ type metrics struct {
 // "how many backends are drained" a plain sum.
 var adminStates = []state.Admin{state.AdminAuto, state.AdminDrain, state.AdminUp, state.AdminDown}
 
-func newMetrics(store *state.Store, live LiveStats) *metrics {
+func newMetrics(store *state.Store, live LiveStats, node config.Node, version string) *metrics {
 	bp := []string{"backend", "pool"}
 	return &metrics{
 		store: store,
@@ -57,6 +61,16 @@ func newMetrics(store *state.Store, live LiveStats) *metrics {
 			Name: "anyfront_admin_requests_total",
 			Help: "Admin API requests by route pattern and HTTP status code.",
 		}, []string{"route", "code"}),
+		audited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anyfront_admin_audit_total",
+			Help: "Mutating admin calls by action (route pattern) and result: ok, refused (token) or failed.",
+		}, []string{"action", "result"}),
+		// The usual info metric: joined on node, it labels any series with
+		// the version, and gives Grafana its node and site variables.
+		buildInfo: prometheus.MustNewConstMetric(prometheus.NewDesc("anyfront_build_info",
+			"Always 1; the labels say which build runs on which node and site.",
+			nil, prometheus.Labels{"version": version, "goversion": runtime.Version(), "node": node.Name, "site": node.Site}),
+			prometheus.GaugeValue, 1),
 	}
 }
 
@@ -77,11 +91,15 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- m.queries
 	}
 	m.requests.Describe(ch)
+	m.audited.Describe(ch)
+	ch <- m.buildInfo.Desc()
 }
 
 // Collect implements prometheus.Collector.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.requests.Collect(ch)
+	m.audited.Collect(ch)
+	ch <- m.buildInfo
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}

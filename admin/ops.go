@@ -15,6 +15,11 @@ import (
 
 // NodeView answers GET /api/v1/node and the node drain calls.
 type NodeView struct {
+	// Name, Site and Version identify the node in a fleet (node.name,
+	// node.site, the build's git describe).
+	Name         string    `json:"name"`
+	Site         string    `json:"site"`
+	Version      string    `json:"version"`
 	Drained      bool      `json:"drained"`
 	ShuttingDown bool      `json:"shutting_down"`
 	Since        time.Time `json:"since,omitzero"`
@@ -30,7 +35,7 @@ const noBGPNote = "bgp is not configured: the drain flag is recorded but no rout
 
 func (s *Server) nodeView() NodeView {
 	n := s.deps.Store.Node(nil)
-	v := NodeView{Drained: n.Drained, ShuttingDown: n.ShuttingDown, Since: n.Changed.UTC()}
+	v := NodeView{Name: s.deps.Node.Name, Site: s.deps.Node.Site, Version: s.deps.Version, Drained: n.Drained, ShuttingDown: n.ShuttingDown, Since: n.Changed.UTC()}
 	if s.deps.BGP == nil {
 		v.Note = noBGPNote
 	}

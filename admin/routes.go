@@ -24,31 +24,37 @@ type route struct {
 // endpoints lists every endpoint; docs/admin-api.md documents each one (a
 // test holds the two together). Mutating calls go through requireToken.
 func (s *Server) endpoints() []route {
-	h := func(p string, f http.HandlerFunc) route { return route{p, f} }
+	// get needs a token (read or operate) once any is configured; op
+	// needs the operate token and is audited under its pattern.
+	get := func(p string, f http.Handler) route { return route{p, s.requireRead(f)} }
+	op := func(p string, f http.HandlerFunc) route { return route{p, s.requireToken(p, f)} }
 	return []route{
-		h("GET /api/v1/backends", s.listBackends),
-		h("GET /api/v1/backends/{name}", s.getBackend),
-		h("POST /api/v1/backends/{name}/drain", s.requireToken(s.setAdmin(state.AdminDrain))),
-		h("POST /api/v1/backends/{name}/undrain", s.requireToken(s.setAdmin(state.AdminAuto))),
-		h("POST /api/v1/backends/{name}/up", s.requireToken(s.setAdmin(state.AdminUp))),
-		h("POST /api/v1/backends/{name}/down", s.requireToken(s.setAdmin(state.AdminDown))),
-		h("POST /api/v1/backends/{name}/weight", s.requireToken(s.setWeight)),
-		h("GET /api/v1/node", s.getNode),
-		h("POST /api/v1/node/drain", s.requireToken(s.setNodeDrained(true))),
-		h("POST /api/v1/node/undrain", s.requireToken(s.setNodeDrained(false))),
-		h("GET /api/v1/bgp", s.getBGP),
-		h("GET /api/v1/stats", s.statsHandler()),
-		h("POST /api/v1/reload", s.requireToken(s.reload)),
-		h("DELETE /api/v1/cache", s.requireToken(s.purgeCache)),
-		h("GET /api/v1/rules", s.getRules),
-		h("GET /api/v1/blocks", s.getBlocks),
-		h("GET /api/v1/top", s.getTop),
-		h("DELETE /api/v1/blocks/{prefix...}", s.requireToken(s.unblock)),
-		{"GET /metrics", s.metricsHandler()},
-		h("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		get("GET /api/v1/backends", http.HandlerFunc(s.listBackends)),
+		get("GET /api/v1/backends/{name}", http.HandlerFunc(s.getBackend)),
+		op("POST /api/v1/backends/{name}/drain", s.setAdmin(state.AdminDrain)),
+		op("POST /api/v1/backends/{name}/undrain", s.setAdmin(state.AdminAuto)),
+		op("POST /api/v1/backends/{name}/up", s.setAdmin(state.AdminUp)),
+		op("POST /api/v1/backends/{name}/down", s.setAdmin(state.AdminDown)),
+		op("POST /api/v1/backends/{name}/weight", s.setWeight),
+		get("GET /api/v1/node", http.HandlerFunc(s.getNode)),
+		op("POST /api/v1/node/drain", s.setNodeDrained(true)),
+		op("POST /api/v1/node/undrain", s.setNodeDrained(false)),
+		get("GET /api/v1/bgp", http.HandlerFunc(s.getBGP)),
+		get("GET /api/v1/stats", s.statsHandler()),
+		op("POST /api/v1/reload", s.reload),
+		op("DELETE /api/v1/cache", s.purgeCache),
+		get("GET /api/v1/rules", http.HandlerFunc(s.getRules)),
+		get("GET /api/v1/blocks", http.HandlerFunc(s.getBlocks)),
+		{"GET /api/v1/top", s.requireReadAlways(s.getTop)},
+		op("DELETE /api/v1/blocks/{prefix...}", s.unblock),
+		get("GET /metrics", s.metricsHandler()),
+		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-		}),
-		h("GET /{$}", serveDashboard),
+		})},
+		// The page is static and holds no data; its script reads the API
+		// with the token the operator types in (kept in memory only), so
+		// it is served without one.
+		{"GET /{$}", http.HandlerFunc(serveDashboard)},
 	}
 }
 

@@ -50,19 +50,19 @@ func TestRulesAndBlocks(t *testing.T) {
 
 	t.Run("rules are listed with their hits", func(t *testing.T) {
 		var got []map[string]any
-		do(t, "GET", url+"/api/v1/rules", "", "").json(t, &got)
+		do(t, "GET", url+"/api/v1/rules", testToken, "").json(t, &got)
 		if len(got) != 1 || got[0]["hits"] != float64(7) {
 			t.Errorf("%v", got)
 		}
 		got = nil
-		do(t, "GET", none+"/api/v1/rules", "", "").json(t, &got)
+		do(t, "GET", none+"/api/v1/rules", testToken, "").json(t, &got)
 		if got == nil || len(got) != 0 {
 			t.Errorf("without rules: %v", got)
 		}
 	})
 	t.Run("blocks are listed", func(t *testing.T) {
 		var got []map[string]any
-		do(t, "GET", url+"/api/v1/blocks", "", "").json(t, &got)
+		do(t, "GET", url+"/api/v1/blocks", testToken, "").json(t, &got)
 		if len(got) != 3 {
 			t.Errorf("%v", got)
 		}

@@ -98,16 +98,22 @@ type Deps struct {
 	Blocks Blocks
 	// Top serves GET /api/v1/top; nil reports the tables as off.
 	Top Top
+	// Node names this node in anyfront_build_info and GET /api/v1/node.
+	Node config.Node
+	// Version is the build's version (git describe), for the same.
+	Version string
 	// Log defaults to slog.Default().
 	Log *slog.Logger
 }
 
 // Server is the admin HTTP server. Create it with New, serve with Run.
 type Server struct {
-	deps   Deps
-	log    *slog.Logger
-	listen string
-	auth   *authenticator
+	deps Deps
+	log  *slog.Logger
+	// auditLog gets one line per mutating call (audit.go).
+	auditLog *slog.Logger
+	listen   string
+	auth     *authenticator
 	// certs serves admin.tls's certificate; nil means plain HTTP.
 	certs *certfile.Store
 	rates *rates
@@ -137,12 +143,13 @@ func New(cfg config.Admin, deps Deps) (*Server, error) {
 	s := &Server{
 		deps:      deps,
 		log:       deps.Log,
+		auditLog:  deps.Log.With(auditLogKey, auditLogValue),
 		listen:    cfg.Listen,
 		rates:     newRates(),
 		rateEvery: rateInterval,
 		ready:     make(chan struct{}),
 	}
-	auth, err := newAuthenticator(cfg.TokenFile)
+	auth, err := newAuthenticator(cfg.TokenFile, cfg.ReadTokenFile)
 	if err != nil {
 		return nil, err
 	}
@@ -150,10 +157,10 @@ func New(cfg config.Admin, deps Deps) (*Server, error) {
 	if s.certs, err = newCerts(cfg.TLS, s); err != nil {
 		return nil, err
 	}
-	if auth.token.Load() == nil {
+	if auth.operate.Load() == nil {
 		s.log.Warn("admin.token_file is not set: every mutating admin call will be refused")
 	}
-	s.metrics = newMetrics(deps.Store, deps.Live)
+	s.metrics = newMetrics(deps.Store, deps.Live, deps.Node, deps.Version)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -189,7 +196,7 @@ func (s *Server) Reload(cfg config.Admin) error {
 		s.log.Warn("admin.listen changed: restart anyfront to apply it", "listening", s.listen, "configured", cfg.Listen)
 	}
 	var errs []error
-	if err := s.auth.load(cfg.TokenFile); err != nil {
+	if err := s.auth.load(cfg.TokenFile, cfg.ReadTokenFile); err != nil {
 		s.log.Error("admin token not reloaded: the previous token stays", "err", err)
 		errs = append(errs, err)
 	}

@@ -112,8 +112,11 @@ func TestTLS(t *testing.T) {
 			t.Errorf("err = %v, want an unknown-authority error", err)
 		}
 	})
-	t.Run("reads need no token", func(t *testing.T) {
-		code, body, fp, err := httpsDo(cert.Pool, "GET", "https://"+addr+"/api/v1/backends", "")
+	t.Run("reads need a token", func(t *testing.T) {
+		if code, _, _, err := httpsDo(cert.Pool, "GET", "https://"+addr+"/api/v1/backends", ""); err != nil || code != 401 {
+			t.Fatalf("no token: %v %d", err, code)
+		}
+		code, body, fp, err := httpsDo(cert.Pool, "GET", "https://"+addr+"/api/v1/backends", testToken)
 		if err != nil || code != 200 || !strings.Contains(body, `"r1"`) {
 			t.Fatalf("%v %d %s", err, code, body)
 		}
@@ -141,7 +144,7 @@ func TestTLS(t *testing.T) {
 			t.Errorf("the token is in the log:\n%s", l)
 		}
 		// The log did see the calls: the check above looked at something.
-		if !strings.Contains(l, "admin call refused: bad token") || !strings.Contains(l, "tls=true") {
+		if !strings.Contains(l, "result=refused") || !strings.Contains(l, "tls=true") {
 			t.Errorf("the log lacks the refusal or the listener line:\n%s", l)
 		}
 	})

@@ -26,19 +26,19 @@ func TestTopEndpoint(t *testing.T) {
 	}
 	t.Run("the proxy's list is served, 20 entries by default", func(t *testing.T) {
 		var got list
-		r := do(t, "GET", url+"/api/v1/top", "", "")
+		r := do(t, "GET", url+"/api/v1/top", testToken, "")
 		r.json(t, &got)
 		if r.code != http.StatusOK || !got.Enabled || len(got.Clients) != 1 || got.Clients[0].Queries != 20 {
 			t.Errorf("%d %s", r.code, r.body)
 		}
-		do(t, "GET", url+"/api/v1/top?n=5", "", "").json(t, &got)
+		do(t, "GET", url+"/api/v1/top?n=5", testToken, "").json(t, &got)
 		if got.Clients[0].Queries != 5 {
 			t.Errorf("?n=5 asked for %d", got.Clients[0].Queries)
 		}
 	})
 	t.Run("a bad n is a 400 that says why", func(t *testing.T) {
 		for _, n := range []string{"0", "101", "ten", "-3"} {
-			r := do(t, "GET", url+"/api/v1/top?n="+n, "", "")
+			r := do(t, "GET", url+"/api/v1/top?n="+n, testToken, "")
 			if msg := r.errorText(t); r.code != http.StatusBadRequest || !strings.Contains(msg, "n must be a whole number from 1 to 100") {
 				t.Errorf("n=%s: %d %s", n, r.code, msg)
 			}
@@ -46,7 +46,7 @@ func TestTopEndpoint(t *testing.T) {
 	})
 	t.Run("without the tables the lists are empty and say so", func(t *testing.T) {
 		var got list
-		do(t, "GET", none+"/api/v1/top", "", "").json(t, &got)
+		do(t, "GET", none+"/api/v1/top", testToken, "").json(t, &got)
 		if got.Enabled || got.Clients == nil || len(got.Clients) != 0 || got.Names == nil {
 			t.Errorf("%+v", got)
 		}

@@ -45,3 +45,20 @@ func TestAdminTLS(t *testing.T) {
 		})
 	}
 }
+
+func TestAdminTokenFiles(t *testing.T) {
+	cfg, err := Parse("/etc/anyfront/t.yaml", []byte(withPool(
+		"admin:",
+		"  token_file: operate.token",
+		"  read_token_file: /secrets/read.token")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Admin
+	if a.TokenFile != filepath.FromSlash("/etc/anyfront/operate.token") || a.ReadTokenFile != "/secrets/read.token" {
+		t.Errorf("admin = %+v", a)
+	}
+	if _, err := Parse("t.yaml", []byte(withPool("admin:", "  read_token_file: ''"))); err == nil {
+		t.Error("an empty read_token_file was accepted")
+	}
+}

@@ -293,7 +293,10 @@ type Detector struct {
 // Admin configures the admin API.
 type Admin struct {
 	Listen    string // default "127.0.0.1:8053"
-	TokenFile string // empty: mutating calls are refused
+	TokenFile string // the operate token; empty: mutating calls are refused
+	// ReadTokenFile holds the read token: with it (or the operate token)
+	// a client may read; empty: no read-only role.
+	ReadTokenFile string
 	// TLS serves the API over HTTPS with this certificate; nil: plain HTTP.
 	TLS *TLS
 }

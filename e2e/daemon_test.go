@@ -67,10 +67,13 @@ type node struct {
 	admin     string // admin base URL
 	tokenFile string
 	token     string
-	cfgPath   string
-	cmd       *exec.Cmd
-	logs      *syncBuffer
-	exited    chan error
+	// readTokenFile holds readToken, admin.read_token_file.
+	readTokenFile string
+	readToken     string
+	cfgPath       string
+	cmd           *exec.Cmd
+	logs          *syncBuffer
+	exited        chan error
 }
 
 // startNode runs anyfront with the given pools/healthcheck YAML (everything
@@ -87,19 +90,26 @@ func startNode(t *testing.T, body string) *node {
 	}
 	dir := t.TempDir()
 	n := &node{
-		t:         t,
-		dns:       fmt.Sprintf("127.0.0.1:%d", dnsPort),
-		admin:     fmt.Sprintf("http://127.0.0.1:%d", adminPort),
-		tokenFile: filepath.Join(dir, "admin.token"),
-		token:     fmt.Sprintf("t%d-secret", time.Now().UnixNano()),
-		cfgPath:   filepath.Join(dir, "anyfront.yaml"),
-		logs:      &syncBuffer{},
-		exited:    make(chan error, 1),
+		t:             t,
+		dns:           fmt.Sprintf("127.0.0.1:%d", dnsPort),
+		admin:         fmt.Sprintf("http://127.0.0.1:%d", adminPort),
+		tokenFile:     filepath.Join(dir, "admin.token"),
+		token:         fmt.Sprintf("t%d-secret", time.Now().UnixNano()),
+		readTokenFile: filepath.Join(dir, "read.token"),
+		readToken:     fmt.Sprintf("t%d-read", time.Now().UnixNano()),
+		cfgPath:       filepath.Join(dir, "anyfront.yaml"),
+		logs:          &syncBuffer{},
+		exited:        make(chan error, 1),
 	}
 	if err := os.WriteFile(n.tokenFile, []byte(n.token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf("listen: [{address: %q}]\nadmin: {listen: \"127.0.0.1:%d\", token_file: %q}\n%s", n.dns, adminPort, n.tokenFile, body)
+	if err := os.WriteFile(n.readTokenFile, []byte(n.readToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readTokens.Store(fmt.Sprintf("127.0.0.1:%d", adminPort), n.readToken)
+	cfg := fmt.Sprintf("listen: [{address: %q}]\nadmin: {listen: \"127.0.0.1:%d\", token_file: %q, read_token_file: %q}\n%s",
+		n.dns, adminPort, n.tokenFile, n.readTokenFile, body)
 	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +128,7 @@ func startNode(t *testing.T, body string) *node {
 		}
 	})
 	n.waitFor("the admin API to answer", 10*time.Second, func() bool {
-		resp, err := http.Get(n.admin + "/healthz")
+		resp, err := readGet(n.admin + "/healthz")
 		if err != nil {
 			return false
 		}
@@ -151,7 +161,7 @@ type backendView struct {
 
 func (n *node) backends() map[string]backendView {
 	n.t.Helper()
-	resp, err := http.Get(n.admin + "/api/v1/backends")
+	resp, err := readGet(n.admin + "/api/v1/backends")
 	if err != nil {
 		n.t.Fatal(err)
 	}

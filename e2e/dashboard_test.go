@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,9 +100,12 @@ func TestDashboard(t *testing.T) {
 			}
 			consoleErrs = append(consoleErrs, fmt.Sprintf("exception at %d:%d: %s %s", d.LineNumber+1, d.ColumnNumber+1, d.Text, desc))
 		case *log.EventEntryAdded:
-			// The refused drain's 401 is the one expected failed load.
-			expected := ev.Entry.Source == log.EntrySourceNetwork && strings.Contains(ev.Entry.Text, "status of 401") &&
-				strings.HasSuffix(ev.Entry.URL, "/api/v1/backends/r1/drain")
+			// Expected failed loads: reads before the token is typed in
+			// (401), the drain with the read token (403) and the one
+			// with a wrong token (401).
+			expected := ev.Entry.Source == log.EntrySourceNetwork &&
+				(strings.Contains(ev.Entry.Text, "status of 401") || strings.Contains(ev.Entry.Text, "status of 403")) &&
+				strings.Contains(ev.Entry.URL, "/api/v1/")
 			if !expected && (ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning) {
 				consoleErrs = append(consoleErrs, "log: "+ev.Entry.Text+" "+ev.Entry.URL)
 			}
@@ -158,7 +160,18 @@ func TestDashboard(t *testing.T) {
 		return eval(t, row(name)+`.querySelector('td.`+cls+`').textContent`)
 	}
 
-	run(t, "load the dashboard", chromedp.Navigate(n.admin+"/"), chromedp.WaitVisible(chromedp.CSS(`#backends tbody tr[data-backend="r2"]`)))
+	// The node has tokens: the page asks for one before it shows
+	// anything, and the read token is enough to read.
+	run(t, "load the dashboard with the read token", chromedp.Navigate(n.admin+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#token-bar`)),
+		chromedp.SendKeys(chromedp.CSS(`#token-input`), n.readToken),
+		chromedp.Click(chromedp.CSS(`#token-apply`)),
+		chromedp.WaitVisible(chromedp.CSS(`#backends tbody tr[data-backend="r2"]`)))
+
+	t.Run("the node's name and version are shown", func(t *testing.T) {
+		host, _ := os.Hostname()
+		waitJS(t, "the node's identity", 5*time.Second, `document.getElementById('node-id').textContent.startsWith(`+strconv.Quote(host)+`)`)
+	})
 
 	t.Run("backend names and states appear", func(t *testing.T) {
 		for _, b := range []string{"r1", "r2"} {
@@ -231,12 +244,21 @@ func TestDashboard(t *testing.T) {
 		shot(t, "dashboard-top.png")
 	})
 
+	t.Run("drain with the read token is refused and asks for the operate token", func(t *testing.T) {
+		run(t, "click drain", chromedp.Click(chromedp.CSS(`#backends tr[data-backend="r1"] button.drain`)))
+		waitJS(t, "a 403 message", 5*time.Second, `document.getElementById('msg').textContent.includes('403')`)
+		run(t, "the token bar", chromedp.WaitVisible(chromedp.CSS(`#token-bar`)))
+		if a := backendAdmin(t, n.admin, "r1"); a != "auto" {
+			t.Errorf("r1 admin %q after the read token, want auto", a)
+		}
+	})
+
 	t.Run("drain with a wrong token shows an error and changes nothing", func(t *testing.T) {
-		run(t, "click drain", chromedp.Click(chromedp.CSS(`#backends tr[data-backend="r1"] button.drain`)),
-			chromedp.WaitVisible(chromedp.CSS(`#token-bar`)),
+		run(t, "type a wrong token",
 			chromedp.SendKeys(chromedp.CSS(`#token-input`), "not-the-token"),
 			chromedp.Click(chromedp.CSS(`#token-apply`)))
-		waitJS(t, "an error message", 5*time.Second, `document.getElementById('msg').className.includes('err') && !document.getElementById('msg').hidden`)
+		waitJS(t, "a 401 message", 5*time.Second, `document.getElementById('msg').className.includes('err') && `+
+			`!document.getElementById('msg').hidden && document.getElementById('msg').textContent.includes('401')`)
 		if msg := eval(t, `document.getElementById('msg').textContent`); !strings.Contains(msg, "401") {
 			t.Errorf("message %q, want a 401 refusal", msg)
 		}
@@ -304,7 +326,7 @@ func TestDashboard(t *testing.T) {
 // nodeDrained reads GET /api/v1/node.
 func nodeDrained(t *testing.T, admin string) bool {
 	t.Helper()
-	resp, err := http.Get(admin + "/api/v1/node")
+	resp, err := readGet(admin + "/api/v1/node")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +343,7 @@ func nodeDrained(t *testing.T, admin string) bool {
 // backendAdmin reads one backend's admin state from GET /api/v1/backends.
 func backendAdmin(t *testing.T, admin, name string) string {
 	t.Helper()
-	resp, err := http.Get(admin + "/api/v1/backends/" + name)
+	resp, err := readGet(admin + "/api/v1/backends/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}

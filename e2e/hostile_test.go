@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +47,7 @@ func hostileBody(maxConns int, addrs ...string) string {
 // labels included).
 func (n *node) metrics() map[string]float64 {
 	n.t.Helper()
-	resp, err := http.Get(n.admin + "/metrics")
+	resp, err := readGet(n.admin + "/metrics")
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -179,7 +178,7 @@ func queriedMetrics(t *testing.T) []string {
 // scrapeNames returns the sample names in a /metrics page.
 func scrapeNames(t *testing.T, url string) map[string]bool {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := readGet(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -57,7 +56,7 @@ func TestDaemonQueryLogAndTop(t *testing.T) {
 		}
 	}
 	n.waitFor("the top lists", 5*time.Second, func() bool {
-		resp, err := http.Get(n.admin + "/api/v1/top?n=2")
+		resp, err := readGet(n.admin + "/api/v1/top?n=2")
 		if err != nil {
 			t.Fatal(err)
 		}

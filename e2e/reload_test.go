@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -44,7 +43,7 @@ func (n *node) writeConfig(body string) {
 // weights returns each backend's weight as the API shows it.
 func (n *node) weights() map[string]int {
 	n.t.Helper()
-	resp, err := http.Get(n.admin + "/api/v1/backends")
+	resp, err := readGet(n.admin + "/api/v1/backends")
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -135,7 +134,7 @@ func TestRRLDocExample(t *testing.T) {
 		}
 	})
 	t.Run("the rule's limited count is in the API", func(t *testing.T) {
-		res, err := http.Get(n.admin + "/api/v1/rules")
+		res, err := readGet(n.admin + "/api/v1/rules")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -156,7 +156,12 @@ func (n *xdpNode) waitFor(what string, within time.Duration, cond func() bool) {
 
 // get fetches path from the admin API inside the server namespace.
 func (n *xdpNode) get(path string) (string, int) {
-	resp, err := n.admin.Get(fmt.Sprintf("http://127.0.0.1:%d%s", xdpAdminPort, path))
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", xdpAdminPort, path), nil)
+	if err != nil {
+		return err.Error(), 0
+	}
+	req.Header.Set("Authorization", "Bearer xdp-e2e-secret")
+	resp, err := n.admin.Do(req)
 	if err != nil {
 		return err.Error(), 0
 	}

@@ -255,6 +255,8 @@
     else if (node.drained) { badge.textContent = "NODE DRAINED"; badge.className = "badge warn"; }
     else { badge.textContent = "SERVING"; badge.className = "badge up"; }
     $("node-note").textContent = node.note || "";
+    $("node-id").textContent = (node.name || "") + (node.site ? " · " + node.site : "") +
+      (node.version ? " · " + node.version : "");
   }
 
   function drawBGP(bgp) {
@@ -295,6 +297,11 @@
   // drawTop fills the two top tables; a bar shows each entry against the
   // busiest one.
   function drawTop(top) {
+    if (top.error) {
+      // Client addresses are never served without a token (403).
+      $("top-off").textContent = top.error;
+      top = {enabled: false};
+    }
     $("top-off").hidden = top.enabled;
     $("top-tables").hidden = !top.enabled;
     const win = top.window_seconds || 60;
@@ -343,8 +350,11 @@
         if (res.ok) {
           message(what + ": done" + (body.changed === false ? " (no change)" : ""), true);
         } else {
-          if (res.status === 401 || res.status === 403) token = null;
           message(what + " refused (" + res.status + "): " + (body.error || res.statusText), false);
+          if (res.status === 401) token = null;
+          // 403: a read token; it still reads, and the operate token is
+          // asked for to run the change.
+          if (res.status === 403 && token) askToken(what + " (the operate token)", () => mutate(what, path));
         }
         poll();
       })
@@ -396,8 +406,21 @@
     });
   }
 
-  async function getJSON(path) {
-    const res = await fetch(path, {cache: "no-store"});
+  // authHeaders sends the token, once the operator gave one, with reads
+  // too: a node with tokens configured answers no read without one.
+  function authHeaders() { return token ? {"Authorization": "Bearer " + token} : {}; }
+
+  // getJSON reads path; a 401 asks for a token (the read token will do)
+  // and polls again once it is given. optional paths answer their error
+  // body instead of failing the whole poll.
+  async function getJSON(path, optional) {
+    const res = await fetch(path, {cache: "no-store", headers: authHeaders()});
+    if (res.status === 401) {
+      token = null;
+      if (!pending) askToken("reading this node (read or operate token)", poll);
+      throw new Error("a token is needed to read this node");
+    }
+    if (!res.ok && optional) return res.json().catch(() => ({error: "HTTP " + res.status}));
     if (!res.ok) throw new Error(path + ": HTTP " + res.status);
     return res.json();
   }
@@ -411,7 +434,7 @@
       const [stats, backends, node, bgp, top] = await Promise.all([
         getJSON("api/v1/stats" + (lastT ? "?since=" + lastT : "")),
         getJSON("api/v1/backends"), getJSON("api/v1/node"), getJSON("api/v1/bgp"),
-        getJSON("api/v1/top?n=10"),
+        getJSON("api/v1/top?n=10", true),
       ]);
       xdpOn = stats.xdp;
       for (const s of stats.samples) if (s.t > lastT) { samples.push(s); lastT = s.t; }

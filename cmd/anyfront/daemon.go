@@ -70,6 +70,8 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		Rules:      d.proxy,
 		Top:        topLists{d.proxy},
 		Blocks:     d.proxy,
+		Node:       cfg.Node,
+		Version:    version,
 		Log:        log.With("component", "admin"),
 	}
 	if cfg.BGP != nil {

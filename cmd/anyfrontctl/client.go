@@ -79,7 +79,10 @@ func (c *client) do(cmd command, stdout, stderr io.Writer) int {
 	if cmd.body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if cmd.mutating && c.tokenFile != "" {
+	// Once any token is configured reads need one too, so the token goes
+	// with every call; the read token (admin.read_token_file) is enough
+	// for what does not change anything.
+	if c.tokenFile != "" {
 		tok, err := readToken(c.tokenFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "anyfrontctl: -token-file: %v\n", err)
@@ -145,7 +148,7 @@ func (c *client) explain(stderr io.Writer, cmd command, code int, raw []byte) {
 	}
 	switch {
 	case code == http.StatusUnauthorized && c.tokenFile == "":
-		fmt.Fprintln(stderr, "anyfrontctl: unauthorized: check -token-file (none given; this command needs the admin token)")
+		fmt.Fprintln(stderr, "anyfrontctl: unauthorized: check -token-file (none given; this node needs a token: the read token for reads, the operate token for changes)")
 	case code == http.StatusUnauthorized:
 		fmt.Fprintf(stderr, "anyfrontctl: unauthorized: check -token-file (the token in %s was refused)\n", c.tokenFile)
 	case code == http.StatusBadRequest && len(e.Errors) > 0:
@@ -153,6 +156,8 @@ func (c *client) explain(stderr io.Writer, cmd command, code int, raw []byte) {
 		for _, line := range e.Errors {
 			fmt.Fprintln(stderr, line)
 		}
+	case code == http.StatusForbidden && cmd.mutating:
+		fmt.Fprintf(stderr, "anyfrontctl: forbidden: %s\n", e.Error)
 	default:
 		fmt.Fprintf(stderr, "anyfrontctl: %s\n", e.Error)
 	}

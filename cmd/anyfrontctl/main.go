@@ -23,6 +23,9 @@ const (
 
 const defaultAdmin = "http://127.0.0.1:8053"
 
+// version is set by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
 const usage = `usage: anyfrontctl [flags] COMMAND [ARGS]
 
 commands:
@@ -38,6 +41,17 @@ commands:
   bgp                   BGP peers and prefixes
   reload                reload the config file (invalid files are rejected)
   cache purge [SUFFIX]  purge the cache, or only names under SUFFIX
+  rules                 the rules with their hit counts
+  blocks                dynamic blocks in force
+  blocks lift PREFIX    lift a dynamic block now
+  top [N]               the busiest clients and names (needs a token)
+  stats                 queries/s, SERVFAIL and latency now
+  status                with -fleet: one row per node of the fleet file
+  completion bash       print the bash completion script
+
+fleet (docs/deploy.md):
+  -fleet FILE status              every node of the fleet file
+  -fleet FILE -node NAME COMMAND  run COMMAND on that node
 
 flags (before or after the command):
 `
@@ -56,6 +70,9 @@ type options struct {
 	// (admin.tls): trust this certificate, or skip verification.
 	cacert   string
 	insecure bool
+	// fleet and node aim the command at a fleet file's nodes.
+	fleet string
+	node  string
 }
 
 // run is the whole CLI; main only passes os.Args and exits with its code.
@@ -68,6 +85,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.json, "json", false, "print the API's JSON instead of a table")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for the admin API")
 	fs.StringVar(&o.cacert, "cacert", os.Getenv("ANYFRONT_CACERT"), "PEM file of the certificate (or its CA) to trust for an https:// admin URL (env ANYFRONT_CACERT)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.StringVar(&o.fleet, "fleet", os.Getenv("ANYFRONT_FLEET"), "fleet file (nodes: [{name, admin, token_file, cacert}]) for status, or with -node (env ANYFRONT_FLEET)")
+	fs.StringVar(&o.node, "node", "", "with -fleet: run the command on this node of the fleet file")
 	fs.BoolVar(&o.insecure, "insecure", false, "https:// admin URL: do not verify the server's certificate (the token is still encrypted, but could go to an impostor)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -92,6 +112,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		words, rest = append(words, rest[0]), rest[1:]
 	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "anyfrontctl %s\n", version)
+		return exitOK
+	}
 	if len(words) == 0 {
 		fmt.Fprintln(stderr, "anyfrontctl: no command")
 		fs.Usage()
@@ -101,6 +125,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.SetOutput(stdout)
 		fs.Usage()
 		return exitOK
+	}
+	if words[0] == "completion" {
+		return completion(words, stdout, stderr)
+	}
+	if o.fleet != "" {
+		nodes, err := loadFleet(o.fleet)
+		if err != nil {
+			fmt.Fprintf(stderr, "anyfrontctl: %v\n", err)
+			return exitUsage
+		}
+		switch {
+		case o.node != "":
+			n, err := findNode(nodes, o.node)
+			if err != nil {
+				fmt.Fprintf(stderr, "anyfrontctl: %v\n", err)
+				return exitUsage
+			}
+			o = o.forNode(n)
+		case len(words) == 1 && words[0] == "status":
+			return fleetStatus(o, nodes, stdout, stderr)
+		default:
+			fmt.Fprintln(stderr, "anyfrontctl: with -fleet, run status, or give -node NAME for any other command")
+			return exitUsage
+		}
+	} else if o.node != "" {
+		fmt.Fprintln(stderr, "anyfrontctl: -node needs -fleet FILE")
+		return exitUsage
 	}
 	cmd, err := parseCommand(words)
 	if err != nil {
@@ -149,6 +200,9 @@ func parseCommand(w []string) (command, error) {
 			return command{}, err
 		}
 		return command{method: "POST", path: "/api/v1/backends/" + pathEscape(w[1]) + "/" + action, mutating: true, show: show}, nil
+	}
+	if cmd, ok, err := parseMore(w); ok {
+		return cmd, err
 	}
 	switch w[0] {
 	case "backends":

@@ -362,3 +362,10 @@ func TestUsage(t *testing.T) {
 		})
 	}
 }
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI("-version")
+	if code != exitOK || out != "anyfrontctl "+version+"\n" {
+		t.Errorf("code %d, %q", code, out)
+	}
+}

@@ -80,7 +80,7 @@ func TestTLS(t *testing.T) {
 			exitUnreachable, "", "certificate signed by unknown authority", false},
 		{"plain http to the TLS port says to use https", []string{"-admin", plain, "-token-file", e.tokenFile, "node", "drain"},
 			exitFailed, "", "speaks HTTPS (admin.tls): use -admin https://", false},
-		{"-cacert reads", []string{"-admin", e.url, "-cacert", cert.CertFile, "backends"},
+		{"-cacert reads", []string{"-admin", e.url, "-cacert", cert.CertFile, "-token-file", e.tokenFile, "backends"},
 			exitOK, "r1", "", false},
 		{"-cacert with the token changes", []string{"-admin", e.url, "-cacert", cert.CertFile, "-token-file", e.tokenFile, "node", "drain"},
 			exitOK, "node: drained", "", true},
@@ -104,7 +104,7 @@ func TestTLS(t *testing.T) {
 	}
 	t.Run("env ANYFRONT_CACERT", func(t *testing.T) {
 		t.Setenv("ANYFRONT_CACERT", cert.CertFile)
-		if code, out, errOut := runCLI("-admin", e.url, "backends"); code != exitOK {
+		if code, out, errOut := runCLI("-admin", e.url, "-token-file", e.tokenFile, "backends"); code != exitOK {
 			t.Errorf("code %d: %q %q", code, out, errOut)
 		}
 	})
