@@ -6,7 +6,8 @@
 #   run    unbound (demo resolvers), dnsutils (dig)
 #   test   run's, plus knot-dnsutils (kdig), dnsperf, bird2 (BGP peer),
 #          chromium (headless, for the dashboard test) and iproute2 (ip and
-#          tc, for the namespace tests)
+#          tc, for the namespace tests) and nftables (nft: the lossy
+#          backend farm drops packets with it; this kernel has no netem)
 #   bench  test's, plus dnsdist (the benchmark's peer)
 #   generate  clang, llvm (llvm-strip) and libbpf-dev, to recompile ebpf/xdp.c
 #
@@ -29,14 +30,15 @@ declare -A provides=(
 	[bird2]=bird
 	[chromium]=chromium
 	[iproute2]=tc
+	[nftables]=nft
 	[clang]=clang
 	[llvm]=llvm-strip
 	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
 )
 case $mode in
 run) wanted=(unbound dnsutils) ;;
-test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2) ;;
-bench) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 dnsdist) ;;
+test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2 nftables) ;;
+bench) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 dnsdist nftables) ;;
 generate) wanted=(clang llvm libbpf-dev) ;;
 *)
 	echo "usage: $0 [run|test|bench|generate]" >&2

@@ -44,8 +44,13 @@ const (
 // UnboundOptions configures a lab resolver. The zero value is a working
 // single-threaded resolver on a free port.
 type UnboundOptions struct {
-	// Port on 127.0.0.1, for UDP and TCP; 0 picks a free port.
+	// Port on 127.0.0.1 (or Address), for UDP and TCP; 0 picks a free
+	// port.
 	Port int
+	// Address is the IPv4 address to listen on instead of 127.0.0.1,
+	// usually one inside Netns (a LossyFarm's backends). Queries from
+	// outside 127.0.0.0/8 also need an AccessControl line.
+	Address netip.Addr
 	// Threads is unbound's num-threads; 0 means 1.
 	Threads int
 	// ExtraLocalData adds zone data: each entry is a resource record
@@ -140,13 +145,17 @@ func NewUnbound(opts UnboundOptions) (*Unbound, error) {
 				break
 			}
 		}
-		conf := unboundConf{dir: dir, port: port, threads: opts.Threads, verbosity: opts.Verbosity, extra: extra,
+		listen := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		if opts.Address.IsValid() {
+			listen = opts.Address
+		}
+		conf := unboundConf{dir: dir, addr: listen, port: port, threads: opts.Threads, verbosity: opts.Verbosity, extra: extra,
 			pp: opts.ProxyProtocol, logQueries: opts.LogQueries, stub: opts.SubnetStub, acl: opts.AccessControl}
 		if err = os.WriteFile(u.confPath, []byte(conf.render()), 0o600); err != nil {
 			err = fmt.Errorf("write unbound config: %w", err)
 			break
 		}
-		u.Addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
+		u.Addr = netip.AddrPortFrom(listen, uint16(port))
 		err = u.start()
 		if err == nil {
 			return u, nil

@@ -2,6 +2,7 @@ package testlab
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -111,6 +112,7 @@ func extraLine(s string) (string, error) {
 // unboundConf is everything the config file needs besides zone data.
 type unboundConf struct {
 	dir       string // temp dir: pidfile, log, control socket
+	addr      netip.Addr
 	port      int
 	threads   int
 	verbosity int
@@ -130,7 +132,7 @@ func (c unboundConf) render() string {
 	w("server:")
 	w("    verbosity: %d", c.verbosity)
 	w("    num-threads: %d", c.threads)
-	w("    interface: 127.0.0.1@%d", c.port)
+	w("    interface: %s@%d", c.addr, c.port)
 	w("    port: %d", c.port)
 	w("    do-ip4: yes")
 	w("    do-ip6: no")
