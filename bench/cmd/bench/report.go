@@ -89,6 +89,21 @@ var (
 func (r *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	b.WriteString(r.header())
+	r.method(w)
+	for _, wl := range r.wls {
+		r.workloadTable(w, wl)
+	}
+	r.comparisons(w)
+	r.noise(w)
+	r.raw(w)
+	return b.String()
+}
+
+// header is the title, the command and the machine.
+func (r *report) header() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	e := r.env
 	w("# anyfront benchmark results")
 	w("")
@@ -111,10 +126,11 @@ func (r *report) markdown() string {
 	w("| dnsperf | %s |", e.dnsperf)
 	w("| go | %s |", e.goVer)
 	w("")
-	r.method(w)
-	for _, wl := range r.wls {
-		r.workloadTable(w, wl)
-	}
+	return b.String()
+}
+
+// comparisons prints the ratio tables and issue 6's targets.
+func (r *report) comparisons(w func(string, ...any)) {
 	if containsAll(r.systems, "anyfront", "dnsdist") {
 		// One ratio table per set of loads: the encrypted workloads are
 		// measured at lower loads than plain DNS.
@@ -136,9 +152,6 @@ func (r *report) markdown() string {
 			r.targets(w)
 		}
 	}
-	r.noise(w)
-	r.raw(w)
-	return b.String()
 }
 
 func (r *report) method(w func(string, ...any)) {
