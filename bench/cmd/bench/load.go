@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -136,6 +137,8 @@ type loadSpec struct {
 	outstanding int    // -q: queries in flight at most
 	latency     bool   // -v: one line per query, parsed for percentiles
 	mode        string // -m: udp, dot or doh
+	// timeout is -t, when an unanswered query counts as lost; 0: lostAfter.
+	timeout time.Duration
 }
 
 // lostAfter is dnsperf's -t: a query unanswered this long counts as lost.
@@ -167,7 +170,7 @@ func runDnsperf(ctx context.Context, spec loadSpec) (*loadResult, error) {
 		"-l", strconv.FormatFloat(spec.dur.Seconds(), 'f', 2, 64),
 		"-c", strconv.Itoa(spec.clients), "-T", strconv.Itoa(spec.threads),
 		"-q", strconv.Itoa(spec.outstanding),
-		"-t", strconv.FormatFloat(lostAfter.Seconds(), 'f', 1, 64)}
+		"-t", strconv.FormatFloat(cmp.Or(spec.timeout, lostAfter).Seconds(), 'f', 1, 64)}
 	if spec.mode != "" && spec.mode != "udp" {
 		args = append(args, "-m", spec.mode)
 	}

@@ -51,7 +51,7 @@ func run() int {
 		outstanding = flag.Int("outstanding", 100, "dnsperf -q: queries in flight at most")
 		listeners   = flag.Int("dnsdist-listeners", 1, "dnsdist UDP listener threads (1 is dnsdist's default; >1 adds reusePort listeners)")
 		systemsFlag = flag.String("systems", strings.Join(systemNames, ","), "systems to measure, comma-separated")
-		wlFlag      = flag.String("workloads", "miss,hit,mix,dot,doh", "workloads to run, comma-separated (with -profile: miss,hit unless given)")
+		wlFlag      = flag.String("workloads", defaultWorkloads(), "workloads to run, comma-separated (with -profile: miss,hit unless given); fault needs root")
 		profileDir  = flag.String("profile", "", "instead of the benchmark: CPU-profile anyfront on each workload at its first load and write pprof summaries into this directory (bench/profiles)")
 		profileDur  = flag.Duration("profile-duration", 20*time.Second, "with -profile: how long each profile runs")
 	)
@@ -89,9 +89,23 @@ func run() int {
 	if *profileDir != "" && !set["workloads"] {
 		*wlFlag = "miss,hit"
 	}
-	wls, err := pickWorkloads(*wlFlag)
-	if err != nil {
-		return fail("-workloads: %v", err)
+	wantFault, rest := splitFault(*wlFlag)
+	faultSkip := ""
+	if wantFault || !set["workloads"] {
+		// Asked for, or left out of the default list: say why not.
+		faultSkip = faultCan()
+		if faultSkip != "" {
+			say("%s", faultSkip)
+		}
+	}
+	if *profileDir != "" {
+		wantFault = false
+	}
+	var wls []workload
+	if rest != "" || !wantFault {
+		if wls, err = pickWorkloads(rest); err != nil {
+			return fail("-workloads: %v", err)
+		}
 	}
 	if o.rounds < 1 || o.dur <= 0 || o.clients < 1 || o.threads < 1 || o.maxThreads < 1 || o.outstanding < 1 || o.dohConns < 1 || *listeners < 1 || *profileDur <= 0 {
 		return fail("-rounds, -duration, -clients, -threads, -max-threads, -outstanding, -doh-conns, -dnsdist-listeners and -profile-duration must be positive")
@@ -193,6 +207,18 @@ func run() int {
 		}
 	}
 
+	var faults []faultResult
+	if wantFault && faultSkip == "" {
+		faults, err = l.runFault(ctx, o, systems, start)
+		if ctx.Err() != nil {
+			say("interrupted: nothing written")
+			return 130
+		}
+		if err != nil {
+			return fail("fault workload: %v", err)
+		}
+	}
+
 	rep := report{
 		date:             time.Now(),
 		command:          commandLine(),
@@ -205,7 +231,15 @@ func run() int {
 		quick:            *quick,
 		dnsdistListeners: *listeners,
 	}
-	text := rep.markdown()
+	text := ""
+	if len(wls) > 0 {
+		text = rep.markdown()
+	} else {
+		text = rep.header()
+	}
+	if wantFault || faultSkip != "" {
+		text += "\n" + faultMarkdown(faults, systems, o.rounds, faultSkip)
+	}
 	fmt.Print(text)
 	if *out != "" {
 		old, _ := os.ReadFile(*out) // a missing file has no notes to keep
@@ -219,7 +253,35 @@ func run() int {
 			return 1
 		}
 	}
+	for _, c := range faults {
+		if c.err != nil {
+			return 1
+		}
+	}
 	return 0
+}
+
+// defaultWorkloads is every workload, fault only where it can run (root).
+func defaultWorkloads() string {
+	wl := "miss,hit,mix,dot,doh"
+	if faultCan() == "" {
+		wl += ",fault"
+	}
+	return wl
+}
+
+// splitFault takes "fault" out of a -workloads list: it runs apart from the
+// others, on backends of its own.
+func splitFault(s string) (fault bool, rest string) {
+	var keep []string
+	for _, f := range strings.Split(s, ",") {
+		if strings.TrimSpace(f) == "fault" {
+			fault = true
+			continue
+		}
+		keep = append(keep, f)
+	}
+	return fault, strings.Join(keep, ",")
 }
 
 // notesMarker ends the generated part of the results file. What follows it

@@ -89,6 +89,21 @@ var (
 func (r *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	b.WriteString(r.header())
+	r.method(w)
+	for _, wl := range r.wls {
+		r.workloadTable(w, wl)
+	}
+	r.comparisons(w)
+	r.noise(w)
+	r.raw(w)
+	return b.String()
+}
+
+// header is the title, the command and the machine.
+func (r *report) header() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	e := r.env
 	w("# anyfront benchmark results")
 	w("")
@@ -111,10 +126,12 @@ func (r *report) markdown() string {
 	w("| dnsperf | %s |", e.dnsperf)
 	w("| go | %s |", e.goVer)
 	w("")
-	r.method(w)
-	for _, wl := range r.wls {
-		r.workloadTable(w, wl)
-	}
+	return b.String()
+}
+
+// comparisons prints the ratio tables (against dnsdist, and against
+// anyfront-base in an A/B run) and issue 6's targets.
+func (r *report) comparisons(w func(string, ...any)) {
 	for _, pair := range [][2]string{{"anyfront", "dnsdist"}, {"anyfront", "anyfront-base"}} {
 		if !containsAll(r.systems, pair[0], pair[1]) {
 			continue
@@ -139,9 +156,6 @@ func (r *report) markdown() string {
 			r.targets(w)
 		}
 	}
-	r.noise(w)
-	r.raw(w)
-	return b.String()
 }
 
 func (r *report) method(w func(string, ...any)) {

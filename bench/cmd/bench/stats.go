@@ -15,7 +15,10 @@ func percentile(lat []float64, lost int, p float64) float64 {
 	if n == 0 || p <= 0 || p > 100 {
 		return math.NaN()
 	}
-	rank := int(math.Ceil(p / 100 * float64(n))) // 1-based
+	// 1-based. p/100*n is inexact for p = 99.9 (9990.000000000002 for
+	// n = 10,000), which Ceil would push a whole rank up: round the
+	// product to 1e-6 first.
+	rank := int(math.Ceil(math.Round(p*float64(n)*1e4) / 1e6))
 	if rank < 1 {
 		rank = 1
 	}
