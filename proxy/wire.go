@@ -20,7 +20,9 @@ const (
 	flagRA = 1 << 7
 	flagCD = 1 << 4
 
-	typeOPT = 41
+	typeOPT  = 41
+	typeSIG  = 24  // SIG(0), RFC 2931
+	typeTSIG = 250 // RFC 8945
 
 	rcodeNoError  = 0
 	rcodeFormErr  = 1
@@ -38,7 +40,8 @@ const (
 // where the caller answers FORMERR or NOTIMP.
 var (
 	errShort        = errors.New("shorter than a DNS header")
-	errNotQuery     = errors.New("QR or TC set in a query")
+	errNotQuery     = errors.New("QR set in a query")
+	errTC           = errors.New("TC set in a query")
 	errQDCount      = errors.New("QDCOUNT is not 1")
 	errOpcode       = errors.New("opcode is not QUERY")
 	errBadName      = errors.New("malformed question name")
@@ -70,6 +73,14 @@ type msgView struct {
 	ednsTTL uint32 // OPT TTL: extended rcode, version, DO and Z flags
 	// optOff is where the OPT record starts, when hasOPT.
 	optOff int
+	// signed says the query carries a TSIG or SIG(0) record; malformed,
+	// that its records are ones a server refuses (records in the answer
+	// or authority section, a second OPT or one not owned by the root,
+	// damaged records). Either keeps the query away from the cache: its
+	// answer is the backend's to give (RFC 8906: behave as the backend).
+	signed, malformed bool
+	// opts are the query's per-client EDNS options (cacheopts.go).
+	opts clientOpts
 	// ecs is what the query's pool does with EDNS Client Subnet (ecs.go).
 	ecs ecsPlan
 	// key is the packet cache key, filled only when a cache is consulted.
@@ -103,6 +114,8 @@ func (v *msgView) parseHeader(msg []byte) error {
 	v.qEnd = headerLen
 	v.lowerLen = 0
 	v.hasOPT = false
+	v.signed, v.malformed = false, false
+	v.opts = clientOpts{}
 	v.udpSize = 0
 	v.ednsTTL = 0
 	v.ecs.mode, v.ecs.client = ecsNone, ecsClientNone
@@ -110,19 +123,34 @@ func (v *msgView) parseHeader(msg []byte) error {
 }
 
 // parseQuery validates a query as every front end must (DESIGN.md): a short
-// packet or QR/TC set is errShort/errNotQuery (drop); QDCOUNT != 1 is
-// errQDCount (FORMERR); a bad name is errBadName (drop); another opcode is
-// errOpcode (NOTIMP), reported only once the question parsed so the NOTIMP can
-// echo it.
+// packet or QR set is errShort/errNotQuery (drop); TC set is errTC (FORMERR,
+// as unbound answers it); an opcode other than QUERY is errOpcode (NOTIMP),
+// judged before QDCOUNT as RFC 8906 §3.1.4 has it, and reported once the
+// question (if one) parsed so the NOTIMP can echo it; QDCOUNT != 1 is
+// errQDCount (FORMERR); a bad name is errBadName (drop).
 func (v *msgView) parseQuery(msg []byte) error {
 	if err := v.parseHeader(msg); err != nil {
 		return err
 	}
-	if v.flags&(flagQR|flagTC) != 0 {
+	if v.flags&flagQR != 0 {
 		return errNotQuery
+	}
+	if v.flags&flagTC != 0 {
+		// A FORMERR echoes the question when it can be read.
+		if v.qdcount == 1 {
+			if v.parseQuestion(msg) == nil {
+				v.findOPTAfter(msg, v.qEnd, int(v.ancount)+int(v.nscount))
+			} else {
+				v.qEnd, v.lowerLen = headerLen, 0
+			}
+		}
+		return errTC
 	}
 	if v.qdcount != 1 {
 		v.findOPTAfter(msg, headerLen, 0)
+		if v.opcode() != 0 {
+			return errOpcode
+		}
 		return errQDCount
 	}
 	if err := v.parseQuestion(msg); err != nil {
@@ -183,8 +211,12 @@ func (v *msgView) parseQuestion(msg []byte) error {
 }
 
 // findOPTAfter skips skip records starting at off, then scans the additional
-// section for an OPT record. It never fails: a damaged tail leaves hasOPT unset.
+// section for the OPT record, noting what makes the query signed or
+// malformed. It never fails: a damaged tail leaves hasOPT unset.
 func (v *msgView) findOPTAfter(msg []byte, off, skip int) {
+	if skip > 0 {
+		v.malformed = true // a query has no answer or authority records
+	}
 	for i := 0; i < skip; i++ {
 		var ok bool
 		if off, _, ok = skipRecord(msg, off); !ok {
@@ -196,18 +228,27 @@ func (v *msgView) findOPTAfter(msg []byte, off, skip int) {
 		var typ uint16
 		var ok bool
 		if off, typ, ok = skipRecord(msg, off); !ok {
+			v.malformed = true
 			return
 		}
-		if typ == typeOPT {
-			// OPT's owner is the root: one zero byte, then TYPE.
-			if msg[start] != 0 {
-				return
-			}
+		switch {
+		case typ == typeTSIG || typ == typeSIG:
+			v.signed = true
+		case typ != typeOPT:
+		case msg[start] != 0 || v.hasOPT:
+			// OPT's owner is the root, and there is one at most
+			// (RFC 6891 §6.1.1): the backend answers FORMERR.
+			v.malformed = true
+			v.hasOPT = false
+			return
+		default:
 			v.hasOPT = true
 			v.optOff = start
 			v.udpSize = binary.BigEndian.Uint16(msg[start+3:])
 			v.ednsTTL = binary.BigEndian.Uint32(msg[start+5:])
-			return
+			if !v.opts.read(msg, start, off) {
+				v.malformed = true
+			}
 		}
 	}
 }
@@ -339,6 +380,11 @@ func equalFoldWire(a, b []byte) bool {
 // the query carried one (payload 1232, DO echoed).
 func appendReply(dst, query []byte, v *msgView, rcode int) []byte {
 	flags := v.flags&(0xF<<11|flagRD|flagCD) | flagQR | flagRA | uint16(rcode&0xF)
+	if rcode == rcodeFormErr || rcode == rcodeNotImp {
+		// Judged on the query alone, before any recursion is offered:
+		// the backends answer these without RA too.
+		flags &^= flagRA
+	}
 	qd := uint16(0)
 	if v.qEnd > headerLen {
 		qd = 1

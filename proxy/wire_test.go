@@ -68,7 +68,7 @@ func TestParseQuery(t *testing.T) {
 		{name: "empty packet is short", msg: nil, want: errShort},
 		{name: "11 bytes is short", msg: valid[:11], want: errShort},
 		{name: "QR set is not a query", msg: pack(t, response), want: errNotQuery},
-		{name: "TC set is not a query", msg: pack(t, tc), want: errNotQuery},
+		{name: "TC set is FORMERR, as unbound answers it", msg: pack(t, tc), want: errTC},
 		{name: "two questions is FORMERR", msg: pack(t, two), want: errQDCount},
 		{name: "no question is FORMERR", msg: pack(t, none), want: errQDCount},
 		{name: "NOTIFY is NOTIMP with its question parsed", msg: pack(t, notify), want: errOpcode, lower: "example.com.", maxUDP: 512, qtype: dns.TypeSOA, opcode: dns.OpcodeNotify},
