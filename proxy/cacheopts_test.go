@@ -181,6 +181,11 @@ func TestCacheBypass(t *testing.T) {
 			q.Answer = append(q.Answer, rr)
 			return q
 		}, true},
+		{"TC set", func() *dns.Msg {
+			q := query("conf.test.", dns.TypeSOA)
+			q.Truncated = true
+			return q
+		}, true},
 		{"OPT in the authority section", func() *dns.Msg {
 			q := query("conf.test.", dns.TypeSOA)
 			q.Ns = append(q.Ns, opt("."))
@@ -196,8 +201,9 @@ func TestCacheBypass(t *testing.T) {
 	}
 }
 
-// TestParseQueryRFC8906: the opcode is judged before QDCOUNT; TC=1 gets
-// FORMERR with the question echoed; FORMERR and NOTIMP carry no RA.
+// TestParseQueryRFC8906: the opcode is judged before QDCOUNT; TC=1 is the
+// backend's to judge; FORMERR echoes the question; FORMERR and NOTIMP carry
+// no RA.
 func TestParseQueryRFC8906(t *testing.T) {
 	hdrOnly := make([]byte, headerLen)
 	binary.BigEndian.PutUint16(hdrOnly[2:], 15<<11) // opcode 15, nothing else
@@ -211,11 +217,11 @@ func TestParseQueryRFC8906(t *testing.T) {
 	tc := query("www.example.", dns.TypeA)
 	tc.Truncated = true
 	raw := pack(t, tc)
-	if err := v.parseQuery(raw); err != errTC {
-		t.Fatalf("TC query: %v, want %v", err, errTC)
+	if err := v.parseQuery(raw); err != nil || !v.malformed {
+		t.Fatalf("TC query: %v, malformed %v; want it parsed and kept from the cache", err, v.malformed)
 	}
 	m := unpack(t, appendReply(nil, raw, &v, rcodeFormErr))
 	if m.Rcode != dns.RcodeFormatError || m.RecursionAvailable || len(m.Question) != 1 || m.Question[0].Name != "www.example." {
-		t.Errorf("FORMERR to a TC query: %v; want FORMERR, no RA, the question echoed", m)
+		t.Errorf("FORMERR: %v; want FORMERR, no RA, the question echoed", m)
 	}
 }

@@ -59,10 +59,6 @@ func (p *Proxy) frontChecks(tr transport, snap *snapshot, v *msgView, msg []byte
 			p.Stats.NotImp.Add(1)
 			return vReply, nil, appendReply(out, msg, v, rcodeNotImp)
 		}
-	case errTC:
-		// unbound's answer; silence would only make the client retry.
-		p.Stats.FormErr.Add(1)
-		return vReply, nil, appendReply(out, msg, v, rcodeFormErr)
 	case errQDCount:
 		p.Stats.FormErr.Add(1)
 		return vReply, nil, appendReply(out, msg, v, rcodeFormErr)

@@ -41,7 +41,6 @@ const (
 var (
 	errShort        = errors.New("shorter than a DNS header")
 	errNotQuery     = errors.New("QR set in a query")
-	errTC           = errors.New("TC set in a query")
 	errQDCount      = errors.New("QDCOUNT is not 1")
 	errOpcode       = errors.New("opcode is not QUERY")
 	errBadName      = errors.New("malformed question name")
@@ -76,7 +75,7 @@ type msgView struct {
 	// signed says the query carries a TSIG or SIG(0) record; malformed,
 	// that its records are ones a server refuses (records in the answer
 	// or authority section, a second OPT or one not owned by the root,
-	// damaged records). Either keeps the query away from the cache: its
+	// damaged records, TC set). Either keeps the query away from the cache: its
 	// answer is the backend's to give (RFC 8906: behave as the backend).
 	signed, malformed bool
 	// opts are the query's per-client EDNS options (cacheopts.go).
@@ -123,8 +122,8 @@ func (v *msgView) parseHeader(msg []byte) error {
 }
 
 // parseQuery validates a query as every front end must (DESIGN.md): a short
-// packet or QR set is errShort/errNotQuery (drop); TC set is errTC (FORMERR,
-// as unbound answers it); an opcode other than QUERY is errOpcode (NOTIMP),
+// packet or QR set is errShort/errNotQuery (drop); TC set is forwarded
+// uncached (malformed); an opcode other than QUERY is errOpcode (NOTIMP),
 // judged before QDCOUNT as RFC 8906 §3.1.4 has it, and reported once the
 // question (if one) parsed so the NOTIMP can echo it; QDCOUNT != 1 is
 // errQDCount (FORMERR); a bad name is errBadName (drop).
@@ -134,17 +133,6 @@ func (v *msgView) parseQuery(msg []byte) error {
 	}
 	if v.flags&flagQR != 0 {
 		return errNotQuery
-	}
-	if v.flags&flagTC != 0 {
-		// A FORMERR echoes the question when it can be read.
-		if v.qdcount == 1 {
-			if v.parseQuestion(msg) == nil {
-				v.findOPTAfter(msg, v.qEnd, int(v.ancount)+int(v.nscount))
-			} else {
-				v.qEnd, v.lowerLen = headerLen, 0
-			}
-		}
-		return errTC
 	}
 	if v.qdcount != 1 {
 		v.findOPTAfter(msg, headerLen, 0)
@@ -160,6 +148,11 @@ func (v *msgView) parseQuery(msg []byte) error {
 	// records are damaged is still forwarded as the client sent it, so the
 	// backend answers it exactly as it would directly.
 	v.findOPTAfter(msg, v.qEnd, int(v.ancount)+int(v.nscount))
+	if v.flags&flagTC != 0 {
+		// Backends differ (unbound: FORMERR, BIND: an answer): the
+		// backend answers it, never the cache.
+		v.malformed = true
+	}
 	if v.opcode() != 0 {
 		return errOpcode
 	}
