@@ -256,6 +256,7 @@ func TestHostileUDP(t *testing.T) {
 		none want = iota
 		formerr
 		notimp
+		notimpNoQ
 		answered
 	)
 	for _, tt := range []struct {
@@ -264,7 +265,8 @@ func TestHostileUDP(t *testing.T) {
 		want want
 	}{
 		{"QR=1 is not answered", withRest(header(1, 0x8100, 1, 0, 0, 0), question), none},
-		{"TC=1 in a query is not answered", withRest(header(2, 0x0300, 1, 0, 0, 0), question), none},
+		// Issue 16: TC=1 goes to the backend, which judges it (unbound: FORMERR).
+		{"TC=1 in a query gets the backend's FORMERR", withRest(header(2, 0x0300, 1, 0, 0, 0), question), formerr},
 		{"QDCOUNT 0 is FORMERR", header(3, 0x0100, 0, 0, 0, 0), formerr},
 		{"QDCOUNT 2 is FORMERR", withRest(header(4, 0x0100, 2, 0, 0, 0), question, question), formerr},
 		{"a compression loop is dropped", withRest(header(5, 0x0100, 1, 0, 0, 0), []byte{0xC0, 12, 0, 1, 0, 1}), none},
@@ -274,6 +276,8 @@ func TestHostileUDP(t *testing.T) {
 		{"opcode IQUERY is NOTIMP", withRest(header(9, 1<<11|0x0100, 1, 0, 0, 0), question), notimp},
 		{"opcode 3 is NOTIMP", withRest(header(10, 3<<11|0x0100, 1, 0, 0, 0), question), notimp},
 		{"opcode 15 is NOTIMP", withRest(header(11, 15<<11|0x0100, 1, 0, 0, 0), question), notimp},
+		// RFC 8906 §3.1.4: the opcode is judged before QDCOUNT.
+		{"header-only opcode 15 is NOTIMP", header(14, 15<<11, 0, 0, 0, 0), notimpNoQ},
 		{"unknown class is forwarded and answered", withRest(header(12, 0x0100, 1, 0, 0, 0), question[:len(question)-2], []byte{0x04, 0xD2}), answered},
 		{"class CHAOS is forwarded and answered", withRest(header(13, 0x0100, 1, 0, 0, 0), question[:len(question)-2], []byte{0, 3}), answered},
 	} {
@@ -303,6 +307,10 @@ func TestHostileUDP(t *testing.T) {
 			case notimp:
 				if m.Rcode != dns.RcodeNotImplemented || len(m.Question) != 1 || m.Opcode != int(tt.raw[2]>>3&0xF) {
 					t.Errorf("got %v, want NOTIMP echoing the question and opcode", &m)
+				}
+			case notimpNoQ:
+				if m.Rcode != dns.RcodeNotImplemented || len(m.Question) != 0 || m.RecursionAvailable {
+					t.Errorf("got %v, want NOTIMP without question or RA", &m)
 				}
 			case answered:
 				if len(m.Question) != 1 || !bytes.Equal(raw[12:12+len(tt.raw)-12], tt.raw[12:]) {

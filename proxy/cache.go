@@ -65,6 +65,9 @@ func (k *cacheKey) set(v *msgView) {
 	k.n = n + 6
 	k.base = k.n
 	k.appendECS(&v.ecs)
+	if v.bypass() {
+		k.skip = true // its answer is the backend's to give (cacheopts.go)
+	}
 	k.h = policy.HashName(k.buf[:k.n])
 	k.hb = k.h
 	if k.base != k.n {
@@ -320,6 +323,14 @@ func (c *packetCache) insert(k *cacheKey, resp []byte, ttls []uint16, now int64,
 	}
 	e.answer = append(e.answer[:0], resp...)
 	e.ttls = append(e.ttls[:0], ttls...)
+	// Per-client options are no later client's (cacheopts.go).
+	if removed, at := stripClientOpts(&e.answer); removed > 0 {
+		for i, off := range e.ttls {
+			if int(off) >= at {
+				e.ttls[i] = off - uint16(removed)
+			}
+		}
+	}
 	e.stored = now
 	e.ttl = uint32(d / time.Second)
 	e.expires = now + int64(d)

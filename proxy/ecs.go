@@ -93,6 +93,11 @@ func (p *ecsPlan) source() int { return int(p.data[2]) }
 func (v *msgView) planECS(pol *ecsPolicy, msg []byte, client netip.Addr) {
 	p := &v.ecs
 	p.mode, p.client, p.cStart, p.cEnd, p.dlen = ecsNone, ecsClientNone, 0, 0, 0
+	if v.malformed {
+		// Forwarded untouched for the backend to refuse, never cached.
+		p.client = ecsClientBad
+		return
+	}
 	has := false
 	if v.hasOPT {
 		s, e, optEnd, ok := findECSOption(msg, v.optOff)

@@ -51,7 +51,14 @@ func (p *Proxy) frontChecks(tr transport, snap *snapshot, v *msgView, msg []byte
 		return vReply, nil, appendReply(out, msg, v, rcodeRefused)
 	}
 	switch parseErr {
-	case nil, errOpcode: // other opcodes: NOTIMP below unless a rule takes them
+	case nil:
+	case errOpcode: // other opcodes: NOTIMP below unless a rule takes them
+		if v.qEnd == headerLen {
+			// No question (RFC 8906 §3.1.4 judges the opcode first):
+			// nothing for a rule to match or a backend to answer.
+			p.Stats.NotImp.Add(1)
+			return vReply, nil, appendReply(out, msg, v, rcodeNotImp)
+		}
 	case errQDCount:
 		p.Stats.FormErr.Add(1)
 		return vReply, nil, appendReply(out, msg, v, rcodeFormErr)
@@ -90,8 +97,10 @@ func (p *Proxy) frontChecks(tr transport, snap *snapshot, v *msgView, msg []byte
 	v.planECS(&pool.ecs, msg, client)
 	if c := pool.cache; c != nil {
 		k.set(v)
+		start := len(out)
 		o, res, prefetch := c.answer(out, k, msg, v, p.now(), false)
 		if res == cacheHit {
+			o = withCookie(o, start, msg, v, client, p.now())
 			c.hits.Add(1)
 			if prefetch && len(pool.ups) > 0 {
 				c.prefetches.Add(1)

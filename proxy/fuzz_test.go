@@ -159,6 +159,21 @@ func FuzzCache(f *testing.F) {
 		return answerA(f, q, ttls...)
 	}
 	f.Add(mk("www.example.", dns.TypeA, false, 1), ansA("www.example.", 300, 100), mk("WWW.Example.", dns.TypeA, false, 2), uint32(40), false)
+	{
+		// An answer with per-client options, which the entry drops.
+		q := query("opt.example.", dns.TypeA)
+		q.SetEdns0(1232, false)
+		r := new(dns.Msg)
+		r.SetReply(q)
+		rr, _ := dns.NewRR("opt.example. 300 IN A 192.0.2.1")
+		r.Answer = append(r.Answer, rr)
+		r.SetEdns0(1232, false)
+		r.IsEdns0().Option = append(r.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708a1a2a3a4a5a6a7a8"},
+			&dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: "6e73"})
+		glue, _ := dns.NewRR("ns.example. 300 IN A 192.0.2.53")
+		r.Extra = append(r.Extra, glue)
+		f.Add(pack(f, q), pack(f, r), pack(f, q), uint32(10), false)
+	}
 	f.Add(mk("www.example.", dns.TypeA, false, 1), ansA("www.example.", 5), mk("www.example.", dns.TypeA, false, 2), uint32(50), true)
 	f.Add(mk("www.example.", dns.TypeA, false, 1), ansA("www.example.", 300), mk("www.example.", dns.TypeAAAA, false, 2), uint32(1), false)
 	f.Add(mk("www.example.", dns.TypeA, false, 1), ansA("www.example.", 300), mk("www.example.", dns.TypeA, true, 2), uint32(1), false)
@@ -182,6 +197,9 @@ func FuzzCache(f *testing.F) {
 		if !bytes.Equal(resp, orig) {
 			t.Fatal("store changed the answer it was given")
 		}
+		// The entry is the answer without its per-client EDNS options
+		// (cacheopts.go): hits are compared with that.
+		stripClientOpts(&orig)
 		now := int64(age%100000) * int64(time.Second)
 		out, res, _ := c.answer(make([]byte, 3, 16), &v2.key, q2, &v2, now, stale)
 		if res == cacheMiss {

@@ -20,7 +20,9 @@ const (
 	flagRA = 1 << 7
 	flagCD = 1 << 4
 
-	typeOPT = 41
+	typeOPT  = 41
+	typeSIG  = 24  // SIG(0), RFC 2931
+	typeTSIG = 250 // RFC 8945
 
 	rcodeNoError  = 0
 	rcodeFormErr  = 1
@@ -38,7 +40,7 @@ const (
 // where the caller answers FORMERR or NOTIMP.
 var (
 	errShort        = errors.New("shorter than a DNS header")
-	errNotQuery     = errors.New("QR or TC set in a query")
+	errNotQuery     = errors.New("QR set in a query")
 	errQDCount      = errors.New("QDCOUNT is not 1")
 	errOpcode       = errors.New("opcode is not QUERY")
 	errBadName      = errors.New("malformed question name")
@@ -70,6 +72,14 @@ type msgView struct {
 	ednsTTL uint32 // OPT TTL: extended rcode, version, DO and Z flags
 	// optOff is where the OPT record starts, when hasOPT.
 	optOff int
+	// signed says the query carries a TSIG or SIG(0) record; malformed,
+	// that its records are ones a server refuses (records in the answer
+	// or authority section, a second OPT or one not owned by the root,
+	// damaged records, TC set). Either keeps the query away from the cache: its
+	// answer is the backend's to give (RFC 8906: behave as the backend).
+	signed, malformed bool
+	// opts are the query's per-client EDNS options (cacheopts.go).
+	opts clientOpts
 	// ecs is what the query's pool does with EDNS Client Subnet (ecs.go).
 	ecs ecsPlan
 	// key is the packet cache key, filled only when a cache is consulted.
@@ -103,6 +113,8 @@ func (v *msgView) parseHeader(msg []byte) error {
 	v.qEnd = headerLen
 	v.lowerLen = 0
 	v.hasOPT = false
+	v.signed, v.malformed = false, false
+	v.opts = clientOpts{}
 	v.udpSize = 0
 	v.ednsTTL = 0
 	v.ecs.mode, v.ecs.client = ecsNone, ecsClientNone
@@ -110,19 +122,23 @@ func (v *msgView) parseHeader(msg []byte) error {
 }
 
 // parseQuery validates a query as every front end must (DESIGN.md): a short
-// packet or QR/TC set is errShort/errNotQuery (drop); QDCOUNT != 1 is
-// errQDCount (FORMERR); a bad name is errBadName (drop); another opcode is
-// errOpcode (NOTIMP), reported only once the question parsed so the NOTIMP can
-// echo it.
+// packet or QR set is errShort/errNotQuery (drop); TC set is forwarded
+// uncached (malformed); an opcode other than QUERY is errOpcode (NOTIMP),
+// judged before QDCOUNT as RFC 8906 §3.1.4 has it, and reported once the
+// question (if one) parsed so the NOTIMP can echo it; QDCOUNT != 1 is
+// errQDCount (FORMERR); a bad name is errBadName (drop).
 func (v *msgView) parseQuery(msg []byte) error {
 	if err := v.parseHeader(msg); err != nil {
 		return err
 	}
-	if v.flags&(flagQR|flagTC) != 0 {
+	if v.flags&flagQR != 0 {
 		return errNotQuery
 	}
 	if v.qdcount != 1 {
 		v.findOPTAfter(msg, headerLen, 0)
+		if v.opcode() != 0 {
+			return errOpcode
+		}
 		return errQDCount
 	}
 	if err := v.parseQuestion(msg); err != nil {
@@ -132,6 +148,11 @@ func (v *msgView) parseQuery(msg []byte) error {
 	// records are damaged is still forwarded as the client sent it, so the
 	// backend answers it exactly as it would directly.
 	v.findOPTAfter(msg, v.qEnd, int(v.ancount)+int(v.nscount))
+	if v.flags&flagTC != 0 {
+		// Backends differ (unbound: FORMERR, BIND: an answer): the
+		// backend answers it, never the cache.
+		v.malformed = true
+	}
 	if v.opcode() != 0 {
 		return errOpcode
 	}
@@ -183,8 +204,12 @@ func (v *msgView) parseQuestion(msg []byte) error {
 }
 
 // findOPTAfter skips skip records starting at off, then scans the additional
-// section for an OPT record. It never fails: a damaged tail leaves hasOPT unset.
+// section for the OPT record, noting what makes the query signed or
+// malformed. It never fails: a damaged tail leaves hasOPT unset.
 func (v *msgView) findOPTAfter(msg []byte, off, skip int) {
+	if skip > 0 {
+		v.malformed = true // a query has no answer or authority records
+	}
 	for i := 0; i < skip; i++ {
 		var ok bool
 		if off, _, ok = skipRecord(msg, off); !ok {
@@ -196,18 +221,27 @@ func (v *msgView) findOPTAfter(msg []byte, off, skip int) {
 		var typ uint16
 		var ok bool
 		if off, typ, ok = skipRecord(msg, off); !ok {
+			v.malformed = true
 			return
 		}
-		if typ == typeOPT {
-			// OPT's owner is the root: one zero byte, then TYPE.
-			if msg[start] != 0 {
-				return
-			}
+		switch {
+		case typ == typeTSIG || typ == typeSIG:
+			v.signed = true
+		case typ != typeOPT:
+		case msg[start] != 0 || v.hasOPT:
+			// OPT's owner is the root, and there is one at most
+			// (RFC 6891 §6.1.1): the backend answers FORMERR.
+			v.malformed = true
+			v.hasOPT = false
+			return
+		default:
 			v.hasOPT = true
 			v.optOff = start
 			v.udpSize = binary.BigEndian.Uint16(msg[start+3:])
 			v.ednsTTL = binary.BigEndian.Uint32(msg[start+5:])
-			return
+			if !v.opts.read(msg, start, off) {
+				v.malformed = true
+			}
 		}
 	}
 }
@@ -339,6 +373,11 @@ func equalFoldWire(a, b []byte) bool {
 // the query carried one (payload 1232, DO echoed).
 func appendReply(dst, query []byte, v *msgView, rcode int) []byte {
 	flags := v.flags&(0xF<<11|flagRD|flagCD) | flagQR | flagRA | uint16(rcode&0xF)
+	if rcode == rcodeFormErr || rcode == rcodeNotImp {
+		// Judged on the query alone, before any recursion is offered:
+		// the backends answer these without RA too.
+		flags &^= flagRA
+	}
 	qd := uint16(0)
 	if v.qEnd > headerLen {
 		qd = 1

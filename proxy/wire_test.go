@@ -68,7 +68,7 @@ func TestParseQuery(t *testing.T) {
 		{name: "empty packet is short", msg: nil, want: errShort},
 		{name: "11 bytes is short", msg: valid[:11], want: errShort},
 		{name: "QR set is not a query", msg: pack(t, response), want: errNotQuery},
-		{name: "TC set is not a query", msg: pack(t, tc), want: errNotQuery},
+		{name: "TC set is forwarded for the backend to judge", msg: pack(t, tc), want: nil},
 		{name: "two questions is FORMERR", msg: pack(t, two), want: errQDCount},
 		{name: "no question is FORMERR", msg: pack(t, none), want: errQDCount},
 		{name: "NOTIFY is NOTIMP with its question parsed", msg: pack(t, notify), want: errOpcode, lower: "example.com.", maxUDP: 512, qtype: dns.TypeSOA, opcode: dns.OpcodeNotify},
@@ -254,6 +254,18 @@ func FuzzParseQuery(f *testing.F) {
 	e := query("edns.test.", dns.TypeAAAA)
 	e.SetEdns0(1232, true)
 	f.Add(pack(f, e))
+	// Per-client options, a second OPT, TC set, a header-only opcode.
+	o := query("opts.test.", dns.TypeA)
+	o.SetEdns0(1232, false)
+	o.IsEdns0().Option = append(o.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"},
+		&dns.EDNS0_NSID{Code: dns.EDNS0NSID}, &dns.EDNS0_EXPIRE{Code: dns.EDNS0EXPIRE, Empty: true})
+	f.Add(pack(f, o))
+	o.Extra = append(o.Extra, o.Extra[0])
+	f.Add(pack(f, o))
+	tc := query("tc.test.", dns.TypeA)
+	tc.Truncated = true
+	f.Add(pack(f, tc))
+	f.Add([]byte{0, 1, 0x78, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var v msgView
 		if v.parseQuery(b) != nil {

@@ -274,7 +274,9 @@ func TestXDPPublishesOnlyWhatNoRuleTouches(t *testing.T) {
 		{name: "a negation", rules: `rules: [{match: {not: {qname_suffix: ["other.test."]}}, action: {log: true}}]`},
 		{name: "an answer with an EDNS option", q: edns(query("x.demo.test.", dns.TypeA)), resp: func(t *testing.T, q *dns.Msg) *dns.Msg {
 			m := reply(t, q, "x.demo.test. 300 IN A 192.0.2.1")
-			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708a1a2a3a4a5a6a7a8"})
+			// An Extended DNS Error stays in the entry; a COOKIE would
+			// not (cacheopts.go), so it would not stop XDP.
+			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer, ExtraText: "x"})
 			return m
 		}},
 		{name: "EDNS version 1", q: func() *dns.Msg { q := edns(query("x.demo.test.", dns.TypeA)); q.IsEdns0().SetVersion(1); return q }()},

@@ -5,14 +5,16 @@
 #
 #   run    unbound (demo resolvers), dnsutils (dig)
 #   test   run's, plus knot-dnsutils (kdig), dnsperf, bird2 (BGP peer),
-#          chromium (headless, for the dashboard test) and iproute2 (ip and
-#          tc, for the namespace tests) and nftables (nft: the lossy
-#          backend farm drops packets with it; this kernel has no netem)
+#          chromium (headless, for the dashboard test), iproute2 (ip and
+#          tc, for the namespace tests), nftables (nft: the lossy
+#          backend farm drops packets with it; this kernel has no netem),
+#          bind9 (named: the authoritative backend for cookie, NSID, EXPIRE
+#          and TSIG tests) and bind9-utils
 #   bench  test's, plus dnsdist (the benchmark's peer)
 #   generate  clang, llvm (llvm-strip) and libbpf-dev, to recompile ebpf/xdp.c
 #
 # Only the missing packages are installed, with one `apt-get update` when
-# there is something to install. Installing unbound or dnsdist must not leave
+# there is something to install. Installing unbound, dnsdist or bind9 must not leave
 # a daemon on port 53 or touch /etc/resolv.conf: their services are kept from
 # starting (policy-rc.d) and disabled, since the lab runs its own instances.
 set -euo pipefail
@@ -31,13 +33,15 @@ declare -A provides=(
 	[chromium]=chromium
 	[iproute2]=tc
 	[nftables]=nft
+	[bind9]=named
+	[bind9-utils]=named-checkconf
 	[clang]=clang
 	[llvm]=llvm-strip
 	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
 )
 case $mode in
 run) wanted=(unbound dnsutils) ;;
-test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2 nftables) ;;
+test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2 nftables bind9 bind9-utils) ;;
 bench) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 dnsdist nftables) ;;
 generate) wanted=(clang llvm libbpf-dev) ;;
 *)
@@ -135,10 +139,12 @@ install_packages() {
 		case $pkg in
 		unbound) units+=(unbound.service unbound-resolvconf.service) ;;
 		dnsdist) units+=(dnsdist.service) ;;
+		bind9) units+=(named.service named-resolvconf.service) ;;
 		bird2) units+=(bird.service) ;;
 		esac
 		case $pkg in
 		unbound | dnsdist) command -v update-rc.d >/dev/null 2>&1 && update-rc.d "$pkg" disable >/dev/null 2>&1 || true ;;
+		bind9) command -v update-rc.d >/dev/null 2>&1 && update-rc.d named disable >/dev/null 2>&1 || true ;;
 		esac
 	done
 	if [ ${#units[@]} -gt 0 ] && command -v systemctl >/dev/null 2>&1; then
@@ -149,7 +155,7 @@ install_packages() {
 	if [ "$after" != "$before" ]; then
 		echo "install-deps: something started listening on port 53 during the install:" >&2
 		echo "$after" >&2
-		echo "install-deps: stop it (e.g. systemctl stop unbound dnsdist); the lab does not need it" >&2
+		echo "install-deps: stop it (e.g. systemctl stop unbound dnsdist named); the lab does not need it" >&2
 		exit 1
 	fi
 }
