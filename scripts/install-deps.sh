@@ -6,7 +6,8 @@
 #   run    unbound (demo resolvers), dnsutils (dig)
 #   test   run's, plus knot-dnsutils (kdig), dnsperf, bird2 (BGP peer),
 #          chromium (headless, for the dashboard test) and iproute2 (ip and
-#          tc, for the namespace tests)
+#          tc, for the namespace tests), prometheus (a real scrape of two
+#          nodes, promtool for the alert rules)
 #   bench  test's, plus dnsdist (the benchmark's peer)
 #   generate  clang, llvm (llvm-strip) and libbpf-dev, to recompile ebpf/xdp.c
 #
@@ -29,13 +30,14 @@ declare -A provides=(
 	[bird2]=bird
 	[chromium]=chromium
 	[iproute2]=tc
+	[prometheus]=promtool
 	[clang]=clang
 	[llvm]=llvm-strip
 	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
 )
 case $mode in
 run) wanted=(unbound dnsutils) ;;
-test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2) ;;
+test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2 prometheus) ;;
 bench) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 dnsdist) ;;
 generate) wanted=(clang llvm libbpf-dev) ;;
 *)
@@ -134,9 +136,10 @@ install_packages() {
 		unbound) units+=(unbound.service unbound-resolvconf.service) ;;
 		dnsdist) units+=(dnsdist.service) ;;
 		bird2) units+=(bird.service) ;;
+		prometheus) units+=(prometheus.service) ;;
 		esac
 		case $pkg in
-		unbound | dnsdist) command -v update-rc.d >/dev/null 2>&1 && update-rc.d "$pkg" disable >/dev/null 2>&1 || true ;;
+		unbound | dnsdist | prometheus) command -v update-rc.d >/dev/null 2>&1 && update-rc.d "$pkg" disable >/dev/null 2>&1 || true ;;
 		esac
 	done
 	if [ ${#units[@]} -gt 0 ] && command -v systemctl >/dev/null 2>&1; then
