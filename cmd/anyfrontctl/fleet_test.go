@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/anyfront/anyfront/internal/fleet"
 )
 
 // writeFleet writes a fleet file in a fresh directory, with token files
@@ -24,7 +26,7 @@ func writeFleet(t *testing.T, body string) string {
 func TestLoadFleet(t *testing.T) {
 	t.Run("relative paths are relative to the file", func(t *testing.T) {
 		p := writeFleet(t, "nodes:\n  - {name: a, admin: 'http://127.0.0.1:1', token_file: tok/a, cacert: /etc/ca.pem}\n")
-		nodes, err := loadFleet(p)
+		nodes, err := fleet.Load(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +42,7 @@ func TestLoadFleet(t *testing.T) {
 		{"empty", "nodes: []", "no nodes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := loadFleet(writeFleet(t, tc.body)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, err := fleet.Load(writeFleet(t, tc.body)); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
