@@ -71,7 +71,9 @@ func TestFleetPage(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	row := func(name string) string { return fmt.Sprintf(`document.querySelector('#fleet tr[data-node=%q]')`, name) }
+	row := func(name string) string {
+		return fmt.Sprintf(`document.querySelector('#fleet tr[data-node=%q]')`, name)
+	}
 	cell := func(name, cls string) string { return row(name) + `.querySelector('td.` + cls + `').textContent` }
 
 	run("load A's dashboard with A's read token", chromedp.Navigate(a.admin+"/"),
