@@ -37,6 +37,12 @@ test:
 	$(GO) test -tags $(TESTTAGS) -count=1 -timeout $(TESTTIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz-short
 
+# deb: dist/anyfront_VERSION_ARCH.deb (nfpm; docs/deploy.md#package).
+.PHONY: deb
+deb:
+	@$(MAKE) --no-print-directory build
+	GO=$(GO) scripts/deb.sh $(VERSION)
+
 fmt:
 	$(GO) fmt ./...
 
@@ -44,7 +50,7 @@ vet:
 	$(GO) vet -tags $(TESTTAGS) ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist
 
 # bench: one unbound directly, dnsdist and anyfront side by side under
 # dnsperf, over UDP, DoT and DoH (bench/README.md); writes bench/RESULTS.md.

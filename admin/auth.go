@@ -76,30 +76,39 @@ func readTokenFile(key, path string) (*[sha256.Size]byte, error) {
 	if path == "" {
 		return nil, nil
 	}
-	f, err := os.Open(path)
+	tok, err := readTokenRaw(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	sum := sha256.Sum256([]byte(tok))
+	return &sum, nil
+}
+
+// readTokenRaw reads and checks the token in path.
+func readTokenRaw(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxTokenFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", key, path, err)
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
 	if len(data) > maxTokenFileBytes {
-		return nil, fmt.Errorf("%s %s: larger than %d bytes", key, path, maxTokenFileBytes)
+		return "", fmt.Errorf("%s: larger than %d bytes", path, maxTokenFileBytes)
 	}
 	tok := strings.TrimSpace(string(data))
 	if tok == "" {
 		// An empty token would let an empty bearer through.
-		return nil, fmt.Errorf("%s %s: empty", key, path)
+		return "", fmt.Errorf("%s: empty", path)
 	}
 	if strings.ContainsAny(tok, " \t\r\n") {
 		// A bearer token is one header word; a file with two lines is a
 		// mistake better reported now than as 401s later.
-		return nil, fmt.Errorf("%s %s: the token must be a single word", key, path)
+		return "", fmt.Errorf("%s: the token must be a single word", path)
 	}
-	sum := sha256.Sum256([]byte(tok))
-	return &sum, nil
+	return tok, nil
 }
 
 // configured reports whether any token is set: reads then need one too.

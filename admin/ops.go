@@ -17,9 +17,12 @@ import (
 type NodeView struct {
 	// Name, Site and Version identify the node in a fleet (node.name,
 	// node.site, the build's git describe).
-	Name         string    `json:"name"`
-	Site         string    `json:"site"`
-	Version      string    `json:"version"`
+	Name    string `json:"name"`
+	Site    string `json:"site"`
+	Version string `json:"version"`
+	// Fleet is true when admin.fleet_file is set: GET /api/v1/fleet
+	// answers and the dashboard shows its fleet panel.
+	Fleet        bool      `json:"fleet,omitempty"`
 	Drained      bool      `json:"drained"`
 	ShuttingDown bool      `json:"shutting_down"`
 	Since        time.Time `json:"since,omitzero"`
@@ -35,7 +38,7 @@ const noBGPNote = "bgp is not configured: the drain flag is recorded but no rout
 
 func (s *Server) nodeView() NodeView {
 	n := s.deps.Store.Node(nil)
-	v := NodeView{Name: s.deps.Node.Name, Site: s.deps.Node.Site, Version: s.deps.Version, Drained: n.Drained, ShuttingDown: n.ShuttingDown, Since: n.Changed.UTC()}
+	v := NodeView{Name: s.deps.Node.Name, Site: s.deps.Node.Site, Version: s.deps.Version, Fleet: len(s.fleet) > 0, Drained: n.Drained, ShuttingDown: n.ShuttingDown, Since: n.Changed.UTC()}
 	if s.deps.BGP == nil {
 		v.Note = noBGPNote
 	}

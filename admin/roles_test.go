@@ -46,6 +46,9 @@ func TestRoles(t *testing.T) {
 		}
 	}
 	for _, ep := range s.endpoints() {
+		if strings.Contains(ep.pattern, "/fleet") {
+			continue // relayed to another node: TestFleetPage
+		}
 		method, path, body := concrete(ep.pattern)
 		t.Run(ep.pattern, func(t *testing.T) {
 			if method == "GET" {

@@ -47,6 +47,9 @@ func (s *Server) endpoints() []route {
 		get("GET /api/v1/blocks", http.HandlerFunc(s.getBlocks)),
 		{"GET /api/v1/top", s.requireReadAlways(s.getTop)},
 		op("DELETE /api/v1/blocks/{prefix...}", s.unblock),
+		get("GET /api/v1/fleet", http.HandlerFunc(s.getFleet)),
+		{"POST /api/v1/fleet/{node}/drain", s.relayNode("POST /api/v1/fleet/{node}/drain", "drain")},
+		{"POST /api/v1/fleet/{node}/undrain", s.relayNode("POST /api/v1/fleet/{node}/undrain", "undrain")},
 		get("GET /metrics", s.metricsHandler()),
 		{"GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -117,6 +117,8 @@ type Server struct {
 	// certs serves admin.tls's certificate; nil means plain HTTP.
 	certs *certfile.Store
 	rates *rates
+	// fleet is admin.fleet_file's nodes, for the fleet page; nil: none.
+	fleet []fleetMember
 	// stats is GET /api/v1/stats's ring of per-second samples.
 	stats *statsRing
 	// rateEvery is rateInterval; a field so in-package tests can sample
@@ -155,6 +157,9 @@ func New(cfg config.Admin, deps Deps) (*Server, error) {
 	}
 	s.auth = auth
 	if s.certs, err = newCerts(cfg.TLS, s); err != nil {
+		return nil, err
+	}
+	if s.fleet, err = loadFleet(cfg.FleetFile); err != nil {
 		return nil, err
 	}
 	if auth.operate.Load() == nil {
@@ -275,6 +280,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stop()
 	wg.Wait()
+	for _, m := range s.fleet {
+		m.client.CloseIdleConnections()
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -364,7 +364,7 @@ func (d *decoder) proxy(n *yaml.Node, p *Proxy) {
 }
 
 func (d *decoder) admin(n *yaml.Node, a *Admin) {
-	f, ok := d.fields(n, "admin", "listen", "token_file", "read_token_file", "tls")
+	f, ok := d.fields(n, "admin", "listen", "token_file", "read_token_file", "fleet_file", "tls")
 	if !ok {
 		return
 	}
@@ -378,6 +378,9 @@ func (d *decoder) admin(n *yaml.Node, a *Admin) {
 	}
 	if t := f.get("read_token_file"); t != nil {
 		a.ReadTokenFile, _ = d.path(t, f.at("read_token_file"))
+	}
+	if t := f.get("fleet_file"); t != nil {
+		a.FleetFile, _ = d.path(t, f.at("fleet_file"))
 	}
 	if t := f.get("tls"); t != nil {
 		a.TLS = d.tls(t, f.at("tls"))

@@ -297,6 +297,9 @@ type Admin struct {
 	// ReadTokenFile holds the read token: with it (or the operate token)
 	// a client may read; empty: no read-only role.
 	ReadTokenFile string
+	// FleetFile lists the fleet's nodes for the dashboard's fleet page
+	// (the anyfrontctl -fleet format); empty: no fleet page.
+	FleetFile string
 	// TLS serves the API over HTTPS with this certificate; nil: plain HTTP.
 	TLS *TLS
 }

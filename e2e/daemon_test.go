@@ -80,13 +80,27 @@ type node struct {
 // but listen and admin, which it adds) and waits until it serves.
 func startNode(t *testing.T, body string) *node {
 	t.Helper()
+	return startNodeOpts(t, nodeOpts{}, body)
+}
+
+// nodeOpts are startNode's extras: a port picked by the caller (so a
+// fleet file can name the node before it runs) and keys for admin:.
+type nodeOpts struct {
+	adminPort  int
+	adminExtra string // ", key: value" pairs inside admin: {...}
+}
+
+func startNodeOpts(t *testing.T, o nodeOpts, body string) *node {
+	t.Helper()
 	dnsPort, err := testlab.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	adminPort, err := testlab.FreePort()
-	if err != nil {
-		t.Fatal(err)
+	adminPort := o.adminPort
+	if adminPort == 0 {
+		if adminPort, err = testlab.FreePort(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	dir := t.TempDir()
 	n := &node{
@@ -108,8 +122,8 @@ func startNode(t *testing.T, body string) *node {
 		t.Fatal(err)
 	}
 	readTokens.Store(fmt.Sprintf("127.0.0.1:%d", adminPort), n.readToken)
-	cfg := fmt.Sprintf("listen: [{address: %q}]\nadmin: {listen: \"127.0.0.1:%d\", token_file: %q, read_token_file: %q}\n%s",
-		n.dns, adminPort, n.tokenFile, n.readTokenFile, body)
+	cfg := fmt.Sprintf("listen: [{address: %q}]\nadmin: {listen: \"127.0.0.1:%d\", token_file: %q, read_token_file: %q%s}\n%s",
+		n.dns, adminPort, n.tokenFile, n.readTokenFile, o.adminExtra, body)
 	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/http"
 	"sync"
+	"time"
 )
 
 // readTokens maps an admin API's host:port to its read token, so tests read
@@ -24,3 +25,6 @@ func (readTokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // readGet is http.Get with the node's read token.
 func readGet(url string) (*http.Response, error) { return readClient.Get(url) }
+
+// httpClientNoToken sends no token: what an anonymous client sees.
+var httpClientNoToken = http.Client{Timeout: 5 * time.Second}

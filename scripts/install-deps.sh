@@ -9,7 +9,8 @@
 #          tc, for the namespace tests), nftables (nft: the lossy
 #          backend farm drops packets with it; this kernel has no netem),
 #          bind9 (named: the authoritative backend for cookie, NSID, EXPIRE
-#          and TSIG tests) and bind9-utils
+#          and TSIG tests), bind9-utils and prometheus (a real scrape of two
+#          nodes, promtool for the alert rules)
 #   bench  test's, plus dnsdist (the benchmark's peer)
 #   generate  clang, llvm (llvm-strip) and libbpf-dev, to recompile ebpf/xdp.c
 #
@@ -35,13 +36,14 @@ declare -A provides=(
 	[nftables]=nft
 	[bind9]=named
 	[bind9-utils]=named-checkconf
+	[prometheus]=promtool
 	[clang]=clang
 	[llvm]=llvm-strip
 	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
 )
 case $mode in
 run) wanted=(unbound dnsutils) ;;
-test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2 nftables bind9 bind9-utils) ;;
+test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2 nftables bind9 bind9-utils prometheus) ;;
 bench) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 dnsdist nftables) ;;
 generate) wanted=(clang llvm libbpf-dev) ;;
 *)
@@ -141,9 +143,10 @@ install_packages() {
 		dnsdist) units+=(dnsdist.service) ;;
 		bind9) units+=(named.service named-resolvconf.service) ;;
 		bird2) units+=(bird.service) ;;
+		prometheus) units+=(prometheus.service) ;;
 		esac
 		case $pkg in
-		unbound | dnsdist) command -v update-rc.d >/dev/null 2>&1 && update-rc.d "$pkg" disable >/dev/null 2>&1 || true ;;
+		unbound | dnsdist | prometheus) command -v update-rc.d >/dev/null 2>&1 && update-rc.d "$pkg" disable >/dev/null 2>&1 || true ;;
 		bind9) command -v update-rc.d >/dev/null 2>&1 && update-rc.d named disable >/dev/null 2>&1 || true ;;
 		esac
 	done

@@ -14,6 +14,10 @@
   let windowSec = 900;
   let token = null;      // the admin token: memory only, never stored
   let pending = null;    // {what, run} waiting for a token
+  let pendingSet = null; // where the token typed in goes (default: token)
+  // Each fleet node's operate token, typed in when its button is first
+  // pressed: memory only, like token, and never sent to another node.
+  const fleetTokens = {};
   let xdpOn = false;
 
   const TRANSPORT_COLORS = {udp: "#4aa3ff", tcp: "#b37feb", dot: "#36cfc9", doh: "#f5a623", doq: "#2ecc71"};
@@ -255,6 +259,7 @@
     else if (node.drained) { badge.textContent = "NODE DRAINED"; badge.className = "badge warn"; }
     else { badge.textContent = "SERVING"; badge.className = "badge up"; }
     $("node-note").textContent = node.note || "";
+    fleetOn = !!node.fleet;
     $("node-id").textContent = (node.name || "") + (node.site ? " · " + node.site : "") +
       (node.version ? " · " + node.version : "");
   }
@@ -361,8 +366,9 @@
       .catch((e) => message(what + " failed: " + e.message, false));
   }
 
-  function askToken(what, run) {
+  function askToken(what, run, set) {
     pending = run;
+    pendingSet = set || null;
     $("token-what").textContent = what;
     $("token-bar").hidden = false;
     $("token-input").value = "";
@@ -374,9 +380,10 @@
     $("token-input").value = "";
     $("token-bar").hidden = true;
     if (!v) return;
-    token = v;
+    if (pendingSet) pendingSet(v); else token = v;
     const run = pending;
     pending = null;
+    pendingSet = null;
     if (run) run();
   });
   $("token-cancel").addEventListener("click", () => { pending = null; $("token-bar").hidden = true; });
@@ -413,6 +420,88 @@
   // getJSON reads path; a 401 asks for a token (the read token will do)
   // and polls again once it is given. optional paths answer their error
   // body instead of failing the whole poll.
+  // fleetMutate drains or undrains another node through this one
+  // (POST api/v1/fleet/NODE/VERB), with that node's own token.
+  function fleetMutate(name, verb) {
+    const what = verb + " node " + name;
+    const tok = fleetTokens[name];
+    if (!tok) {
+      askToken(what + " (that node's operate token)", () => fleetMutate(name, verb), (v) => { fleetTokens[name] = v; });
+      return;
+    }
+    fetch("api/v1/fleet/" + encodeURIComponent(name) + "/" + verb,
+      {method: "POST", headers: {"Authorization": "Bearer " + tok}, cache: "no-store"})
+      .then((res) => res.json().catch(() => ({})).then((body) => ({res, body})))
+      .then(({res, body}) => {
+        if (res.ok) message(what + ": done" + (body.changed === false ? " (no change)" : ""), true);
+        else {
+          if (res.status === 401 || res.status === 403) delete fleetTokens[name];
+          message(what + " refused (" + res.status + "): " + (body.error || res.statusText), false);
+        }
+        pollFleet();
+      })
+      .catch((e) => message(what + " failed: " + e.message, false));
+  }
+
+  let fleetKey = "";
+  function drawFleet(nodes) {
+    const table = $("fleet");
+    const key = nodes.map((n) => n.name).join("\n");
+    if (key !== fleetKey) {
+      const body = document.createElement("tbody");
+      for (const n of nodes) {
+        const tr = document.createElement("tr");
+        tr.dataset.node = n.name;
+        for (const cls of ["name", "site", "serving", "drained", "num prefixes", "num backends", "num qps", "num servfail", "version", "act"]) td(tr, "", cls);
+        tr.lastChild.appendChild(button("drain", "drain warn", () => fleetMutate(n.name, "drain")));
+        tr.lastChild.appendChild(button("undrain", "undrain", () => fleetMutate(n.name, "undrain")));
+        body.appendChild(tr);
+      }
+      table.replaceChild(body, table.tBodies[0]);
+      fleetKey = key;
+    }
+    nodes.forEach((n, i) => {
+      const c = table.tBodies[0].rows[i].cells;
+      c[0].textContent = n.name;
+      if (n.error) {
+        setPill(c[2], "unreachable", "down");
+        c[1].textContent = "";
+        for (let k = 3; k < 9; k++) c[k].textContent = k === 8 ? n.error : "–";
+        return;
+      }
+      c[1].textContent = n.site || "–";
+      setPill(c[2], n.serving ? "yes" : "no", n.serving ? "up" : "down");
+      setPill(c[3], n.drained ? "yes" : "no", n.drained ? "warn" : "idle");
+      c[4].textContent = n.prefixes_announced + "/" + n.prefixes_configured;
+      c[5].textContent = n.backends_usable + "/" + n.backends_total;
+      c[6].textContent = fmt(n.qps);
+      c[7].textContent = n.servfail_pct == null ? "–" : n.servfail_pct.toFixed(2);
+      c[8].textContent = n.version || "";
+    });
+  }
+
+  // pollFleet reads the fleet rows every few seconds (each asks every
+  // node); a node without admin.fleet_file answers 404 and the panel
+  // stays hidden.
+  let fleetPolling = false;
+  let fleetOn = false;   // GET api/v1/node says admin.fleet_file is set
+  async function pollFleet() {
+    if (fleetPolling || !fleetOn) return;
+    fleetPolling = true;
+    try {
+      const res = await fetch("api/v1/fleet", {cache: "no-store", headers: authHeaders()});
+      if (res.ok) {
+        const body = await res.json();
+        $("fleet-panel").hidden = false;
+        drawFleet(body.nodes || []);
+      }
+    } catch (e) {
+      // The main poll reports an unreachable API.
+    } finally {
+      fleetPolling = false;
+    }
+  }
+
   async function getJSON(path, optional) {
     const res = await fetch(path, {cache: "no-store", headers: authHeaders()});
     if (res.status === 401) {
@@ -441,7 +530,9 @@
       if (samples.length > MAX_SAMPLES) samples = samples.slice(samples.length - MAX_SAMPLES);
       drawStats();
       drawBackends(backends);
+      const firstFleet = !fleetOn && node.fleet;
       drawNode(node);
+      if (firstFleet) pollFleet();
       drawBGP(bgp);
       drawTop(top);
       conn.className = "conn";
@@ -457,5 +548,6 @@
   $("host").textContent = location.host;
   poll();
   setInterval(poll, 1000);
+  setInterval(pollFleet, 3000);
   window.addEventListener("resize", drawStats);
 })();

@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/anyfront/anyfront/internal/fleet"
 )
 
 // Exit codes, so scripts can tell "the API said no" from "no API".
@@ -130,14 +132,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return completion(words, stdout, stderr)
 	}
 	if o.fleet != "" {
-		nodes, err := loadFleet(o.fleet)
+		nodes, err := fleet.Load(o.fleet)
 		if err != nil {
 			fmt.Fprintf(stderr, "anyfrontctl: %v\n", err)
 			return exitUsage
 		}
 		switch {
 		case o.node != "":
-			n, err := findNode(nodes, o.node)
+			n, err := fleet.Find(nodes, o.node)
 			if err != nil {
 				fmt.Fprintf(stderr, "anyfrontctl: %v\n", err)
 				return exitUsage
@@ -242,4 +244,10 @@ func parseCommand(w []string) (command, error) {
 		return command{method: "DELETE", path: path, mutating: true, show: showPurge}, nil
 	}
 	return command{}, fmt.Errorf("unknown command %q", strings.Join(w, " "))
+}
+
+// forNode is o aimed at one fleet node.
+func (o options) forNode(n fleet.Node) options {
+	o.admin, o.tokenFile, o.cacert = n.Admin, n.TokenFile, n.CACert
+	return o
 }

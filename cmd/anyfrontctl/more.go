@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/anyfront/anyfront/internal/fleet"
 )
 
 // parseMore maps the read-mostly commands (rules, blocks, top, stats) to
@@ -105,57 +107,8 @@ func showTop(w io.Writer, raw []byte) error {
 	return tw.Flush()
 }
 
-// statsWindow is how many of the latest per-second samples stats and the
-// fleet status average over: long enough to smooth a burst, short enough
-// to be "now".
-const statsWindow = 10
-
-// statsSummary is the average of the latest samples of GET /api/v1/stats.
-type statsSummary struct {
-	QPS         float64  `json:"qps"`
-	ServfailPct *float64 `json:"servfail_pct"`
-	P50MS       *float64 `json:"p50_ms,omitempty"`
-	P99MS       *float64 `json:"p99_ms,omitempty"`
-	Seconds     int      `json:"seconds"`
-}
-
-func summarizeStats(raw []byte) (statsSummary, error) {
-	var st struct {
-		Samples []struct {
-			QPS      float64  `json:"qps"`
-			ServFail float64  `json:"servfail"`
-			P50MS    *float64 `json:"p50_ms"`
-			P99MS    *float64 `json:"p99_ms"`
-		} `json:"samples"`
-	}
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return statsSummary{}, err
-	}
-	s := st.Samples
-	if len(s) > statsWindow {
-		s = s[len(s)-statsWindow:]
-	}
-	var out statsSummary
-	var q, sf float64
-	for _, x := range s {
-		q += x.QPS
-		sf += x.ServFail
-	}
-	out.Seconds = len(s)
-	if len(s) > 0 {
-		out.QPS = q / float64(len(s))
-		last := s[len(s)-1]
-		out.P50MS, out.P99MS = last.P50MS, last.P99MS
-	}
-	if q > 0 {
-		pct := 100 * sf / q
-		out.ServfailPct = &pct
-	}
-	return out, nil
-}
-
 func showStats(w io.Writer, raw []byte) error {
-	s, err := summarizeStats(raw)
+	s, err := fleet.Summarize(raw)
 	if err != nil {
 		return err
 	}

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/anyfront/anyfront/internal/fleet"
 )
 
 // maxParallelNodes bounds how many nodes status asks at once: a fleet of
@@ -15,27 +16,12 @@ import (
 const maxParallelNodes = 32
 
 // nodeStatus is one row of `anyfrontctl -fleet FILE status`.
-type nodeStatus struct {
-	Name               string   `json:"name"`
-	Admin              string   `json:"admin"`
-	Error              string   `json:"error,omitempty"`
-	Site               string   `json:"site"`
-	Serving            bool     `json:"serving"`
-	Drained            bool     `json:"drained"`
-	ShuttingDown       bool     `json:"shutting_down"`
-	PrefixesAnnounced  int      `json:"prefixes_announced"`
-	PrefixesConfigured int      `json:"prefixes_configured"`
-	BackendsUsable     int      `json:"backends_usable"`
-	BackendsTotal      int      `json:"backends_total"`
-	QPS                float64  `json:"qps"`
-	ServfailPct        *float64 `json:"servfail_pct"`
-	Version            string   `json:"version"`
-}
+type nodeStatus = fleet.Status
 
 // fleetStatus asks every node in parallel, each within o.timeout, and
 // prints one row per node in the file's order. It exits non-zero naming
 // every node that could not be read.
-func fleetStatus(o options, nodes []fleetNode, stdout, stderr io.Writer) int {
+func fleetStatus(o options, nodes []fleet.Node, stdout, stderr io.Writer) int {
 	rows := make([]nodeStatus, len(nodes))
 	sem := make(chan struct{}, maxParallelNodes)
 	var wg sync.WaitGroup
@@ -78,107 +64,34 @@ func fleetStatus(o options, nodes []fleetNode, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// queryNode reads one node's figures; any failure ends up in Error.
-func queryNode(o options, n fleetNode) nodeStatus {
-	row := nodeStatus{Name: n.Name, Admin: n.Admin}
+// queryNode reads one node's figures within o.timeout for all its calls:
+// a slow node costs at most that, whatever it answers.
+func queryNode(o options, n fleet.Node) nodeStatus {
 	c, err := newClient(o)
 	if err != nil {
-		row.Error = err.Error()
-		return row
+		return nodeStatus{Name: n.Name, Admin: n.Admin, Error: err.Error()}
 	}
 	defer c.close()
-	// One deadline for all of the node's calls: a slow node costs at most
-	// -timeout, whatever it answers.
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-
-	var node struct {
-		Name         string `json:"name"`
-		Site         string `json:"site"`
-		Version      string `json:"version"`
-		Drained      bool   `json:"drained"`
-		ShuttingDown bool   `json:"shutting_down"`
-	}
-	var backends []struct {
-		Usable bool `json:"usable"`
-	}
-	var bgp struct {
-		Enabled  *bool `json:"enabled"`
-		Prefixes []struct {
-			Announced bool `json:"announced"`
-		} `json:"prefixes"`
-	}
-	var stats json.RawMessage
-	for _, call := range []struct {
-		path string
-		v    any
-	}{{"/api/v1/node", &node}, {"/api/v1/backends", &backends}, {"/api/v1/bgp", &bgp}, {"/api/v1/stats", &stats}} {
-		if err := c.fetch(ctx, call.path, call.v); err != nil {
-			row.Error = err.Error()
-			return row
-		}
-	}
-	row.Site, row.Version, row.Drained, row.ShuttingDown = node.Site, node.Version, node.Drained, node.ShuttingDown
-	if node.Name != "" && node.Name != n.Name {
-		// The file and the node disagree: show what the node says, as
-		// it is the name in its metrics.
-		row.Name = n.Name + " (" + node.Name + ")"
-	}
-	row.BackendsTotal = len(backends)
-	for _, b := range backends {
-		if b.Usable {
-			row.BackendsUsable++
-		}
-	}
-	bgpOn := bgp.Enabled == nil || *bgp.Enabled
-	row.PrefixesConfigured = len(bgp.Prefixes)
-	for _, p := range bgp.Prefixes {
-		if p.Announced {
-			row.PrefixesAnnounced++
-		}
-	}
-	if s, err := summarizeStats(stats); err == nil {
-		row.QPS, row.ServfailPct = s.QPS, s.ServfailPct
-	}
-	// Serving: the node takes queries and, with BGP, draws them.
-	row.Serving = !row.ShuttingDown && row.BackendsUsable > 0 && (!bgpOn || row.PrefixesAnnounced > 0)
-	return row
+	return fleet.Query(ctx, n, c.fetch)
 }
 
 // fetch GETs path into v with the token, within ctx.
 func (c *client) fetch(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("User-Agent", "anyfrontctl")
+	authz := ""
 	if c.tokenFile != "" {
 		tok, err := readToken(c.tokenFile)
 		if err != nil {
 			return fmt.Errorf("token_file: %v", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+tok)
+		authz = "Bearer " + tok
 	}
-	res, err := c.http.Do(req)
+	code, raw, err := fleet.Do(ctx, c.http, "GET", c.base, path, authz)
 	if err != nil {
 		return fmt.Errorf("%v%s", unwrapURLError(err), tlsHint(err))
 	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
-	if err != nil {
-		return unwrapURLError(err)
-	}
-	if res.StatusCode != http.StatusOK {
-		var e apiError
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fmt.Errorf("GET %s: HTTP %d: %s", path, res.StatusCode, e.Error)
-		}
-		return fmt.Errorf("GET %s: HTTP %d", path, res.StatusCode)
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("GET %s: %v", path, err)
-	}
-	return nil
+	return fleet.Decode(path, code, raw, v)
 }
 
 func yesNo(b bool) string {

@@ -1,4 +1,7 @@
-package main
+// Package fleet reads fleet files (the nodes an operator runs) and asks a
+// node's admin API for the figures fleet views show. anyfrontctl -fleet and
+// the dashboard's fleet page share it, so both show the same row.
+package fleet
 
 import (
 	"bytes"
@@ -16,40 +19,40 @@ import (
 // times over, a path pointing at a device fails fast.
 const maxFleetFileBytes = 1 << 20
 
-// fleetNode is one entry of a fleet file.
-type fleetNode struct {
+// Node is one entry of a fleet file.
+type Node struct {
 	Name      string `yaml:"name" json:"name"`
 	Admin     string `yaml:"admin" json:"admin"`
 	TokenFile string `yaml:"token_file" json:"-"`
 	CACert    string `yaml:"cacert" json:"-"`
 }
 
-// loadFleet reads a fleet file: `nodes: [{name, admin, token_file,
+// Load reads a fleet file: `nodes: [{name, admin, token_file,
 // cacert}]`. Relative paths are relative to the file, so a fleet
 // directory can be moved or checked out anywhere.
-func loadFleet(path string) ([]fleetNode, error) {
+func Load(path string) ([]Node, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("-fleet: %w", err)
+		return nil, fmt.Errorf("fleet file: %w", err)
 	}
 	defer f.Close()
 	raw, err := io.ReadAll(io.LimitReader(f, maxFleetFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("-fleet %s: %w", path, err)
+		return nil, fmt.Errorf("fleet file %s: %w", path, err)
 	}
 	if len(raw) > maxFleetFileBytes {
-		return nil, fmt.Errorf("-fleet %s: larger than %d bytes", path, maxFleetFileBytes)
+		return nil, fmt.Errorf("fleet file %s: larger than %d bytes", path, maxFleetFileBytes)
 	}
 	var doc struct {
-		Nodes []fleetNode `yaml:"nodes"`
+		Nodes []Node `yaml:"nodes"`
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true) // a typo ("tokenfile") must not silently drop the token
 	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("-fleet %s: %w", path, err)
+		return nil, fmt.Errorf("fleet file %s: %w", path, err)
 	}
 	if len(doc.Nodes) == 0 {
-		return nil, fmt.Errorf("-fleet %s: no nodes (want nodes: [{name, admin, token_file, cacert}])", path)
+		return nil, fmt.Errorf("fleet file %s: no nodes (want nodes: [{name, admin, token_file, cacert}])", path)
 	}
 	dir := filepath.Dir(path)
 	rel := func(p string) string {
@@ -64,11 +67,11 @@ func loadFleet(path string) ([]fleetNode, error) {
 		n := &doc.Nodes[i]
 		switch {
 		case n.Name == "":
-			errs = append(errs, fmt.Errorf("-fleet %s: node %d has no name", path, i+1))
+			errs = append(errs, fmt.Errorf("fleet file %s: node %d has no name", path, i+1))
 		case seen[n.Name]:
-			errs = append(errs, fmt.Errorf("-fleet %s: node %q is listed twice", path, n.Name))
+			errs = append(errs, fmt.Errorf("fleet file %s: node %q is listed twice", path, n.Name))
 		case n.Admin == "":
-			errs = append(errs, fmt.Errorf("-fleet %s: node %q has no admin URL", path, n.Name))
+			errs = append(errs, fmt.Errorf("fleet file %s: node %q has no admin URL", path, n.Name))
 		}
 		seen[n.Name] = true
 		n.TokenFile, n.CACert = rel(n.TokenFile), rel(n.CACert)
@@ -76,8 +79,8 @@ func loadFleet(path string) ([]fleetNode, error) {
 	return doc.Nodes, errors.Join(errs...)
 }
 
-// findNode returns the named node, or an error listing the names there are.
-func findNode(nodes []fleetNode, name string) (fleetNode, error) {
+// Find returns the named node, or an error listing the names there are.
+func Find(nodes []Node, name string) (Node, error) {
 	var names []string
 	for _, n := range nodes {
 		if n.Name == name {
@@ -85,11 +88,5 @@ func findNode(nodes []fleetNode, name string) (fleetNode, error) {
 		}
 		names = append(names, n.Name)
 	}
-	return fleetNode{}, fmt.Errorf("-node %q is not in the fleet file (nodes: %s)", name, strings.Join(names, ", "))
-}
-
-// forNode is o aimed at one fleet node.
-func (o options) forNode(n fleetNode) options {
-	o.admin, o.tokenFile, o.cacert = n.Admin, n.TokenFile, n.CACert
-	return o
+	return Node{}, fmt.Errorf("node %q is not in the fleet file (nodes: %s)", name, strings.Join(names, ", "))
 }
