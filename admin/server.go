@@ -81,8 +81,10 @@ type Deps struct {
 	// in it along with every other package's collectors.
 	Gatherer prometheus.Gatherer
 	// Reload reloads the config file for POST /api/v1/reload. It returns a
-	// *config.Errors when the new file is invalid. Nil: 501.
-	Reload func() error
+	// *config.Errors when the new file is invalid or names a file that is
+	// missing or wrong (nothing was applied), and on success the changes
+	// that need a restart to apply. Nil: 501.
+	Reload func() (warnings []string, err error)
 	// PurgeCache removes cached answers for suffix and every name below
 	// it, on label boundaries (suffix is lowercase and fully qualified,
 	// "example.com."; "" means everything), and returns how many. Nil: no

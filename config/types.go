@@ -54,6 +54,7 @@ type Listen struct {
 type TLS struct {
 	Cert string
 	Key  string
+	Line int // of the tls: key, for errors about the files
 }
 
 // Proxy holds forwarding limits. Every field has a default (see defaults.go).
@@ -270,6 +271,8 @@ type Detector struct {
 type Admin struct {
 	Listen    string // default "127.0.0.1:8053"
 	TokenFile string // empty: mutating calls are refused
+	// TokenFileLine is the line of token_file, for errors about the file.
+	TokenFileLine int
 	// TLS serves the API over HTTPS with this certificate; nil: plain HTTP.
 	TLS *TLS
 }

@@ -38,6 +38,8 @@ type daemon struct {
 	bgp    *bgp.Controller // nil without a bgp section
 	xdp    *ebpf.Dataplane // nil without an xdp section
 	reg    *prometheus.Registry
+	// reloads counts reloads for /metrics.
+	reloads *reloadMetrics
 
 	mu  sync.Mutex // serialises reloads
 	cfg *config.Config
@@ -47,12 +49,35 @@ type daemon struct {
 
 func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	d := &daemon{log: log, cfg: cfg, reg: prometheus.NewRegistry()}
+	d.reloads = newReloadMetrics(d.reg)
 	var err error
 	if d.store, err = state.New(); err != nil {
 		return nil, err
 	}
 	if err := d.store.ApplyConfig(cfg); err != nil {
 		return nil, err
+	}
+	// Operator drains from before the restart are in the store before any
+	// component starts: the BGP controller's first look already sees a
+	// drained node, which then never announces before it is undrained.
+	if f := cfg.Node.StateFile; f != "" {
+		op, err := state.ReadOperator(f)
+		if err != nil {
+			return nil, err
+		}
+		unknown, err := d.store.RestoreOperator(op)
+		if err != nil {
+			return nil, err
+		}
+		if op.NodeDrained {
+			log.Warn("node starts drained (from the state file): nothing is announced until it is undrained", "file", f)
+		}
+		for name, a := range op.Backends {
+			log.Info("backend admin state restored from the state file", "backend", name, "admin", a, "file", f)
+		}
+		if len(unknown) > 0 {
+			log.Warn("state file names backends the config no longer has; dropped", "file", f, "backends", unknown)
+		}
 	}
 	if d.health, err = healthcheck.New(cfg, healthcheck.Deps{Store: d.store, Log: log.With("component", "healthcheck")}); err != nil {
 		return nil, err
@@ -119,6 +144,9 @@ func (d *daemon) run(sig context.Context) error {
 		g.Go(func() error { return d.xdp.Run(gctx) })
 	}
 	g.Go(func() error { d.reloadOnHUP(gctx); return nil })
+	if f := d.cfg.Node.StateFile; f != "" {
+		g.Go(func() error { return d.store.KeepOperator(gctx, f, d.log.With("component", "state")) })
+	}
 
 	// BGP runs on a context of its own: cancelling it withdraws at once,
 	// which must wait until the graceful drain is done.
@@ -171,7 +199,7 @@ func (d *daemon) reloadOnHUP(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			_ = d.reload()
+			_, _ = d.reload()
 		}
 	}
 }
@@ -180,48 +208,6 @@ func (d *daemon) currentConfig() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg
-}
-
-// reload reads the config file again and applies it. An invalid file is
-// rejected with every error (returned as *config.Errors for the API) and the
-// running config stays.
-func (d *daemon) reload() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	cfg, err := config.Load(d.cfg.File)
-	if err != nil {
-		d.log.Error("reload rejected: the running config stays", "file", d.cfg.File, "err", err)
-		return err
-	}
-	d.applyLog(d.cfg.Log, cfg.Log)
-	// The proxy takes the config first, so the rebuild that the state
-	// change triggers already sees the new ACL, rules and timeouts.
-	d.proxy.Reload(cfg)
-	if err := d.store.ApplyConfig(cfg); err != nil {
-		d.log.Error("reload: state", "err", err)
-		return err
-	}
-	d.health.Reload(cfg)
-	if (d.bgp != nil) != (cfg.BGP != nil) {
-		d.log.Warn("adding or removing the bgp section needs a restart")
-	} else if d.bgp != nil {
-		if err := d.bgp.Reload(cfg.BGP); err != nil {
-			d.log.Error("reload: bgp", "err", err)
-		}
-	}
-	if (d.xdp != nil) != (cfg.XDP != nil) {
-		d.log.Warn("adding or removing the xdp section needs a restart")
-	} else if d.xdp != nil {
-		if err := d.xdp.Reload(cfg.XDP); err != nil {
-			d.log.Error("reload: xdp: the old XDP settings stay", "err", err)
-		}
-	}
-	if err := d.admin.Reload(cfg.Admin); err != nil {
-		d.log.Error("reload: admin: the old token or TLS certificate stays", "err", err)
-	}
-	d.cfg = cfg
-	d.log.Info("config reloaded", "file", cfg.File)
-	return nil
 }
 
 // liveStats adapts the proxy's per-backend figures for the admin API.
