@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -10,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/hashicorp/go-memdb"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -134,12 +138,32 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 // while queries are still answered; then the proxy stops taking queries and
 // answers those in flight; BGP stops last.
 func (d *daemon) run(sig context.Context) error {
+	// Every socket is bound before anything serves: a second instance on
+	// a taken admin or BGP port fails here, before it answers a query.
+	// The proxy binds all its listeners before it serves any; BGP starts
+	// only once the proxy serves.
+	if err := d.admin.Listen(sig); err != nil {
+		return err
+	}
+	if err := probeBGPPort(d.cfg.BGP); err != nil {
+		return err
+	}
 	svc, stopSvc := context.WithCancel(context.Background())
 	defer stopSvc()
 	g, gctx := errgroup.WithContext(svc)
 	g.Go(func() error { return d.proxy.Run(gctx) })
 	g.Go(func() error { return d.health.Run(gctx) })
+	if !d.waitServing(gctx) {
+		// The proxy failed to bind (or we were stopped): the admin API
+		// never served, BGP never started.
+		stopSvc()
+		return g.Wait()
+	}
 	g.Go(func() error { return d.admin.Run(gctx) })
+	// systemd (Type=notify) starts units ordered after us only now, and
+	// the operator's `systemctl start` returns only now: with the sockets
+	// bound and queries answered.
+	notify(d.log, sd.SdNotifyReady)
 	if d.xdp != nil {
 		g.Go(func() error { return d.xdp.Run(gctx) })
 	}
@@ -161,6 +185,7 @@ func (d *daemon) run(sig context.Context) error {
 	select {
 	case <-sig.Done():
 		d.log.Info("stopping", "reason", "signal")
+		notify(d.log, sd.SdNotifyStopping)
 		_, _ = d.store.SetShuttingDown()
 		if d.bgp != nil {
 			grace := d.currentConfig().BGP.Drain.Grace + shutdownSlack
@@ -190,6 +215,43 @@ func (d *daemon) run(sig context.Context) error {
 	return err
 }
 
+// notify tells systemd (NOTIFY_SOCKET) about a state change; a no-op when
+// not started by systemd with Type=notify.
+func notify(log *slog.Logger, state string) {
+	if _, err := sd.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", "state", state, "err", err)
+	}
+}
+
+// waitServing waits until the proxy has opened its listeners (it records
+// that in the store) or ctx ends; it reports whether the proxy serves.
+func (d *daemon) waitServing(ctx context.Context) bool {
+	for {
+		ws := memdb.NewWatchSet()
+		if d.store.Node(ws).Serving {
+			return true
+		}
+		if ws.WatchCtx(ctx) != nil {
+			return false
+		}
+	}
+}
+
+// probeBGPPort binds the BGP listen port and lets it go: GoBGP opens it
+// only later, after the proxy serves, and a port already taken must stop
+// the start before then. (A port taken in between still fails GoBGP's own
+// start, which stops the daemon.)
+func probeBGPPort(cfg *config.BGP) error {
+	if cfg == nil || cfg.ListenPort <= 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.ListenPort))
+	if err != nil {
+		return fmt.Errorf("bgp.listen_port: %w", err)
+	}
+	return ln.Close()
+}
+
 func (d *daemon) reloadOnHUP(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -199,7 +261,9 @@ func (d *daemon) reloadOnHUP(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hup:
+			notify(d.log, sd.SdNotifyReloading)
 			_, _ = d.reload()
+			notify(d.log, sd.SdNotifyReady)
 		}
 	}
 }
