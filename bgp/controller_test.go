@@ -178,6 +178,25 @@ func TestDrain(t *testing.T) {
 		name string
 		run  func(t *testing.T, h *harness)
 	}{
+		{"a node drained before its first announcement (state file) never announces until undrained", func(t *testing.T, h *harness) {
+			if _, err := h.store.SetNodeDrained(true); err != nil {
+				t.Fatal(err)
+			}
+			h.sync()
+			h.allHealthy("r1", "r2", "r3")
+			h.wantAnnounced(v4, false)
+			h.advance(time.Minute)
+			h.wantAnnounced(v4, false)
+			h.wantAnnounced(v6, false)
+			if n := h.session().changesOf(v4) + h.session().changesOf(v6); n != 0 {
+				t.Fatalf("a drained node changed the announced set %d times", n)
+			}
+			if _, err := h.store.SetNodeDrained(false); err != nil {
+				t.Fatal(err)
+			}
+			h.sync()
+			h.wantAnnounced(v4, true)
+		}},
 		{"node drain re-announces with 65535:0 and the extras, withdraws after grace; undrain re-announces plainly", func(t *testing.T, h *harness) {
 			h.allHealthy("r1", "r2", "r3")
 			plain := h.wantAnnounced(v4, true)

@@ -359,6 +359,10 @@ func TestUsage(t *testing.T) {
 			if tt.code == exitOK && !strings.Contains(out, "cache purge [SUFFIX]") {
 				t.Errorf("help lacks the command list: %q", out)
 			}
+			// The usage once, on stdout for help, on stderr for a mistake.
+			if n := strings.Count(out+errOut, "usage: anyfrontctl [flags]"); n > 1 {
+				t.Errorf("usage printed %d times:\n%s\n%s", n, out, errOut)
+			}
 		})
 	}
 }
