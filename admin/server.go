@@ -122,10 +122,10 @@ type Server struct {
 
 	started atomic.Bool
 	// bound is the listener Listen opened ahead of Run, if it was called.
-	bound net.Listener
-	ready   chan struct{} // closed once the listener is open, or Run failed to open it
-	addrMu  sync.Mutex
-	addr    net.Addr
+	bound  net.Listener
+	ready  chan struct{} // closed once the listener is open, or Run failed to open it
+	addrMu sync.Mutex
+	addr   net.Addr
 }
 
 // New builds the server and reads the token file. It opens no socket and

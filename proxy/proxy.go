@@ -47,7 +47,7 @@ type Proxy struct {
 	// a scrape during start-up reads this, never the fields Run is still
 	// assigning.
 	started atomic.Pointer[running]
-	wg        sync.WaitGroup // every goroutine Run starts
+	wg      sync.WaitGroup // every goroutine Run starts
 	// readers counts the UDP client readers: on stop, Run waits for them
 	// before draining, as a reader may have read queries just before
 	// stopping was set and not yet put them in flight.
