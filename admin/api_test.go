@@ -140,7 +140,7 @@ func TestWeight(t *testing.T) {
 
 func TestAuth(t *testing.T) {
 	store := newStore(t)
-	_, url := start(t, writeToken(t, testToken), Deps{Store: store, Reload: func() error { return nil }})
+	_, url := start(t, writeToken(t, testToken), Deps{Store: store, Reload: func() ([]string, error) { return nil, nil }})
 	_, noTokURL := start(t, "", Deps{Store: store})
 	for _, tt := range []struct {
 		name, url, token string

@@ -82,6 +82,13 @@ func (s *Server) getBGP(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, json.RawMessage(raw))
 }
 
+// reloadResult answers an applied reload; Warnings name the changes that
+// only a restart applies.
+type reloadResult struct {
+	Status   string   `json:"status"`
+	Warnings []string `json:"warnings"`
+}
+
 // reload runs Deps.Reload. A *config.Errors (the new file is invalid) is
 // the operator's to fix: 400 with every FILE:LINE line. Anything else is
 // ours: 500.
@@ -91,11 +98,14 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("reload requested over the admin API", "remote", r.RemoteAddr)
-	err := s.deps.Reload()
+	warnings, err := s.deps.Reload()
 	var cerrs *config.Errors
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+		if warnings == nil {
+			warnings = []string{} // always a list, for scripts
+		}
+		writeJSON(w, http.StatusOK, reloadResult{Status: "reloaded", Warnings: warnings})
 	case errors.As(err, &cerrs):
 		lines := make([]string, len(cerrs.List))
 		for i, e := range cerrs.List {

@@ -58,14 +58,25 @@ func TestReload(t *testing.T) {
 		t.Fatalf("want a config with several errors, got %v", badErr)
 	}
 	var next error
+	var nextWarnings []string
 	tok := writeToken(t, testToken)
-	_, url := start(t, tok, Deps{Reload: func() error { return next }})
+	_, url := start(t, tok, Deps{Reload: func() ([]string, error) { return nextWarnings, next }})
 	_, noReload := start(t, tok, Deps{})
 
 	t.Run("a valid config is 200", func(t *testing.T) {
 		next = nil
 		res := do(t, "POST", url+"/api/v1/reload", testToken, "")
 		if res.code != 200 || !strings.Contains(string(res.body), `"reloaded"`) {
+			t.Errorf("%d %s", res.code, res.body)
+		}
+	})
+	t.Run("warnings reach the caller", func(t *testing.T) {
+		next, nextWarnings = nil, []string{"admin.listen changed: restart anyfront to apply it"}
+		defer func() { nextWarnings = nil }()
+		res := do(t, "POST", url+"/api/v1/reload", testToken, "")
+		var r reloadResult
+		res.json(t, &r)
+		if res.code != 200 || r.Status != "reloaded" || len(r.Warnings) != 1 || r.Warnings[0] != nextWarnings[0] {
 			t.Errorf("%d %s", res.code, res.body)
 		}
 	})

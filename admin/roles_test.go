@@ -35,7 +35,7 @@ func TestRoles(t *testing.T) {
 	fb := &fakeBlocks{m: map[netip.Prefix]bool{}}
 	s, url := startWith(t, config.Admin{Listen: "127.0.0.1:0", TokenFile: writeToken(t, testToken),
 		ReadTokenFile: writeToken(t, testReadToken)},
-		Deps{Store: store, Top: fakeTop{}, Blocks: fb, Rules: fakeRules{}, Reload: func() error { return nil },
+		Deps{Store: store, Top: fakeTop{}, Blocks: fb, Rules: fakeRules{}, Reload: func() ([]string, error) { return nil, nil },
 			PurgeCache: func(string) (int, error) { return 0, nil },
 			Log:        slog.New(slog.NewTextHandler(logs, nil))})
 	open := map[string]bool{"GET /healthz": true, "GET /{$}": true}

@@ -82,8 +82,10 @@ type Deps struct {
 	// in it along with every other package's collectors.
 	Gatherer prometheus.Gatherer
 	// Reload reloads the config file for POST /api/v1/reload. It returns a
-	// *config.Errors when the new file is invalid. Nil: 501.
-	Reload func() error
+	// *config.Errors when the new file is invalid or names a file that is
+	// missing or wrong (nothing was applied), and on success the changes
+	// that need a restart to apply. Nil: 501.
+	Reload func() (warnings []string, err error)
 	// PurgeCache removes cached answers for suffix and every name below
 	// it, on label boundaries (suffix is lowercase and fully qualified,
 	// "example.com."; "" means everything), and returns how many. Nil: no
@@ -128,9 +130,11 @@ type Server struct {
 	handler   http.Handler
 
 	started atomic.Bool
-	ready   chan struct{} // closed once the listener is open, or Run failed to open it
-	addrMu  sync.Mutex
-	addr    net.Addr
+	// bound is the listener Listen opened ahead of Run, if it was called.
+	bound  net.Listener
+	ready  chan struct{} // closed once the listener is open, or Run failed to open it
+	addrMu sync.Mutex
+	addr   net.Addr
 }
 
 // New builds the server and reads the token file. It opens no socket and
@@ -212,6 +216,31 @@ func (s *Server) Reload(cfg config.Admin) error {
 	return errors.Join(errs...)
 }
 
+// Listen opens the admin listener ahead of Run, so that a daemon learns
+// its port is taken before it serves a single query or announces a route.
+// Run then serves on it. Without Listen, Run opens the listener itself.
+func (s *Server) Listen(ctx context.Context) error {
+	if s.bound != nil || s.started.Load() {
+		return errors.New("admin: Listen after Listen or Run")
+	}
+	ln, err := s.bind(ctx)
+	if err != nil {
+		return err
+	}
+	s.bound = ln
+	return nil
+}
+
+func (s *Server) bind(ctx context.Context) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.listen)
+	if err != nil {
+		// err reads "listen tcp ADDR: bind: ..." already.
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	return ln, nil
+}
+
 // Run listens on the configured address and serves until ctx ends, then
 // shuts down, waiting at most shutdownGrace for requests in flight. It
 // returns nil after a clean stop, and only once every goroutine it started
@@ -220,11 +249,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("admin: Run called twice")
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.listen)
-	if err != nil {
-		close(s.ready)
-		return fmt.Errorf("admin listen %s: %w", s.listen, err)
+	ln := s.bound
+	var err error
+	if ln == nil {
+		if ln, err = s.bind(ctx); err != nil {
+			close(s.ready)
+			return err
+		}
 	}
 	s.addrMu.Lock()
 	s.addr = ln.Addr()

@@ -44,7 +44,7 @@ func startTLS(t *testing.T, cert testlab.TestCert, tokenFile string, store *stat
 	t.Helper()
 	cfg := config.Admin{Listen: "127.0.0.1:0", TokenFile: tokenFile, TLS: &config.TLS{Cert: cert.CertFile, Key: cert.KeyFile}}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := New(cfg, Deps{Store: store, Log: log, Reload: func() error { return nil }})
+	s, err := New(cfg, Deps{Store: store, Log: log, Reload: func() ([]string, error) { return nil, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

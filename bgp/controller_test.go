@@ -57,6 +57,16 @@ func TestAnnounceRules(t *testing.T) {
 			h.wantAnnounced(v4, true)
 			h.wantAnnounced(v6, true)
 		}},
+		{"with no session up the log says the speaker has the prefix, not that it is announced", func(t *testing.T, h *harness) {
+			h.session().peer("198.51.100.1", "active")
+			h.sync()
+			h.allHealthy("r1", "r2", "r3")
+			h.wantAnnounced(v4, true) // in the speaker's RIB
+			logs := h.logs.String()
+			if strings.Contains(logs, "bgp prefix announced") || !strings.Contains(logs, "bgp prefix advertised to the speaker") {
+				t.Errorf("log claims more than is true (no established session):\n%s", logs)
+			}
+		}},
 		{"the first verdict is acted on at once, later ones after withdraw_after", func(t *testing.T, h *harness) {
 			h.health("r1", true)
 			h.health("r2", false)
@@ -178,6 +188,28 @@ func TestDrain(t *testing.T) {
 		name string
 		run  func(t *testing.T, h *harness)
 	}{
+		{"a node drained before its first announcement (state file) never announces until undrained", func(t *testing.T, h *harness) {
+			if _, err := h.store.SetNodeDrained(true); err != nil {
+				t.Fatal(err)
+			}
+			h.sync()
+			h.allHealthy("r1", "r2", "r3")
+			h.wantAnnounced(v4, false)
+			h.advance(time.Minute)
+			h.wantAnnounced(v4, false)
+			h.wantAnnounced(v6, false)
+			if strings.Contains(h.logs.String(), "prefix=192.0.2.53/32") {
+				t.Errorf("a drained node logged about its prefix:\n%s", h.logs.String())
+			}
+			if n := h.session().changesOf(v4) + h.session().changesOf(v6); n != 0 {
+				t.Fatalf("a drained node changed the announced set %d times", n)
+			}
+			if _, err := h.store.SetNodeDrained(false); err != nil {
+				t.Fatal(err)
+			}
+			h.sync()
+			h.wantAnnounced(v4, true)
+		}},
 		{"node drain re-announces with 65535:0 and the extras, withdraws after grace; undrain re-announces plainly", func(t *testing.T, h *harness) {
 			h.allHealthy("r1", "r2", "r3")
 			plain := h.wantAnnounced(v4, true)

@@ -190,15 +190,18 @@ func (st *loopState) applied(now time.Time, paths []Path, err error, m *metrics)
 		switch {
 		case in:
 			if !ps.inRIB {
-				st.log.Info("bgp prefix announced", "prefix", prefix, "reason", ps.reason, "path", p.String())
+				// In the speaker's RIB, a route reaches only the established
+				// sessions: the log says so, and GET /api/v1/bgp tells
+				// whether any peer heard it.
+				st.log.Info("bgp prefix advertised to the speaker (sent to every established peer)", "prefix", prefix, "reason", ps.reason, "path", p.String())
 				m.prefixTransition(prefix, true)
 			} else if !p.Equal(ps.path) {
-				st.log.Info("bgp prefix re-announced", "prefix", prefix, "reason", ps.reason, "path", p.String())
+				st.log.Info("bgp prefix re-advertised to the speaker", "prefix", prefix, "reason", ps.reason, "path", p.String())
 			} else {
 				continue
 			}
 		case ps.inRIB:
-			st.log.Info("bgp prefix withdrawn", "prefix", prefix, "reason", ps.reason, "path", ps.path.String())
+			st.log.Info("bgp prefix withdrawn from the speaker", "prefix", prefix, "reason", ps.reason, "path", ps.path.String())
 			m.prefixTransition(prefix, false)
 		default:
 			continue

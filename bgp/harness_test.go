@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -35,6 +36,14 @@ func eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	}
 }
 
+// testLogOutput is where test logs go besides a harness's buffer.
+func testLogOutput() io.Writer {
+	if testing.Verbose() {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -67,6 +76,26 @@ type harness struct {
 	// failStart, when set, is returned by the next start instead of a
 	// session.
 	failStart error
+	// logs holds what the controller logged at info and above.
+	logs lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer the controller writes while a test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // newHarness starts Run with yml's bgp section; the node serves and
@@ -84,11 +113,13 @@ func newHarness(t *testing.T, yml string) *harness {
 	if _, err := store.SetServing(true); err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(cfg.BGP, Deps{Store: store, Log: testLogger(t)})
+	h := &harness{t: t, store: store, clock: newFakeClock(), runErr: make(chan error, 1)}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(&h.logs, testLogOutput()), nil))
+	c, err := New(cfg.BGP, Deps{Store: store, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, store: store, clock: newFakeClock(), c: c, runErr: make(chan error, 1)}
+	h.c = c
 	c.clock = h.clock
 	c.start = func(_ context.Context, g globalSpec) (session, error) {
 		h.mu.Lock()

@@ -315,7 +315,7 @@ func (d *decoder) tls(n *yaml.Node, where string) *TLS {
 	if !ok {
 		return nil
 	}
-	t := &TLS{}
+	t := &TLS{Line: n.Line}
 	if c := f.require("cert"); c != nil {
 		t.Cert, _ = d.path(c, f.at("cert"))
 	}
@@ -375,9 +375,11 @@ func (d *decoder) admin(n *yaml.Node, a *Admin) {
 	}
 	if t := f.get("token_file"); t != nil {
 		a.TokenFile, _ = d.path(t, f.at("token_file"))
+		a.TokenFileLine = t.Line
 	}
 	if t := f.get("read_token_file"); t != nil {
 		a.ReadTokenFile, _ = d.path(t, f.at("read_token_file"))
+		a.ReadTokenFileLine = t.Line
 	}
 	if t := f.get("fleet_file"); t != nil {
 		a.FleetFile, _ = d.path(t, f.at("fleet_file"))

@@ -63,7 +63,7 @@ func TestFullDesignExampleLandsInTheRightFields(t *testing.T) {
 		{Match: Match{QNameSuffix: []string{"blocked.example."}}, Action: Action{Drop: true}, Line: 25},
 		{Match: Match{Client: []netip.Prefix{pfx("203.0.113.0/24")}}, Action: Action{Spoof: []netip.Addr{ip("192.0.2.99")}}, Line: 26},
 	})
-	check(t, "Admin", cfg.Admin, Admin{Listen: "127.0.0.1:8053", TokenFile: "/etc/anyfront/admin.token"})
+	check(t, "Admin", cfg.Admin, Admin{Listen: "127.0.0.1:8053", TokenFile: "/etc/anyfront/admin.token", TokenFileLine: 29})
 
 	check(t, "BGP", *cfg.BGP, BGP{
 		ASN: 65001, RouterID: ip("198.51.100.2"),
@@ -174,7 +174,7 @@ func TestDoTAndDoQMayShareAnAddress(t *testing.T) {
 		"  - {address: '127.0.0.1:0'}",
 	))
 	check(t, "relative paths are taken from the config's directory", *cfg.Listen[0].TLS,
-		TLS{Cert: "/etc/anyfront/tls/cert.pem", Key: "/keys/key.pem"})
+		TLS{Cert: "/etc/anyfront/tls/cert.pem", Key: "/keys/key.pem", Line: 5})
 	check(t, "listeners", len(cfg.Listen), 4)
 }
 

@@ -54,6 +54,7 @@ type Listen struct {
 type TLS struct {
 	Cert string
 	Key  string
+	Line int // of the tls: key, for errors about the files
 }
 
 // Proxy holds forwarding limits. Every field has a default (see defaults.go).
@@ -294,9 +295,12 @@ type Detector struct {
 type Admin struct {
 	Listen    string // default "127.0.0.1:8053"
 	TokenFile string // the operate token; empty: mutating calls are refused
+	// TokenFileLine is the line of token_file, for errors about the file.
+	TokenFileLine int
 	// ReadTokenFile holds the read token: with it (or the operate token)
 	// a client may read; empty: no read-only role.
-	ReadTokenFile string
+	ReadTokenFile     string
+	ReadTokenFileLine int
 	// FleetFile lists the fleet's nodes for the dashboard's fleet page
 	// (the anyfrontctl -fleet format); empty: no fleet page.
 	FleetFile string

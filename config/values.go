@@ -36,15 +36,34 @@ func (d *decoder) addrPort(n *yaml.Node, where string, allowZero bool) (netip.Ad
 	return ap, true
 }
 
+// unusable says why a is not one host anyfront can send to ("" when it is):
+// a multicast or broadcast backend would scatter queries, or send them
+// nowhere, and answers from it would never match.
+func unusable(a netip.Addr) string {
+	a = a.Unmap()
+	switch {
+	case a.IsUnspecified():
+		return "unspecified"
+	case a.IsMulticast():
+		return "multicast"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "broadcast"
+	}
+	return ""
+}
+
 // unicastAddrPort is addrPort for addresses anyfront sends to or filters
 // on, where 0.0.0.0 or :: cannot be meant.
 func (d *decoder) unicastAddrPort(n *yaml.Node, where string) (netip.AddrPort, bool) {
 	ap, ok := d.addrPort(n, where, false)
-	if ok && ap.Addr().IsUnspecified() {
-		d.errorf(n, "%s: %s is not a usable address (unspecified)", where, ap)
+	if !ok {
+		return ap, false
+	}
+	if why := unusable(ap.Addr()); why != "" {
+		d.errorf(n, "%s: %s is not a usable address (%s)", where, ap, why)
 		return netip.AddrPort{}, false
 	}
-	return ap, ok
+	return ap, true
 }
 
 func (d *decoder) addr(n *yaml.Node, where string) (netip.Addr, bool) {

@@ -152,7 +152,12 @@ func TestAdminTLS(t *testing.T) {
 		if err := os.WriteFile(cert.CertFile, []byte("-----BEGIN CERTIFICATE-----\nbroken\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		sighup(t, "admin tls certificate not reloaded")
+		// The reload is refused whole (the pair is checked before anything
+		// applies), so the old certificate and config stay.
+		sighup(t, "reload rejected")
+		if !strings.Contains(n.logs.String(), "admin.tls: cert ") {
+			t.Error("the rejection does not name admin.tls")
+		}
 		if fp := served(t, cert.Pool); fp != cert.SHA256 {
 			t.Error("the old certificate is no longer served")
 		}

@@ -127,16 +127,29 @@ func startNodeOpts(t *testing.T, o nodeOpts, body string) *node {
 	if err := os.WriteFile(n.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	n.launch()
+	return n
+}
+
+// launch starts the daemon on n's config file and waits until its admin
+// API answers; a test restarts a node by killing it and launching again.
+func (n *node) launch() {
+	t := n.t
+	t.Helper()
+	n.exited = make(chan error, 1)
+	exited := n.exited
 	n.cmd = exec.Command(filepath.Join(binDir, "anyfront"), "-config", n.cfgPath)
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := testlab.StartCmd(n.cmd); err != nil {
 		t.Fatal(err)
 	}
-	go func() { n.exited <- n.cmd.Wait() }()
+	cmd := n.cmd
+	done := make(chan struct{}) // the test itself may take from exited
+	go func() { exited <- cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		_ = n.cmd.Process.Kill()
-		<-n.exited
+		_ = cmd.Process.Kill()
+		<-done
 		if t.Failed() {
 			t.Logf("anyfront logs:\n%s", n.logs.String())
 		}
@@ -149,7 +162,6 @@ func startNodeOpts(t *testing.T, o nodeOpts, body string) *node {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	return n
 }
 
 // waitFor polls cond until it holds or the deadline passes.

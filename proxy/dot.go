@@ -57,7 +57,11 @@ type statsSource interface {
 // Run has opened the listeners.
 func (p *Proxy) TransportStats() map[string]TransportCounts {
 	out := map[string]TransportCounts{}
-	for _, ln := range p.tcpLns {
+	run := p.started.Load()
+	if run == nil {
+		return out
+	}
+	for _, ln := range run.tcpLns {
 		if s, ok := ln.(statsSource); ok {
 			proto, st := s.transportStats()
 			c := out[proto]

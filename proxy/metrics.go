@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -196,14 +197,18 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.p.collectObservers(ch)
 
-	if c.p.tcp != nil {
-		c.p.tcp.mu.Lock()
-		n := c.p.tcp.total
-		c.p.tcp.mu.Unlock()
+	run := c.p.started.Load()
+	if run == nil {
+		run = &running{} // Run has not published its parts yet
+	}
+	if run.tcp != nil {
+		run.tcp.mu.Lock()
+		n := run.tcp.total
+		run.tcp.mu.Unlock()
 		ch <- prometheus.MustNewConstMetric(descTCPConns, prometheus.GaugeValue, float64(n))
 	}
 	inflight := 0
-	for _, sh := range c.p.shards {
+	for _, sh := range run.shards {
 		inflight += sh.inflight()
 	}
 	ch <- prometheus.MustNewConstMetric(descUDPInfligh, prometheus.GaugeValue, float64(inflight))
@@ -313,4 +318,13 @@ func (p *Proxy) PurgeCache(suffix string) (int, error) {
 		n += pc.purge(w)
 	}
 	return n, nil
+}
+
+// running is what Run builds before serving and the collector reads:
+// published whole through Proxy.started, so a scrape while Run is still
+// starting sees nothing rather than a half-assigned slice.
+type running struct {
+	shards []*shard
+	tcpLns []net.Listener
+	tcp    *tcpFront
 }

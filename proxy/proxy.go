@@ -5,7 +5,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -45,7 +44,11 @@ type Proxy struct {
 	backendV6 bool
 	tcpLns    []net.Listener
 	tcp       *tcpFront
-	wg        sync.WaitGroup // every goroutine Run starts
+	// started publishes shards, tcpLns and tcp once Run has set them all:
+	// a scrape during start-up reads this, never the fields Run is still
+	// assigning.
+	started atomic.Pointer[running]
+	wg      sync.WaitGroup // every goroutine Run starts
 	// readers counts the UDP client readers: on stop, Run waits for them
 	// before draining, as a reader may have read queries just before
 	// stopping was set and not yet put them in flight.
@@ -169,6 +172,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}()
 	}
 	p.tcp = newTCPFront(p, cfg.Proxy.TCP)
+	p.started.Store(&running{shards: p.shards, tcpLns: p.tcpLns, tcp: p.tcp})
 	for _, ln := range p.tcpLns {
 		p.wg.Add(1)
 		go func() {
@@ -329,7 +333,7 @@ func (p *Proxy) listen(cfg *config.Config) error {
 		}
 		ln, err := net.Listen("tcp", addr.String())
 		if err != nil {
-			return fmt.Errorf("listen tcp %s: %w", addr, err)
+			return err // "listen tcp ADDR: bind: ..." says it all
 		}
 		p.tcpLns = append(p.tcpLns, p.proxyProtoListener(ln, l, &transportStats{}))
 	}

@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/hashicorp/go-memdb"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -38,6 +42,8 @@ type daemon struct {
 	bgp    *bgp.Controller // nil without a bgp section
 	xdp    *ebpf.Dataplane // nil without an xdp section
 	reg    *prometheus.Registry
+	// reloads counts reloads for /metrics.
+	reloads *reloadMetrics
 
 	mu  sync.Mutex // serialises reloads
 	cfg *config.Config
@@ -47,12 +53,35 @@ type daemon struct {
 
 func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	d := &daemon{log: log, cfg: cfg, reg: prometheus.NewRegistry()}
+	d.reloads = newReloadMetrics(d.reg)
 	var err error
 	if d.store, err = state.New(); err != nil {
 		return nil, err
 	}
 	if err := d.store.ApplyConfig(cfg); err != nil {
 		return nil, err
+	}
+	// Operator drains from before the restart are in the store before any
+	// component starts: the BGP controller's first look already sees a
+	// drained node, which then never announces before it is undrained.
+	if f := cfg.Node.StateFile; f != "" {
+		op, err := state.ReadOperator(f)
+		if err != nil {
+			return nil, err
+		}
+		unknown, err := d.store.RestoreOperator(op)
+		if err != nil {
+			return nil, err
+		}
+		if op.NodeDrained {
+			log.Warn("node starts drained (from the state file): nothing is announced until it is undrained", "file", f)
+		}
+		for name, a := range op.Backends {
+			log.Info("backend admin state restored from the state file", "backend", name, "admin", a, "file", f)
+		}
+		if len(unknown) > 0 {
+			log.Warn("state file names backends the config no longer has; dropped", "file", f, "backends", unknown)
+		}
 	}
 	if d.health, err = healthcheck.New(cfg, healthcheck.Deps{Store: d.store, Log: log.With("component", "healthcheck")}); err != nil {
 		return nil, err
@@ -111,16 +140,39 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 // while queries are still answered; then the proxy stops taking queries and
 // answers those in flight; BGP stops last.
 func (d *daemon) run(sig context.Context) error {
+	// Every socket is bound before anything serves: a second instance on
+	// a taken admin or BGP port fails here, before it answers a query.
+	// The proxy binds all its listeners before it serves any; BGP starts
+	// only once the proxy serves.
+	if err := d.admin.Listen(sig); err != nil {
+		return err
+	}
+	if err := probeBGPPort(d.cfg.BGP); err != nil {
+		return err
+	}
 	svc, stopSvc := context.WithCancel(context.Background())
 	defer stopSvc()
 	g, gctx := errgroup.WithContext(svc)
 	g.Go(func() error { return d.proxy.Run(gctx) })
 	g.Go(func() error { return d.health.Run(gctx) })
+	if !d.waitServing(gctx) {
+		// The proxy failed to bind (or we were stopped): the admin API
+		// never served, BGP never started.
+		stopSvc()
+		return g.Wait()
+	}
 	g.Go(func() error { return d.admin.Run(gctx) })
+	// systemd (Type=notify) starts units ordered after us only now, and
+	// the operator's `systemctl start` returns only now: with the sockets
+	// bound and queries answered.
+	notify(d.log, sd.SdNotifyReady)
 	if d.xdp != nil {
 		g.Go(func() error { return d.xdp.Run(gctx) })
 	}
 	g.Go(func() error { d.reloadOnHUP(gctx); return nil })
+	if f := d.cfg.Node.StateFile; f != "" {
+		g.Go(func() error { return d.store.KeepOperator(gctx, f, d.log.With("component", "state")) })
+	}
 
 	// BGP runs on a context of its own: cancelling it withdraws at once,
 	// which must wait until the graceful drain is done.
@@ -135,6 +187,7 @@ func (d *daemon) run(sig context.Context) error {
 	select {
 	case <-sig.Done():
 		d.log.Info("stopping", "reason", "signal")
+		notify(d.log, sd.SdNotifyStopping)
 		_, _ = d.store.SetShuttingDown()
 		if d.bgp != nil {
 			grace := d.currentConfig().BGP.Drain.Grace + shutdownSlack
@@ -164,6 +217,43 @@ func (d *daemon) run(sig context.Context) error {
 	return err
 }
 
+// notify tells systemd (NOTIFY_SOCKET) about a state change; a no-op when
+// not started by systemd with Type=notify.
+func notify(log *slog.Logger, state string) {
+	if _, err := sd.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", "state", state, "err", err)
+	}
+}
+
+// waitServing waits until the proxy has opened its listeners (it records
+// that in the store) or ctx ends; it reports whether the proxy serves.
+func (d *daemon) waitServing(ctx context.Context) bool {
+	for {
+		ws := memdb.NewWatchSet()
+		if d.store.Node(ws).Serving {
+			return true
+		}
+		if ws.WatchCtx(ctx) != nil {
+			return false
+		}
+	}
+}
+
+// probeBGPPort binds the BGP listen port and lets it go: GoBGP opens it
+// only later, after the proxy serves, and a port already taken must stop
+// the start before then. (A port taken in between still fails GoBGP's own
+// start, which stops the daemon.)
+func probeBGPPort(cfg *config.BGP) error {
+	if cfg == nil || cfg.ListenPort <= 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.ListenPort))
+	if err != nil {
+		return fmt.Errorf("bgp.listen_port: %w", err)
+	}
+	return ln.Close()
+}
+
 func (d *daemon) reloadOnHUP(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -173,7 +263,9 @@ func (d *daemon) reloadOnHUP(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			_ = d.reload()
+			notify(d.log, sd.SdNotifyReloading)
+			_, _ = d.reload()
+			notify(d.log, sd.SdNotifyReady)
 		}
 	}
 }
@@ -182,48 +274,6 @@ func (d *daemon) currentConfig() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg
-}
-
-// reload reads the config file again and applies it. An invalid file is
-// rejected with every error (returned as *config.Errors for the API) and the
-// running config stays.
-func (d *daemon) reload() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	cfg, err := config.Load(d.cfg.File)
-	if err != nil {
-		d.log.Error("reload rejected: the running config stays", "file", d.cfg.File, "err", err)
-		return err
-	}
-	d.applyLog(d.cfg.Log, cfg.Log)
-	// The proxy takes the config first, so the rebuild that the state
-	// change triggers already sees the new ACL, rules and timeouts.
-	d.proxy.Reload(cfg)
-	if err := d.store.ApplyConfig(cfg); err != nil {
-		d.log.Error("reload: state", "err", err)
-		return err
-	}
-	d.health.Reload(cfg)
-	if (d.bgp != nil) != (cfg.BGP != nil) {
-		d.log.Warn("adding or removing the bgp section needs a restart")
-	} else if d.bgp != nil {
-		if err := d.bgp.Reload(cfg.BGP); err != nil {
-			d.log.Error("reload: bgp", "err", err)
-		}
-	}
-	if (d.xdp != nil) != (cfg.XDP != nil) {
-		d.log.Warn("adding or removing the xdp section needs a restart")
-	} else if d.xdp != nil {
-		if err := d.xdp.Reload(cfg.XDP); err != nil {
-			d.log.Error("reload: xdp: the old XDP settings stay", "err", err)
-		}
-	}
-	if err := d.admin.Reload(cfg.Admin); err != nil {
-		d.log.Error("reload: admin: the old token or TLS certificate stays", "err", err)
-	}
-	d.cfg = cfg
-	d.log.Info("config reloaded", "file", cfg.File)
-	return nil
 }
 
 // liveStats adapts the proxy's per-backend figures for the admin API.

@@ -39,6 +39,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	cfg, err := config.Load(*cfgPath)
+	if err == nil {
+		// The files the config names are checked here too, so that what
+		// -check passes also starts (systemd's ExecStartPre relies on it).
+		err = checkFiles(cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -91,10 +91,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.fleet, "fleet", os.Getenv("ANYFRONT_FLEET"), "fleet file (nodes: [{name, admin, token_file, cacert}]) for status, or with -node (env ANYFRONT_FLEET)")
 	fs.StringVar(&o.node, "node", "", "with -fleet: run the command on this node of the fleet file")
 	fs.BoolVar(&o.insecure, "insecure", false, "https:// admin URL: do not verify the server's certificate (the token is still encrypted, but could go to an impostor)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
+	printUsage := func(w io.Writer) {
+		fs.SetOutput(w)
+		fmt.Fprint(w, usage)
 		fs.PrintDefaults()
 	}
+	// flag calls Usage itself on -h and on a bad flag; run prints it
+	// below, once, to stdout for -h and to stderr for a mistake.
+	fs.Usage = func() {}
 
 	// Parse flags wherever they sit, so "anyfrontctl drain r1 -json" works
 	// as well as "anyfrontctl -json drain r1".
@@ -102,10 +106,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for rest := args; ; {
 		if err := fs.Parse(rest); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.SetOutput(stdout)
-				fs.Usage()
+				printUsage(stdout)
 				return exitOK
 			}
+			printUsage(stderr)
 			return exitUsage
 		}
 		rest = fs.Args()
@@ -120,12 +124,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(words) == 0 {
 		fmt.Fprintln(stderr, "anyfrontctl: no command")
-		fs.Usage()
+		printUsage(stderr)
 		return exitUsage
 	}
 	if words[0] == "help" {
-		fs.SetOutput(stdout)
-		fs.Usage()
+		printUsage(stdout)
 		return exitOK
 	}
 	if words[0] == "completion" {

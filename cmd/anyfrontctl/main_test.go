@@ -97,7 +97,7 @@ func newEnv(t *testing.T, bgp admin.BGPStatus) *env {
 	}
 	s, err := admin.New(config.Admin{Listen: "127.0.0.1:0", TokenFile: e.tokenFile}, admin.Deps{
 		Store: e.store, Live: live{}, BGP: bgp,
-		Reload:     func() error { return e.reloadErr },
+		Reload:     func() ([]string, error) { return nil, e.reloadErr },
 		PurgeCache: func(string) (int, error) { return 7, nil },
 		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -358,6 +358,10 @@ func TestUsage(t *testing.T) {
 			}
 			if tt.code == exitOK && !strings.Contains(out, "cache purge [SUFFIX]") {
 				t.Errorf("help lacks the command list: %q", out)
+			}
+			// The usage once, on stdout for help, on stderr for a mistake.
+			if n := strings.Count(out+errOut, "usage: anyfrontctl [flags]"); n > 1 {
+				t.Errorf("usage printed %d times:\n%s\n%s", n, out, errOut)
 			}
 		})
 	}
