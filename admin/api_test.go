@@ -207,10 +207,37 @@ func TestAuth(t *testing.T) {
 				t.Errorf("GET %s: %d", p, res.code)
 			}
 		}
-		for _, p := range []string{"/healthz", "/"} {
-			if res := do(t, "GET", url+p, "", ""); res.code != 200 {
-				t.Errorf("GET %s without a token: %d", p, res.code)
+		if res := do(t, "GET", url+"/healthz", "", ""); res.code != 200 {
+			t.Errorf("GET /healthz without a token: %d", res.code)
+		}
+	})
+	t.Run("the dashboard page asks a browser for the token by HTTP Basic", func(t *testing.T) {
+		res := do(t, "GET", url+"/", "", "")
+		if res.code != 401 || !strings.HasPrefix(res.header.Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("without a token: %d %q", res.code, res.header.Get("WWW-Authenticate"))
+		}
+		for _, tok := range []string{testToken, "wrong"} {
+			req, _ := http.NewRequest("GET", url+"/", nil)
+			req.SetBasicAuth("operator", tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
 			}
+			resp.Body.Close()
+			if want := map[string]int{testToken: 200, "wrong": 401}[tok]; resp.StatusCode != want {
+				t.Errorf("Basic with token %q: %d, want %d", tok, resp.StatusCode, want)
+			}
+		}
+		// Credentials a browser replays by itself never change anything.
+		req, _ := http.NewRequest("POST", url+"/api/v1/node/drain", nil)
+		req.SetBasicAuth("operator", testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Errorf("POST with Basic credentials: %d, want 401", resp.StatusCode)
 		}
 	})
 }
@@ -260,7 +287,7 @@ func TestRouting(t *testing.T) {
 		})
 	}
 	t.Run("the dashboard is a self-contained page", func(t *testing.T) {
-		res := do(t, "GET", url+"/", "", "")
+		res := do(t, "GET", url+"/", testToken, "")
 		body := string(res.body)
 		if res.code != 200 || !strings.HasPrefix(res.header.Get("Content-Type"), "text/html") ||
 			!strings.Contains(body, "api/v1/backends") || strings.Contains(body, "http://") || strings.Contains(body, "https://") ||

@@ -133,7 +133,23 @@ func (a *authenticator) roleOf(r *http.Request) role {
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return roleNone
 	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return a.roleOfToken(strings.TrimSpace(tok))
+}
+
+// pageRoleOf is roleOf for the dashboard page, which a browser loads by
+// navigating to it and so cannot send a bearer token: HTTP Basic with the
+// token as the password (any user name) is taken too. Only for reading:
+// credentials a browser caches and replays by itself must never change
+// anything (a cross-site form could post with them).
+func (a *authenticator) pageRoleOf(r *http.Request) role {
+	if _, pass, ok := r.BasicAuth(); ok {
+		return min(a.roleOfToken(pass), roleRead)
+	}
+	return a.roleOf(r)
+}
+
+func (a *authenticator) roleOfToken(tok string) role {
+	got := sha256.Sum256([]byte(tok))
 	var none [sha256.Size]byte
 	op, rd := a.operate.Load(), a.read.Load()
 	if op == nil {
@@ -176,6 +192,20 @@ func (s *Server) requireRead(h http.Handler) http.HandlerFunc {
 			return
 		}
 		h.ServeHTTP(w, r)
+	}
+}
+
+// requirePage guards the dashboard page: once any token is configured it
+// needs the read or operate token, as a bearer token or as the password of
+// HTTP Basic, which the 401's challenge makes a browser ask for.
+func (s *Server) requirePage(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.auth.configured() && s.auth.pageRoleOf(r) == roleNone {
+			w.Header().Set("WWW-Authenticate", `Basic realm="anyfront dashboard: any user, the read or operate token as password", charset="UTF-8"`)
+			writeError(w, http.StatusUnauthorized, errBadToken.Error())
+			return
+		}
+		h(w, r)
 	}
 }
 

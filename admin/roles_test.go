@@ -38,7 +38,7 @@ func TestRoles(t *testing.T) {
 		Deps{Store: store, Top: fakeTop{}, Blocks: fb, Rules: fakeRules{}, Reload: func() ([]string, error) { return nil, nil },
 			PurgeCache: func(string) (int, error) { return 0, nil },
 			Log:        slog.New(slog.NewTextHandler(logs, nil))})
-	open := map[string]bool{"GET /healthz": true, "GET /{$}": true}
+	open := map[string]bool{"GET /healthz": true}
 	unchanged := func(t *testing.T) {
 		t.Helper()
 		if store.Node(nil).Drained || mustAdmin(t, store, "r1") != state.AdminAuto {

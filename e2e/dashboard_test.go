@@ -162,6 +162,7 @@ func TestDashboard(t *testing.T) {
 
 	// The node has tokens: the page asks for one before it shows
 	// anything, and the read token is enough to read.
+	answerBasicAuth(t, bctx, n.readToken) // the page itself needs a token (DESIGN)
 	run(t, "load the dashboard with the read token", chromedp.Navigate(n.admin+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#token-bar`)),
 		chromedp.SendKeys(chromedp.CSS(`#token-input`), n.readToken),

@@ -76,6 +76,7 @@ func TestFleetPage(t *testing.T) {
 	}
 	cell := func(name, cls string) string { return row(name) + `.querySelector('td.` + cls + `').textContent` }
 
+	answerBasicAuth(t, bctx, a.readToken) // the page itself needs a token (DESIGN)
 	run("load A's dashboard with A's read token", chromedp.Navigate(a.admin+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#token-bar`)),
 		chromedp.SendKeys(chromedp.CSS(`#token-input`), a.readToken),
