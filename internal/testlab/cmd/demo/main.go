@@ -330,7 +330,7 @@ anyfront answers on %[1]s, in front of resolvers r1 (127.0.0.1:%[2]d) and r2 (12
   dig @127.0.0.1 -p 5300 www.demo.test AAAA
   dig @127.0.0.1 -p 5300 big.demo.test TXT +ignore   (truncated over UDP)
   dig @127.0.0.1 -p 5300 big.demo.test TXT +tcp
-  dashboard and admin API: http://%[4]s/  (token in %[5]s)
+  dashboard and admin API: http://%[4]s/  (token in %[5]s: the browser asks for it, any user name)
 `, listenAddr, backends[0].port, backends[1].port, adminAddr, tokenFile)
 	ctl := filepath.Join(filepath.Dir(anyfrontPath), "anyfrontctl")
 	if _, err := os.Stat(ctl); err == nil {
