@@ -394,4 +394,3 @@ func (s *shard) retryWire(sl *slot, u *upstream) []byte {
 	s.wire = appendWire(s.wire[:0], u, sl.client.addrPort(), s.p.udpLns[sl.ln].addr, sl.query, v, sl.id)
 	return s.wire
 }
-
