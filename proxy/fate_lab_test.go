@@ -194,4 +194,20 @@ func TestLabQueryFate(t *testing.T) {
 			t.Error("the budget never said no, with half the first attempts slow")
 		}
 	})
+
+	t.Run("a slow first TCP attempt is hedged too", func(t *testing.T) {
+		l := startLab(t, 2, "", "")
+		warm(t, l, 600)
+		if err := l.backends[1].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		defer l.backends[1].Cont()
+		before := l.p.Stats.Hedges.Load()
+		if err := hammer(l, "tcp", 4, 200, noerror); err != nil {
+			t.Fatal(err)
+		}
+		if l.p.Stats.Hedges.Load() == before {
+			t.Error("no TCP query was hedged")
+		}
+	})
 }

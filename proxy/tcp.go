@@ -244,7 +244,8 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 	}
 	// The deadline and attempt timeouts work as on UDP (fate.go), but an
 	// attempt given up here is given up: a TCP exchange waits for its own
-	// answer, so a late one is not heard (and no hedge is sent).
+	// answer, so a late one is not heard. The first attempt may be hedged
+	// (hedgeTCP).
 	start := p.now()
 	deadline := start + snap.deadline
 	// refused marks the backends that refused this query or broke its
@@ -284,8 +285,16 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 		u.queries.Add(1)
 		u.stats.Outstanding.Add(1)
 		sent := now
-		resp, _, err := u.tcp.exchange(fwd, time.Duration(wait), client, local)
-		u.stats.Outstanding.Add(-1)
+		var resp []byte
+		var err error
+		if after := pool.lat.hedgeAfter.Load(); attempt == 0 && pool.hedge && len(pool.ups) > 1 && after > 0 && after < wait {
+			first := u
+			u, sent, resp, err = p.hedgeTCP(pool, h, &tried, u, fwd, wait, after, client, local)
+			first.stats.Outstanding.Add(-1)
+		} else {
+			resp, _, err = u.tcp.exchange(fwd, time.Duration(wait), client, local)
+			u.stats.Outstanding.Add(-1)
+		}
 		if err != nil {
 			if err == errBackendBusy {
 				// anyfront's own bound, not the backend's failure: no
@@ -352,4 +361,82 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 		p.Stats.ServFail.Add(1)
 	}
 	return out
+}
+
+// hedgeTCP is a first TCP attempt at u that, unanswered after after
+// nanoseconds, is copied to another backend within the pool's hedging
+// budget; the first answer of the two wins and the other is forgotten. It
+// returns the backend that answered (or failed) and when its copy went.
+// u's outstanding count is the caller's; the hedge's is kept here.
+func (p *Proxy) hedgeTCP(pool *poolSnap, h uint64, tried *uint64, u *upstream, fwd []byte, wait, after int64, client, local netip.AddrPort) (*upstream, int64, []byte, error) {
+	sent := p.now()
+	deadline := time.Now().Add(time.Duration(wait))
+	w1, err := u.tcp.start(fwd, deadline, client, local)
+	if err != nil {
+		return u, sent, nil, err
+	}
+	t := time.NewTimer(time.Duration(after))
+	defer t.Stop()
+	select {
+	case resp := <-w1.ch:
+		if resp == nil {
+			return u, sent, nil, errConnLost
+		}
+		return u, sent, resp, nil
+	case <-t.C:
+	}
+	var w2 *tcpWait
+	var u2 *upstream
+	var sent2 int64
+	if idx := pool.pol.Pick(h, *tried); idx < 0 {
+		// nowhere to hedge to
+	} else if !pool.lat.spend() {
+		p.Stats.HedgesDenied.Add(1)
+	} else {
+		u2 = pool.ups[idx]
+		*tried |= 1 << (uint(idx) % 64)
+		u2.queries.Add(1)
+		u2.hedges.Add(1)
+		p.Stats.Hedges.Add(1)
+		sent2 = p.now()
+		if w2, err = u2.tcp.start(fwd, deadline, client, local); err != nil {
+			w2 = nil
+			u2.refusals.Add(1)
+			u2.obs.Observe(state.OutcomeUnreachable, 0)
+		} else {
+			u2.stats.Outstanding.Add(1)
+		}
+	}
+	var c2 chan []byte
+	if w2 != nil {
+		c2 = w2.ch
+		defer u2.stats.Outstanding.Add(-1)
+	}
+	t.Reset(time.Until(deadline))
+	c1 := w1.ch
+	for c1 != nil || c2 != nil {
+		select {
+		case resp := <-c1:
+			if resp != nil {
+				if w2 != nil {
+					w2.bc.forget(w2.id)
+				}
+				return u, sent, resp, nil
+			}
+			c1 = nil
+		case resp := <-c2:
+			if resp != nil {
+				w1.bc.forget(w1.id)
+				return u2, sent2, resp, nil
+			}
+			c2 = nil
+		case <-t.C:
+			w1.bc.forget(w1.id)
+			if w2 != nil {
+				w2.bc.forget(w2.id)
+			}
+			return u, sent, nil, errTimeout
+		}
+	}
+	return u, sent, nil, errConnLost
 }

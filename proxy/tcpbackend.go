@@ -247,18 +247,49 @@ func (tp *tcpPool) close() {
 }
 
 func (bc *backendConn) exchange(query []byte, deadline time.Time) ([]byte, uint16, bool, error) {
-	ch := make(chan []byte, 1)
+	w, err := bc.start(query, deadline)
+	if err != nil {
+		return nil, 0, w.reused, err
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case resp := <-w.ch:
+		if resp == nil {
+			return nil, 0, w.reused, errConnLost
+		}
+		return resp, w.id, w.reused, nil
+	case <-t.C:
+		bc.forget(w.id)
+		return nil, 0, w.reused, errTimeout
+	}
+}
+
+// tcpWait is one query written to a backend connection, awaiting its
+// answer on ch (nil there: the connection was lost).
+type tcpWait struct {
+	bc     *backendConn
+	id     uint16
+	ch     chan []byte
+	reused bool
+}
+
+// start writes query under a fresh ID; the answer comes on the returned
+// wait's channel. On error the wait is still returned, for its reused flag.
+func (bc *backendConn) start(query []byte, deadline time.Time) (*tcpWait, error) {
+	w := &tcpWait{bc: bc, ch: make(chan []byte, 1), reused: true}
 	bc.mu.Lock()
 	if bc.dead {
 		bc.mu.Unlock()
-		return nil, 0, true, errConnLost
+		return w, errConnLost
 	}
-	reused := bc.used
+	w.reused = bc.used
 	id := uint16(rand.Uint32())
 	for _, taken := bc.pending[id]; taken; _, taken = bc.pending[id] {
 		id = uint16(rand.Uint32())
 	}
-	bc.pending[id] = ch
+	w.id = id
+	bc.pending[id] = w.ch
 	bc.mu.Unlock()
 
 	out := make([]byte, 2+len(query))
@@ -272,20 +303,31 @@ func (bc *backendConn) exchange(query []byte, deadline time.Time) ([]byte, uint1
 	if err != nil {
 		bc.c.Close() // the reader then fails every waiter
 		bc.forget(id)
-		return nil, 0, reused, errConnLost
+		return w, errConnLost
 	}
+	return w, nil
+}
 
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case resp := <-ch:
-		if resp == nil {
-			return nil, 0, reused, errConnLost
+// start sends query on one of the pool's connections (dialling one when
+// needed) and returns without waiting for the answer; a reused connection
+// the backend closed as we wrote to it is replaced once, as in exchange.
+func (tp *tcpPool) start(query []byte, deadline time.Time, client, local netip.AddrPort) (*tcpWait, error) {
+	for attempt := 0; ; attempt++ {
+		var bc *backendConn
+		var err error
+		if tp.u.pp {
+			bc, err = tp.getFor(client, local, deadline)
+		} else {
+			bc, err = tp.get(deadline)
 		}
-		return resp, id, reused, nil
-	case <-t.C:
-		bc.forget(id)
-		return nil, 0, reused, errTimeout
+		if err != nil {
+			return nil, err
+		}
+		w, err := bc.start(query, deadline)
+		if err == errConnLost && w.reused && attempt == 0 {
+			continue
+		}
+		return w, err
 	}
 }
 
