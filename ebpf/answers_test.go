@@ -228,6 +228,7 @@ func TestAnswersPass(t *testing.T) {
 		{"bytes after the question", q(append(plainQuery("a.example.com.", dns.TypeA, nil), 0))},
 		{"bytes after the OPT record", q(append(plainQuery("a.example.com.", dns.TypeA, withEDNS(1232, false)), 0))},
 		{"opcode NOTIFY", q(plainQuery("a.example.com.", dns.TypeA, func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify }))},
+		{"TC=1 (the proxy forwards it uncached)", q(plainQuery("a.example.com.", dns.TypeA, func(m *dns.Msg) { m.Truncated = true }))},
 		{"IPv4 options", frame{src: client4, dst: vip4, ipOpts: []byte{1, 1, 1, 0}, payload: plainQuery("a.example.com.", dns.TypeA, nil)}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -91,27 +91,29 @@ enum dns_kind {
 };
 
 // dns_kind mirrors the proxy's checks (proxy/wire.go parseQuery), so that
-// XDP drops only what the proxy would drop too. A response (QR=1), a
-// query with TC=1 or a datagram shorter than a header is malformed. With
-// QDCOUNT other than 1 the proxy answers FORMERR whatever follows the
-// header, and with an opcode other than QUERY it answers NOTIMP once the
-// question parses: RFC 8906 asks for those answers rather than silence,
-// so such messages pass (DNS_OTHER). With QDCOUNT 1 the question must fit;
-// *qend is then set to the offset just past it.
+// XDP drops only what the proxy would drop too. A response (QR=1) or a
+// datagram shorter than a header is malformed. With QDCOUNT other than 1
+// the proxy answers FORMERR (or NOTIMP, for another opcode) whatever
+// follows the header, and with an opcode other than QUERY it answers
+// NOTIMP once the question parses: RFC 8906 asks for those answers rather
+// than silence, so such messages pass (DNS_OTHER). A query with TC=1 is
+// DNS_OTHER too: the proxy forwards it to a backend, never answering it
+// from a cache, so the XDP answer cache must not either. With QDCOUNT 1
+// the question must fit; *qend is then set to the offset just past it.
 static __always_inline int dns_kind(void *dns, void *end, __u32 dns_len, __u32 *qend)
 {
 	__u8 *h = dns;
 
 	if ((void *)(h + DNS_HDR_LEN) > end || dns_len < DNS_HDR_LEN)
 		return DNS_MALFORMED;
-	if (h[2] & 0x82) // QR (0x80) or TC (0x02)
+	if (h[2] & 0x80) // QR
 		return DNS_MALFORMED;
 	if (h[4] != 0 || h[5] != 1)
 		return DNS_OTHER;
 	*qend = question_end(dns, end, dns_len);
 	if (!*qend)
 		return DNS_MALFORMED;
-	return (h[2] & 0x78) ? DNS_OTHER : DNS_QUERY; // opcode: bits 3-6
+	return (h[2] & 0x7a) ? DNS_OTHER : DNS_QUERY; // opcode (bits 3-6) or TC (0x02)
 }
 
 // over_limit charges one query to the source's bucket and says whether it

@@ -7,8 +7,8 @@ package ebpf
 var generatedFrom = map[string]string{
 	"answer.h":    "21102292ee2698fe1bf288ffe41c2b4ef8e1bec2e3b13c50698f4fad6001c43e",
 	"reply.h":     "6d2648e591d2b2dece9917d74a9395c5dfad06d7b0fbb4fc75094776760f9c6a",
-	"xdp.c":       "5752481633e087a0f571f668c59992a6a2eb1c7e2607d511758c3e3b946f1afd",
+	"xdp.c":       "b407a335da0f0247c939187772955824dc55b0e9a97a34e287af3f3c25754826",
 	"xdp.h":       "7c4b449f1e2198386a463db36c3869d7e103f59f3d7d6ff156ae89a6296792de",
-	"xdp_bpfeb.o": "4731fae0a4aaa329ebe082d6fd492358e8e148f10c89ac664fdfe515698edb84",
-	"xdp_bpfel.o": "a8dbac2df3d20d9a20fc00f8defe17be7a5bd51cd75d582a2230070785dad56b",
+	"xdp_bpfeb.o": "955f7f93c35bb6bad32de5ebbf9d85289f15903bfb04048374a499e9ef7887eb",
+	"xdp_bpfel.o": "248db99aa026a9e4a5866f09cc2c8ffe27bf952c1439ed876e2c5709fedd964c",
 }
