@@ -155,8 +155,8 @@ func TestProgramVerdicts(t *testing.T) {
 			f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify; m.Response = true })
 		}), xdpDrop, malformed},
 		{"response without a question", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Question = nil; m.Response = true }) }), xdpDrop, malformed},
-		{"query with TC=1", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Truncated = true }) }), xdpPass, pass}, // the proxy forwards it uncached (RFC 8906)
-		{"IPv6 query with TC=1", with(q6(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Truncated = true }) }), xdpPass, pass}, // the proxy forwards it uncached (RFC 8906)
+		{"query with TC=1", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Truncated = true }) }), xdpPass, pass},                               // the proxy forwards it uncached (RFC 8906)
+		{"IPv6 query with TC=1", with(q6(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Truncated = true }) }), xdpPass, pass},                          // the proxy forwards it uncached (RFC 8906)
 		{"NOTIFY with TC=1", with(q4(), func(f *frame) { f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify; m.Truncated = true }) }), xdpPass, pass}, // the proxy forwards it uncached (RFC 8906)
 		{"NOTIFY with its question cut", with(q4(), func(f *frame) {
 			f.payload = msg(func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify; m.Extra = nil })

@@ -122,8 +122,8 @@ func (p *proc) logTail() string {
 
 // lab is what every system is started against.
 type lab struct {
-	dir          string // temp dir for configs, logs, data files
-	anyfront     string // path of bin/anyfront
+	dir      string // temp dir for configs, logs, data files
+	anyfront string // path of bin/anyfront
 	// anyfrontBase is the binary an A/B run compares anyfront with
 	// (-anyfront-base): system "anyfront-base", configured the same.
 	anyfrontBase string
