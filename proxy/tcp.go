@@ -385,7 +385,8 @@ func (p *Proxy) hedgeTCP(pool *poolSnap, h uint64, tried *uint64, u *upstream, f
 		return u, sent, resp, nil
 	case <-t.C:
 	}
-	var w2 *tcpWait
+	var w2 tcpWait
+	hedged := false
 	var u2 *upstream
 	var sent2 int64
 	if idx := pool.pol.Pick(h, *tried); idx < 0 {
@@ -400,15 +401,15 @@ func (p *Proxy) hedgeTCP(pool *poolSnap, h uint64, tried *uint64, u *upstream, f
 		p.Stats.Hedges.Add(1)
 		sent2 = p.now()
 		if w2, err = u2.tcp.start(fwd, deadline, client, local); err != nil {
-			w2 = nil
 			u2.refusals.Add(1)
 			u2.obs.Observe(state.OutcomeUnreachable, 0)
 		} else {
+			hedged = true
 			u2.stats.Outstanding.Add(1)
 		}
 	}
 	var c2 chan []byte
-	if w2 != nil {
+	if hedged {
 		c2 = w2.ch
 		defer u2.stats.Outstanding.Add(-1)
 	}
@@ -418,7 +419,7 @@ func (p *Proxy) hedgeTCP(pool *poolSnap, h uint64, tried *uint64, u *upstream, f
 		select {
 		case resp := <-c1:
 			if resp != nil {
-				if w2 != nil {
+				if hedged {
 					w2.bc.forget(w2.id)
 				}
 				return u, sent, resp, nil
@@ -432,7 +433,7 @@ func (p *Proxy) hedgeTCP(pool *poolSnap, h uint64, tried *uint64, u *upstream, f
 			c2 = nil
 		case <-t.C:
 			w1.bc.forget(w1.id)
-			if w2 != nil {
+			if hedged {
 				w2.bc.forget(w2.id)
 			}
 			return u, sent, nil, errTimeout

@@ -76,13 +76,7 @@ func newTCPPool(p *Proxy, u *upstream, max int) *tcpPool {
 func (tp *tcpPool) exchange(query []byte, timeout time.Duration, client, local netip.AddrPort) ([]byte, uint16, error) {
 	deadline := time.Now().Add(timeout)
 	for attempt := 0; ; attempt++ {
-		var bc *backendConn
-		var err error
-		if tp.u.pp {
-			bc, err = tp.getFor(client, local, deadline)
-		} else {
-			bc, err = tp.get(deadline)
-		}
+		bc, err := tp.conn(client, local, deadline)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -94,6 +88,15 @@ func (tp *tcpPool) exchange(query []byte, timeout time.Duration, client, local n
 		}
 		return resp, id, err
 	}
+}
+
+// conn returns the connection a query for client goes on: client's own
+// for a PROXY protocol backend, else one of the shared ones.
+func (tp *tcpPool) conn(client, local netip.AddrPort, deadline time.Time) (*backendConn, error) {
+	if tp.u.pp {
+		return tp.getFor(client, local, deadline)
+	}
+	return tp.get(deadline)
 }
 
 func (tp *tcpPool) get(deadline time.Time) (*backendConn, error) {
@@ -276,8 +279,9 @@ type tcpWait struct {
 
 // start writes query under a fresh ID; the answer comes on the returned
 // wait's channel. On error the wait is still returned, for its reused flag.
-func (bc *backendConn) start(query []byte, deadline time.Time) (*tcpWait, error) {
-	w := &tcpWait{bc: bc, ch: make(chan []byte, 1), reused: true}
+// The wait is a value: the plain exchange pays no allocation for it.
+func (bc *backendConn) start(query []byte, deadline time.Time) (tcpWait, error) {
+	w := tcpWait{bc: bc, ch: make(chan []byte, 1), reused: true}
 	bc.mu.Lock()
 	if bc.dead {
 		bc.mu.Unlock()
@@ -311,17 +315,11 @@ func (bc *backendConn) start(query []byte, deadline time.Time) (*tcpWait, error)
 // start sends query on one of the pool's connections (dialling one when
 // needed) and returns without waiting for the answer; a reused connection
 // the backend closed as we wrote to it is replaced once, as in exchange.
-func (tp *tcpPool) start(query []byte, deadline time.Time, client, local netip.AddrPort) (*tcpWait, error) {
+func (tp *tcpPool) start(query []byte, deadline time.Time, client, local netip.AddrPort) (tcpWait, error) {
 	for attempt := 0; ; attempt++ {
-		var bc *backendConn
-		var err error
-		if tp.u.pp {
-			bc, err = tp.getFor(client, local, deadline)
-		} else {
-			bc, err = tp.get(deadline)
-		}
+		bc, err := tp.conn(client, local, deadline)
 		if err != nil {
-			return nil, err
+			return tcpWait{}, err
 		}
 		w, err := bc.start(query, deadline)
 		if err == errConnLost && w.reused && attempt == 0 {
