@@ -101,7 +101,7 @@ generate:
 # executions take 0.5-4 s per target.
 FUZZTIME ?= 60s
 FUZZSHORT ?= 10000x
-FUZZTARGETS := ./proxy:FuzzParseQuery ./proxy:FuzzMatchResponse ./proxy:FuzzCache \
+FUZZTARGETS := ./proxy/dnswire:FuzzParseQuery ./proxy:FuzzMatchResponse ./proxy:FuzzCache \
 	./proxy:FuzzRuleMatch ./proxy:FuzzTCPReader ./proxy:FuzzECS ./proxy:FuzzXDPAgreesWithParser \
 	./config:FuzzParse ./ebpf:FuzzAnswerCache
 .PHONY: fuzz fuzz-short

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/policy"
 )
@@ -32,7 +34,7 @@ const (
 // cacheKey is the part of a query that decides its answer, flattened.
 // Where ECS is in use the key goes on with the client's subnet (ecs.go).
 type cacheKey struct {
-	buf [maxNameLen + 8 + ecsMaxData + 1]byte
+	buf [dnswire.MaxNameLen + 8 + dnswire.ECSMaxData + 1]byte
 	n   int
 	h   uint64
 	// base and hb are the key without its ECS part: where answers valid
@@ -45,27 +47,27 @@ type cacheKey struct {
 }
 
 func (k *cacheKey) set(v *msgView) {
-	n := copy(k.buf[:], v.name())
-	binary.BigEndian.PutUint16(k.buf[n:], v.qtype)
-	binary.BigEndian.PutUint16(k.buf[n+2:], v.qclass)
+	n := copy(k.buf[:], v.Name())
+	binary.BigEndian.PutUint16(k.buf[n:], v.QType)
+	binary.BigEndian.PutUint16(k.buf[n+2:], v.QClass)
 	var flags byte
-	if v.hasOPT {
+	if v.HasOPT {
 		flags |= 1
-		k.buf[n+5] = byte(v.ednsTTL >> 16) // EDNS version
+		k.buf[n+5] = byte(v.EDNSTTL >> 16) // EDNS version
 	} else {
 		k.buf[n+5] = 0
 	}
-	if v.do() {
+	if v.DO() {
 		flags |= 2
 	}
-	if v.flags&flagCD != 0 {
+	if v.Flags&dnswire.FlagCD != 0 {
 		flags |= 4
 	}
 	k.buf[n+4] = flags
 	k.n = n + 6
 	k.base = k.n
-	k.appendECS(&v.ecs)
-	if v.bypass() {
+	k.appendECS(&v.ECS)
+	if v.Bypass() {
 		k.skip = true // its answer is the backend's to give (cacheopts.go)
 	}
 	k.h = policy.HashName(k.buf[:k.n])
@@ -180,11 +182,11 @@ func (c *packetCache) answerKey(dst []byte, k *cacheKey, msg []byte, v *msgView,
 	start := len(dst)
 	dst = append(dst, e.answer...)
 	out = dst[start:]
-	binary.BigEndian.PutUint16(out, v.id)
+	binary.BigEndian.PutUint16(out, v.ID)
 	// RD is the client's to set and the answer's to echo (RFC 1035), and
 	// it is not in the key: take it from this query.
-	out[2] = out[2]&^1 | byte(v.flags>>8)&1
-	copy(out[headerLen:v.qEnd], msg[headerLen:v.qEnd])
+	out[2] = out[2]&^1 | byte(v.Flags>>8)&1
+	copy(out[dnswire.HeaderLen:v.QEnd], msg[dnswire.HeaderLen:v.QEnd])
 	age := uint32((now - e.stored) / int64(time.Second))
 	for _, off := range e.ttls {
 		t := binary.BigEndian.Uint32(out[off:])
@@ -236,35 +238,35 @@ func (sh *cacheShard) unindex(e *entry) {
 // cached: NOERROR or NXDOMAIN (SERVFAIL only with temporary_failure_ttl), not
 // truncated, every record parsable.
 func (c *packetCache) store(k *cacheKey, resp []byte, now int64) {
-	if k.skip || len(resp) > maxCachedAnswer || len(resp) < headerLen {
+	if k.skip || len(resp) > maxCachedAnswer || len(resp) < dnswire.HeaderLen {
 		return
 	}
 	var v msgView
-	if v.parseHeader(resp) != nil || v.flags&flagTC != 0 || v.qdcount != 1 {
+	if v.ParseHeader(resp) != nil || v.Flags&dnswire.FlagTC != 0 || v.QDCount != 1 {
 		return
 	}
 	var ttlOffs [maxTTLOffsets]uint16
 	n := 0
 	var ttl uint32 = 1<<32 - 1
-	rcode := v.rcode()
-	off, ok := skipName(resp, headerLen)
+	rcode := v.Rcode()
+	off, ok := dnswire.SkipName(resp, dnswire.HeaderLen)
 	if !ok || off+4 > len(resp) {
 		return
 	}
 	off += 4
-	negative := rcode == rcodeNXDomain || v.ancount == 0
+	negative := rcode == dnswire.RcodeNXDomain || v.ANCount == 0
 	sawSOA := false
-	for i := 0; i < int(v.ancount)+int(v.nscount)+int(v.arcount); i++ {
+	for i := 0; i < int(v.ANCount)+int(v.NSCount)+int(v.ARCount); i++ {
 		start := off
-		nameEnd, ok := skipName(resp, off)
+		nameEnd, ok := dnswire.SkipName(resp, off)
 		if !ok {
 			return
 		}
 		var typ uint16
-		if off, typ, ok = skipRecord(resp, start); !ok {
+		if off, typ, ok = dnswire.SkipRecord(resp, start); !ok {
 			return
 		}
-		if typ == typeOPT {
+		if typ == dnswire.TypeOPT {
 			continue // its "TTL" is EDNS flags
 		}
 		if n == maxTTLOffsets {
@@ -273,7 +275,7 @@ func (c *packetCache) store(k *cacheKey, resp []byte, now int64) {
 		ttlOffs[n] = uint16(nameEnd + 4)
 		n++
 		t := binary.BigEndian.Uint32(resp[nameEnd+4:])
-		if negative && typ == 6 && i >= int(v.ancount) && i < int(v.ancount)+int(v.nscount) {
+		if negative && typ == 6 && i >= int(v.ANCount) && i < int(v.ANCount)+int(v.NSCount) {
 			// RFC 2308: a negative answer lives for min(SOA TTL, SOA MINIMUM).
 			sawSOA = true
 			if rdEnd := off; rdEnd >= 4 {
@@ -288,12 +290,12 @@ func (c *packetCache) store(k *cacheKey, resp []byte, now int64) {
 	}
 	var d time.Duration
 	switch {
-	case rcode == rcodeServFail:
+	case rcode == dnswire.RcodeServFail:
 		if c.cfg.TemporaryFailureTTL == 0 {
 			return
 		}
 		d = c.cfg.TemporaryFailureTTL
-	case rcode != rcodeNoError && rcode != rcodeNXDomain:
+	case rcode != dnswire.RcodeNoError && rcode != dnswire.RcodeNXDomain:
 		return
 	case negative && !sawSOA:
 		return // no SOA: nothing says how long the denial holds
@@ -324,7 +326,7 @@ func (c *packetCache) insert(k *cacheKey, resp []byte, ttls []uint16, now int64,
 	e.answer = append(e.answer[:0], resp...)
 	e.ttls = append(e.ttls[:0], ttls...)
 	// Per-client options are no later client's (cacheopts.go).
-	if removed, at := stripClientOpts(&e.answer); removed > 0 {
+	if removed, at := dnswire.StripClientOpts(&e.answer); removed > 0 {
 		for i, off := range e.ttls {
 			if int(off) >= at {
 				e.ttls[i] = off - uint16(removed)

@@ -19,7 +19,7 @@ func keyed(t testing.TB, q *dns.Msg) ([]byte, *msgView) {
 	t.Helper()
 	raw := pack(t, q)
 	v := new(msgView)
-	if err := v.parseQuery(raw); err != nil {
+	if err := v.ParseQuery(raw); err != nil {
 		t.Fatal(err)
 	}
 	v.key.set(v)
@@ -231,7 +231,7 @@ func BenchmarkCacheHit(b *testing.B) {
 	out := make([]byte, 0, 512)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		v.parseQuery(raw)
+		v.ParseQuery(raw)
 		v.key.set(v)
 		out, _, _ = c.answer(out[:0], &v.key, raw, v, 1, false)
 	}
@@ -244,7 +244,7 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 	c.store(&v.key, answerA(t, q, 300, 300), 0)
 	out := make([]byte, 0, 512)
 	if n := testing.AllocsPerRun(1000, func() {
-		v.parseQuery(raw)
+		v.ParseQuery(raw)
 		v.key.set(v)
 		out, _, _ = c.answer(out[:0], &v.key, raw, v, 1, false)
 	}); n != 0 {

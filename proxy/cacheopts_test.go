@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/miekg/dns"
 )
 
@@ -128,7 +130,7 @@ func TestCacheHitEchoesClientCookie(t *testing.T) {
 		raw2, v2 := keyed(t, q2)
 		out := make([]byte, 0, 512)
 		if n := testing.AllocsPerRun(1000, func() {
-			v2.parseQuery(raw2)
+			v2.ParseQuery(raw2)
 			v2.key.set(v2)
 			out, _, _ = c.answer(out[:0], &v2.key, raw2, v2, now, false)
 			out = withCookie(out, 0, raw2, v2, client, now)
@@ -205,22 +207,22 @@ func TestCacheBypass(t *testing.T) {
 // backend's to judge; FORMERR echoes the question; FORMERR and NOTIMP carry
 // no RA.
 func TestParseQueryRFC8906(t *testing.T) {
-	hdrOnly := make([]byte, headerLen)
+	hdrOnly := make([]byte, dnswire.HeaderLen)
 	binary.BigEndian.PutUint16(hdrOnly[2:], 15<<11) // opcode 15, nothing else
 	var v msgView
-	if err := v.parseQuery(hdrOnly); err != errOpcode {
-		t.Errorf("header-only opcode 15: %v, want %v", err, errOpcode)
+	if err := v.ParseQuery(hdrOnly); err != dnswire.ErrOpcode {
+		t.Errorf("header-only opcode 15: %v, want %v", err, dnswire.ErrOpcode)
 	}
-	if r := appendReply(nil, hdrOnly, &v, rcodeNotImp); binary.BigEndian.Uint16(r[2:])&flagRA != 0 {
+	if r := dnswire.AppendReply(nil, hdrOnly, &v.View, dnswire.RcodeNotImp); binary.BigEndian.Uint16(r[2:])&dnswire.FlagRA != 0 {
 		t.Error("NOTIMP sets RA")
 	}
 	tc := query("www.example.", dns.TypeA)
 	tc.Truncated = true
 	raw := pack(t, tc)
-	if err := v.parseQuery(raw); err != nil || !v.malformed {
-		t.Fatalf("TC query: %v, malformed %v; want it parsed and kept from the cache", err, v.malformed)
+	if err := v.ParseQuery(raw); err != nil || !v.Malformed {
+		t.Fatalf("TC query: %v, malformed %v; want it parsed and kept from the cache", err, v.Malformed)
 	}
-	m := unpack(t, appendReply(nil, raw, &v, rcodeFormErr))
+	m := unpack(t, dnswire.AppendReply(nil, raw, &v.View, dnswire.RcodeFormErr))
 	if m.Rcode != dns.RcodeFormatError || m.RecursionAvailable || len(m.Question) != 1 || m.Question[0].Name != "www.example." {
 		t.Errorf("FORMERR: %v; want FORMERR, no RA, the question echoed", m)
 	}

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/anyfront/anyfront/config"
 )
 
@@ -209,7 +211,7 @@ func (d *dohFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if resp == nil {
 		// Dropped: malformed (counted by the front end) or a drop rule.
 		var v msgView
-		if v.parseQuery(msg) != nil {
+		if v.ParseQuery(msg) != nil {
 			d.fail(w, http.StatusBadRequest, "malformed DNS query")
 		} else {
 			d.fail(w, http.StatusForbidden, "query dropped")
@@ -236,12 +238,12 @@ func (d *dohFront) fail(w http.ResponseWriter, code int, why string) {
 // counting for negative answers (RFC 2308); 0 when it has none.
 func answerTTL(resp []byte) uint32 {
 	var v msgView
-	if v.parseHeader(resp) != nil {
+	if v.ParseHeader(resp) != nil {
 		return 0
 	}
-	off := headerLen
-	for i := 0; i < int(v.qdcount); i++ {
-		end, ok := skipName(resp, off)
+	off := dnswire.HeaderLen
+	for i := 0; i < int(v.QDCount); i++ {
+		end, ok := dnswire.SkipName(resp, off)
 		if !ok || end+4 > len(resp) {
 			return 0
 		}
@@ -249,20 +251,20 @@ func answerTTL(resp []byte) uint32 {
 	}
 	var ttl uint32
 	seen := false
-	for i := 0; i < int(v.ancount)+int(v.nscount); i++ {
-		nameEnd, ok := skipName(resp, off)
+	for i := 0; i < int(v.ANCount)+int(v.NSCount); i++ {
+		nameEnd, ok := dnswire.SkipName(resp, off)
 		if !ok || nameEnd+10 > len(resp) {
 			return 0
 		}
-		next, typ, ok := skipRecord(resp, off)
+		next, typ, ok := dnswire.SkipRecord(resp, off)
 		if !ok {
 			return 0
 		}
 		t := binary.BigEndian.Uint32(resp[nameEnd+4:])
-		if typ == 6 && i >= int(v.ancount) && next-4 >= nameEnd+10 {
+		if typ == 6 && i >= int(v.ANCount) && next-4 >= nameEnd+10 {
 			t = min(t, binary.BigEndian.Uint32(resp[next-4:]))
 		}
-		if typ != typeOPT && (!seen || t < ttl) {
+		if typ != dnswire.TypeOPT && (!seen || t < ttl) {
 			ttl, seen = t, true
 		}
 		off = next

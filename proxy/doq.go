@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/quic-go/quic-go"
 
 	"github.com/anyfront/anyfront/config"
@@ -220,8 +222,8 @@ func readDoQ(r io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	n := int(binary.BigEndian.Uint16(lenBuf[:]))
-	if n < headerLen {
-		return nil, errShort
+	if n < dnswire.HeaderLen {
+		return nil, dnswire.ErrShort
 	}
 	msg := make([]byte, n)
 	if _, err := io.ReadFull(r, msg); err != nil {

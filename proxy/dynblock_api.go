@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -105,7 +107,7 @@ func (p *Proxy) Unblock(prefix netip.Prefix) error {
 // observeAnswer counts an answer sent to client for the dynamic block
 // detectors (rcode and response bytes), where forwarded answers leave.
 func (p *Proxy) observeAnswer(client netip.Addr, answer []byte) {
-	if len(answer) < headerLen {
+	if len(answer) < dnswire.HeaderLen {
 		return
 	}
 	if d := p.dynBlocks(); d != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anyfront/anyfront/config"
@@ -87,16 +89,16 @@ func TestDynBlockNXDOMAINFlood(t *testing.T) {
 	other := netip.MustParseAddr("192.0.2.1")
 	now := int64(time.Hour)
 	for i := 0; i < 9; i++ {
-		d.observe(flooder, rcodeNXDomain, 100, now)
-		d.observe(other, rcodeNXDomain, 100, now)
-		d.observe(other, rcodeNoError, 100, now)
+		d.observe(flooder, dnswire.RcodeNXDomain, 100, now)
+		d.observe(other, dnswire.RcodeNXDomain, 100, now)
+		d.observe(other, dnswire.RcodeNoError, 100, now)
 	}
 	if blocked, _ := d.admit(flooder, now); blocked {
 		t.Fatal("blocked under the rate")
 	}
 	for i := 0; i < 5; i++ {
-		d.observe(flooder, rcodeNXDomain, 100, now)
-		d.observe(other, rcodeNoError, 100, now)
+		d.observe(flooder, dnswire.RcodeNXDomain, 100, now)
+		d.observe(other, dnswire.RcodeNoError, 100, now)
 	}
 	if blocked, refuse := d.admit(neighbour, now); !blocked || refuse {
 		t.Fatalf("the flooding /24 is not dropped: blocked %v refuse %v", blocked, refuse)
@@ -128,7 +130,7 @@ func TestDynBlockNXDOMAINFlood(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			src := netip.AddrFrom4([4]byte{203, 0, byte(i), 1})
 			for j := 0; j < 20; j++ {
-				d.observe(src, rcodeNXDomain, 100, now)
+				d.observe(src, dnswire.RcodeNXDomain, 100, now)
 			}
 		}
 		if got := len(d.list(now)); got != 2 || d.overflow.Load() != 3 {
@@ -137,7 +139,7 @@ func TestDynBlockNXDOMAINFlood(t *testing.T) {
 		// Expired blocks make room again.
 		later := now + int64(6*time.Second)
 		for j := 0; j < 20; j++ {
-			d.observe(other, rcodeNXDomain, 100, later)
+			d.observe(other, dnswire.RcodeNXDomain, 100, later)
 		}
 		if l := d.list(later); len(l) != 1 || l[0].Prefix != "192.0.2.0/24" {
 			t.Errorf("after expiry: %+v", l)
@@ -261,7 +263,7 @@ func TestDynBlockAllocs(t *testing.T) {
 	run := func() {
 		for _, a := range addrs {
 			d.admit(a, now)
-			d.observe(a, rcodeNXDomain, 100, now)
+			d.observe(a, dnswire.RcodeNXDomain, 100, now)
 		}
 		now += int64(time.Millisecond)
 	}
@@ -285,7 +287,7 @@ func BenchmarkDynBlockAdmit(b *testing.B) {
 			a := netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})
 			now := int64(time.Since(start))
 			d.admit(a, now)
-			d.observe(a, rcodeNXDomain, 100, now)
+			d.observe(a, dnswire.RcodeNXDomain, 100, now)
 			i++
 		}
 	})

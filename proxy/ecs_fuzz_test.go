@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/miekg/dns"
 )
 
@@ -21,13 +23,13 @@ func FuzzECS(f *testing.F) {
 	f.Add(ecsQuery(f, 1232, false, "2001:db8::/48"), []byte{}, byte(7))
 	q := ecsQuery(f, 4096, true, "")
 	var v msgView
-	if err := v.parseQuery(q); err != nil {
+	if err := v.ParseQuery(q); err != nil {
 		f.Fatal(err)
 	}
-	pol := ecsPolicy{add: true, v4: 24}
-	v.planECS(&pol, q, netip.MustParseAddr("192.0.2.1"))
+	pol := dnswire.ECSPolicy{Add: true, V4: 24}
+	v.PlanECS(&pol, q, netip.MustParseAddr("192.0.2.1"))
 	qm := new(dns.Msg)
-	if err := qm.Unpack(appendForward(nil, q, &v)); err != nil {
+	if err := qm.Unpack(dnswire.AppendForward(nil, q, &v.View)); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(q, ecsAnswerSeed(f, qm, 24), byte(1))
@@ -39,54 +41,54 @@ func FuzzECS(f *testing.F) {
 	f.Add([]byte("00\x010\x00\x01\x00\x00\x00\x00\x00\x01\x000000\x03000\x00\x00)000000\x00\x040000"), []byte{}, byte(1))
 
 	f.Fuzz(func(t *testing.T, q, resp []byte, flags byte) {
-		pol := ecsPolicy{add: flags&1 != 0, override: flags&2 != 0, v4: flags >> 3 & 31, v6: flags >> 1}
+		pol := dnswire.ECSPolicy{Add: flags&1 != 0, Override: flags&2 != 0, V4: flags >> 3 & 31, V6: flags >> 1}
 		client := netip.MustParseAddr("192.0.2.77")
 		if flags&4 != 0 {
 			client = netip.MustParseAddr("2001:db8:ffff:ffff::1")
 		}
 		var v msgView
-		if v.parseQuery(q) != nil {
+		if v.ParseQuery(q) != nil {
 			return
 		}
-		v.planECS(&pol, q, client)
+		v.PlanECS(&pol, q, client)
 		v.key.set(&v)
 		if v.key.n > len(v.key.buf) || v.key.base > v.key.n {
 			t.Fatalf("key length %d/%d past its buffer", v.key.base, v.key.n)
 		}
-		out := appendForward(nil, q, &v)
-		if v.ecs.mode == ecsNone {
+		out := dnswire.AppendForward(nil, q, &v.View)
+		if v.ECS.Mode == dnswire.ECSNone {
 			if !bytes.Equal(out, q) {
 				t.Fatal("a query with nothing to do was changed")
 			}
 		} else {
-			if len(out) > len(q)+ecsMaxGrowth {
-				t.Fatalf("grew by %d bytes, at most %d", len(out)-len(q), ecsMaxGrowth)
+			if len(out) > len(q)+dnswire.ECSMaxGrowth {
+				t.Fatalf("grew by %d bytes, at most %d", len(out)-len(q), dnswire.ECSMaxGrowth)
 			}
 			var fv msgView
-			if err := fv.parseQuery(out); err != nil || !bytes.Equal(fv.name(), v.name()) || !fv.hasOPT {
-				t.Fatalf("edited query: %v, name %q, OPT %v", err, fv.name(), fv.hasOPT)
+			if err := fv.ParseQuery(out); err != nil || !bytes.Equal(fv.Name(), v.Name()) || !fv.HasOPT {
+				t.Fatalf("edited query: %v, name %q, OPT %v", err, fv.Name(), fv.HasOPT)
 			}
-			s, e, _, ok := findECSOption(out, fv.optOff)
-			if !ok || !bytes.Equal(out[s+4:e], v.ecs.data[:v.ecs.dlen]) {
-				t.Fatalf("edited query's ECS % x (ok %v), want % x", out[s:e], ok, v.ecs.data[:v.ecs.dlen])
+			s, e, _, ok := dnswire.FindECSOption(out, fv.OPTOff)
+			if !ok || !bytes.Equal(out[s+4:e], v.ECS.Data[:v.ECS.DLen]) {
+				t.Fatalf("edited query's ECS % x (ok %v), want % x", out[s:e], ok, v.ECS.Data[:v.ECS.DLen])
 			}
 		}
 		var rv msgView
-		if matchResponse(resp, &rv, q[headerLen:v.qEnd]) != nil {
+		if dnswire.MatchResponse(resp, &rv.View, q[dnswire.HeaderLen:v.QEnd]) != nil {
 			return
 		}
-		for _, mode := range []ecsMode{ecsAddOPT, ecsAddOption, ecsReplace} {
+		for _, mode := range []dnswire.ECSMode{dnswire.ECSAddOPT, dnswire.ECSAddOption, dnswire.ECSReplace} {
 			r, w := bytes.Clone(resp), rv
-			n, _, ok := stripECS(r, &w, mode)
-			if n > len(r) || n < w.qEnd {
+			n, _, ok := dnswire.StripECS(r, &w.View, mode)
+			if n > len(r) || n < w.QEnd {
 				t.Fatalf("mode %d: length %d of %d", mode, n, len(r))
 			}
 			if !ok {
 				continue
 			}
 			var check msgView
-			if err := matchResponse(r[:n], &check, q[headerLen:v.qEnd]); err != nil || check.arcount != w.arcount {
-				t.Fatalf("mode %d: cut answer %v, ARCOUNT %d vs view %d", mode, err, check.arcount, w.arcount)
+			if err := dnswire.MatchResponse(r[:n], &check.View, q[dnswire.HeaderLen:v.QEnd]); err != nil || check.ARCount != w.ARCount {
+				t.Fatalf("mode %d: cut answer %v, ARCOUNT %d vs view %d", mode, err, check.ARCount, w.ARCount)
 			}
 		}
 	})

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/miekg/dns"
 )
 
@@ -35,14 +37,14 @@ func ecsQuery(t testing.TB, udp uint16, cookie bool, subnet string) []byte {
 
 // forward runs a query through planECS and appendForward as the UDP path
 // does and unpacks what would go to the backend.
-func forward(t *testing.T, q []byte, pol ecsPolicy, client string) (*dns.Msg, []byte, *msgView) {
+func forward(t *testing.T, q []byte, pol dnswire.ECSPolicy, client string) (*dns.Msg, []byte, *msgView) {
 	t.Helper()
 	v := new(msgView)
-	if err := v.parseQuery(q); err != nil {
+	if err := v.ParseQuery(q); err != nil {
 		t.Fatal(err)
 	}
-	v.planECS(&pol, q, netip.MustParseAddr(client))
-	out := appendForward(nil, q, v)
+	v.PlanECS(&pol, q, netip.MustParseAddr(client))
+	out := dnswire.AppendForward(nil, q, &v.View)
 	m := new(dns.Msg)
 	if err := m.Unpack(out); err != nil {
 		t.Fatalf("forwarded query does not unpack: %v\n% x", err, out)
@@ -75,46 +77,46 @@ func hasCookie(m *dns.Msg) bool {
 }
 
 func TestECSQueryEdits(t *testing.T) {
-	add := ecsPolicy{add: true, v4: 24, v6: 56}
-	override := ecsPolicy{add: true, override: true, v4: 24, v6: 56}
+	add := dnswire.ECSPolicy{Add: true, V4: 24, V6: 56}
+	override := dnswire.ECSPolicy{Add: true, Override: true, V4: 24, V6: 56}
 	cases := []struct {
 		name        string
 		q           []byte
-		pol         ecsPolicy
+		pol         dnswire.ECSPolicy
 		client      string
-		mode        ecsMode
+		mode        dnswire.ECSMode
 		want        string // the subnet the backend gets; "" none
 		payload     uint16 // the OPT's UDP size the backend sees
 		cookie, do  bool
 		unchanged   bool
-		clientState ecsClient
+		clientState dnswire.ECSClient
 	}{
 		{name: "no OPT: one is added, advertising 512", q: ecsQuery(t, 0, false, ""), pol: add, client: "192.0.2.77",
-			mode: ecsAddOPT, want: "192.0.2.0/24", payload: 512},
+			mode: dnswire.ECSAddOPT, want: "192.0.2.0/24", payload: 512},
 		{name: "OPT without ECS: the option joins the others", q: ecsQuery(t, 4096, true, ""), pol: add, client: "192.0.2.77",
-			mode: ecsAddOption, want: "192.0.2.0/24", payload: 4096, cookie: true, do: true},
+			mode: dnswire.ECSAddOption, want: "192.0.2.0/24", payload: 4096, cookie: true, do: true},
 		{name: "IPv6 client cut to 56 bits", q: ecsQuery(t, 1232, false, ""), pol: add, client: "2001:db8:1234:56ff:ffff::1",
-			mode: ecsAddOption, want: "2001:db8:1234:5600::/56", payload: 1232, do: true},
-		{name: "a prefix off a byte boundary zeroes the rest", q: ecsQuery(t, 0, false, ""), pol: ecsPolicy{add: true, v4: 20},
-			client: "198.51.100.255", mode: ecsAddOPT, want: "198.51.96.0/20", payload: 512},
-		{name: "prefix 0 sends the family alone", q: ecsQuery(t, 0, false, ""), pol: ecsPolicy{add: true, v4: 0},
-			client: "203.0.113.9", mode: ecsAddOPT, want: "0.0.0.0/0", payload: 512},
+			mode: dnswire.ECSAddOption, want: "2001:db8:1234:5600::/56", payload: 1232, do: true},
+		{name: "a prefix off a byte boundary zeroes the rest", q: ecsQuery(t, 0, false, ""), pol: dnswire.ECSPolicy{Add: true, V4: 20},
+			client: "198.51.100.255", mode: dnswire.ECSAddOPT, want: "198.51.96.0/20", payload: 512},
+		{name: "prefix 0 sends the family alone", q: ecsQuery(t, 0, false, ""), pol: dnswire.ECSPolicy{Add: true, V4: 0},
+			client: "203.0.113.9", mode: dnswire.ECSAddOPT, want: "0.0.0.0/0", payload: 512},
 		{name: "v4-mapped client counts as IPv4", q: ecsQuery(t, 0, false, ""), pol: add, client: "::ffff:192.0.2.77",
-			mode: ecsAddOPT, want: "192.0.2.0/24", payload: 512},
+			mode: dnswire.ECSAddOPT, want: "192.0.2.0/24", payload: 512},
 		{name: "client ECS kept without override", q: ecsQuery(t, 4096, true, "203.0.113.0/24"), pol: add, client: "192.0.2.77",
-			mode: ecsNone, want: "203.0.113.0/24", payload: 4096, cookie: true, do: true, unchanged: true, clientState: ecsClientKept},
+			mode: dnswire.ECSNone, want: "203.0.113.0/24", payload: 4096, cookie: true, do: true, unchanged: true, clientState: dnswire.ECSClientKept},
 		{name: "client ECS replaced with override, other options kept", q: ecsQuery(t, 4096, true, "203.0.113.0/24"), pol: override,
-			client: "192.0.2.77", mode: ecsReplace, want: "192.0.2.0/24", payload: 4096, cookie: true, do: true},
-		{name: "override alone does not add", q: ecsQuery(t, 0, false, ""), pol: ecsPolicy{override: true, v4: 24},
-			client: "192.0.2.77", mode: ecsNone, unchanged: true},
-		{name: "no policy: untouched", q: ecsQuery(t, 4096, true, ""), pol: ecsPolicy{}, client: "192.0.2.77",
-			mode: ecsNone, payload: 4096, cookie: true, do: true, unchanged: true},
+			client: "192.0.2.77", mode: dnswire.ECSReplace, want: "192.0.2.0/24", payload: 4096, cookie: true, do: true},
+		{name: "override alone does not add", q: ecsQuery(t, 0, false, ""), pol: dnswire.ECSPolicy{Override: true, V4: 24},
+			client: "192.0.2.77", mode: dnswire.ECSNone, unchanged: true},
+		{name: "no policy: untouched", q: ecsQuery(t, 4096, true, ""), pol: dnswire.ECSPolicy{}, client: "192.0.2.77",
+			mode: dnswire.ECSNone, payload: 4096, cookie: true, do: true, unchanged: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m, out, v := forward(t, tc.q, tc.pol, tc.client)
-			if v.ecs.mode != tc.mode || v.ecs.client != tc.clientState {
-				t.Fatalf("mode %d client %d, want %d %d", v.ecs.mode, v.ecs.client, tc.mode, tc.clientState)
+			if v.ECS.Mode != tc.mode || v.ECS.Client != tc.clientState {
+				t.Fatalf("mode %d client %d, want %d %d", v.ECS.Mode, v.ECS.Client, tc.mode, tc.clientState)
 			}
 			if tc.unchanged != bytes.Equal(out, tc.q) {
 				t.Fatalf("forwarded bytes changed: %v, want changed: %v", !tc.unchanged, !tc.unchanged)
@@ -148,45 +150,45 @@ func TestECSQueryEdits(t *testing.T) {
 func TestECSMalformedOPTPassesUntouchedAndUncached(t *testing.T) {
 	good := ecsQuery(t, 4096, true, "")
 	v := new(msgView)
-	if err := v.parseQuery(good); err != nil {
+	if err := v.ParseQuery(good); err != nil {
 		t.Fatal(err)
 	}
-	optRD := v.optOff + 11 // the cookie option starts the RDATA
+	optRD := v.OPTOff + 11 // the cookie option starts the RDATA
 	overrun := bytes.Clone(good)
 	overrun[optRD+3] = 200 // cookie length past the record
 	twice := ecsQuery(t, 4096, false, "192.0.2.0/24")
-	if err := v.parseQuery(twice); err != nil {
+	if err := v.ParseQuery(twice); err != nil {
 		t.Fatal(err)
 	}
-	opt := twice[v.optOff+11:]
+	opt := twice[v.OPTOff+11:]
 	twice = append(twice, opt...) // a second ECS option
-	binRD := v.optOff + 9
+	binRD := v.OPTOff + 9
 	twice[binRD+1] += byte(len(opt))
 	sm := query("www.example.com.", dns.TypeA)
 	sm.SetEdns0(4096, false)
 	// Two bytes of ECS: no room for the family and both prefix lengths.
 	sm.IsEdns0().Option = append(sm.IsEdns0().Option, &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: []byte{0, 1}})
 	shortECS := pack(t, sm)
-	withOverride := ecsPolicy{add: true, override: true, v4: 24}
+	withOverride := dnswire.ECSPolicy{Add: true, Override: true, V4: 24}
 	for name, tc := range map[string]struct {
 		q   []byte
-		pol ecsPolicy
+		pol dnswire.ECSPolicy
 	}{
 		"option overruns the OPT": {overrun, withOverride},
 		"ECS twice":               {twice, withOverride},
 		// With override it is replaced like any other client ECS.
-		"ECS too short, kept": {shortECS, ecsPolicy{add: true, v4: 24}},
+		"ECS too short, kept": {shortECS, dnswire.ECSPolicy{Add: true, V4: 24}},
 	} {
 		q := tc.q
 		t.Run(name, func(t *testing.T) {
-			if err := v.parseQuery(q); err != nil {
+			if err := v.ParseQuery(q); err != nil {
 				t.Fatal(err)
 			}
-			if !v.hasOPT {
+			if !v.HasOPT {
 				t.Fatal("test query lost its OPT")
 			}
-			v.planECS(&tc.pol, q, netip.MustParseAddr("192.0.2.1"))
-			out := appendForward(nil, q, v)
+			v.PlanECS(&tc.pol, q, netip.MustParseAddr("192.0.2.1"))
+			out := dnswire.AppendForward(nil, q, &v.View)
 			if !bytes.Equal(out, q) {
 				t.Fatal("a malformed query was edited; the backend should judge it as sent")
 			}
@@ -223,7 +225,7 @@ func ecsAnswer(t *testing.T, q []byte, scope int, cookie bool) []byte {
 }
 
 func TestECSAnswerIsCutBack(t *testing.T) {
-	add := ecsPolicy{add: true, v4: 24}
+	add := dnswire.ECSPolicy{Add: true, V4: 24}
 	cases := []struct {
 		name      string
 		q         []byte
@@ -239,14 +241,14 @@ func TestECSAnswerIsCutBack(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			pol := add
-			pol.override = true
+			pol.Override = true
 			_, fwd, qv := forward(t, tc.q, pol, "192.0.2.77")
 			resp := ecsAnswer(t, fwd, tc.scope, tc.wantOPT)
 			var v msgView
-			if err := matchResponse(resp, &v, tc.q[headerLen:qv.qEnd]); err != nil {
+			if err := dnswire.MatchResponse(resp, &v.View, tc.q[dnswire.HeaderLen:qv.QEnd]); err != nil {
 				t.Fatal(err)
 			}
-			n, scope, ok := stripECS(resp, &v, qv.ecs.mode)
+			n, scope, ok := dnswire.StripECS(resp, &v.View, qv.ECS.Mode)
 			if !ok || scope != tc.wantScope {
 				t.Fatalf("scope %d ok %v, want %d", scope, ok, tc.wantScope)
 			}
@@ -260,12 +262,12 @@ func TestECSAnswerIsCutBack(t *testing.T) {
 			if tc.wantOPT && !hasCookie(m) {
 				t.Fatal("the backend's other options were lost")
 			}
-			if int(v.arcount) != len(m.Extra) {
-				t.Fatalf("view's ARCOUNT %d out of step with the message", v.arcount)
+			if int(v.ARCount) != len(m.Extra) {
+				t.Fatalf("view's ARCOUNT %d out of step with the message", v.ARCount)
 			}
 			// A client without EDNS gets an answer that fits 512 bytes:
 			// truncateTo works on the cut answer.
-			if !tc.wantOPT && truncateTo(resp[:n], &v, headerLen+len(tc.q)-headerLen) == 0 {
+			if !tc.wantOPT && dnswire.TruncateTo(resp[:n], &v.View, dnswire.HeaderLen+len(tc.q)-dnswire.HeaderLen) == 0 {
 				t.Fatal("cut answer cannot be truncated")
 			}
 		})
@@ -273,13 +275,13 @@ func TestECSAnswerIsCutBack(t *testing.T) {
 }
 
 func TestECSCacheKeys(t *testing.T) {
-	pol := ecsPolicy{add: true, v4: 24, v6: 56}
+	pol := dnswire.ECSPolicy{Add: true, V4: 24, V6: 56}
 	key := func(q []byte, client string) cacheKey {
 		var v msgView
-		if err := v.parseQuery(q); err != nil {
+		if err := v.ParseQuery(q); err != nil {
 			t.Fatal(err)
 		}
-		v.planECS(&pol, q, netip.MustParseAddr(client))
+		v.PlanECS(&pol, q, netip.MustParseAddr(client))
 		v.key.set(&v)
 		return v.key
 	}
@@ -303,7 +305,7 @@ func TestECSCacheKeys(t *testing.T) {
 		t.Error("a client's own ECS must key its answer alone")
 	}
 	none := key(ecsQuery(t, 4096, false, ""), "192.0.2.1")
-	pol = ecsPolicy{}
+	pol = dnswire.ECSPolicy{}
 	unpooled := key(ecsQuery(t, 4096, false, ""), "192.0.2.1")
 	if !bytes.Equal(none.buf[:none.base], unpooled.bytes()) {
 		t.Error("the base key differs from the key without ECS")
@@ -311,29 +313,29 @@ func TestECSCacheKeys(t *testing.T) {
 }
 
 func TestECSCacheHonoursScope(t *testing.T) {
-	pol := ecsPolicy{add: true, v4: 24}
+	pol := dnswire.ECSPolicy{Add: true, V4: 24}
 	c := newPacketCache(cacheCfg(1000))
 	q := ecsQuery(t, 0, false, "")
 	// roundTrip asks the cache as client would, and on a miss stores the
 	// backend's answer with scope, as handleAnswer does.
 	roundTrip := func(client string, scope int) bool {
 		var v msgView
-		if err := v.parseQuery(q); err != nil {
+		if err := v.ParseQuery(q); err != nil {
 			t.Fatal(err)
 		}
-		v.planECS(&pol, q, netip.MustParseAddr(client))
+		v.PlanECS(&pol, q, netip.MustParseAddr(client))
 		v.key.set(&v)
 		if _, res, _ := c.answer(nil, &v.key, q, &v, 0, false); res == cacheHit {
 			return true
 		}
-		fwd := appendForward(nil, q, &v)
+		fwd := dnswire.AppendForward(nil, q, &v.View)
 		resp := ecsAnswer(t, fwd, scope, false)
 		var rv msgView
-		if err := matchResponse(resp, &rv, q[headerLen:v.qEnd]); err != nil {
+		if err := dnswire.MatchResponse(resp, &rv.View, q[dnswire.HeaderLen:v.QEnd]); err != nil {
 			t.Fatal(err)
 		}
-		n, sc, ok := stripECS(resp, &rv, v.ecs.mode)
-		v.key.scoped(v.ecs.source(), sc, ok)
+		n, sc, ok := dnswire.StripECS(resp, &rv.View, v.ECS.Mode)
+		v.key.scoped(v.ECS.Source(), sc, ok)
 		c.store(&v.key, resp[:n], 0)
 		return false
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -43,7 +45,7 @@ func (sl *slot) endAttempt(k int) {
 // built in out when the backend said SERVFAIL. qv is scratch for the query.
 func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *msgView, client *rawAddr, out []byte) (int, []byte) {
 	p := s.p
-	if len(msg) < headerLen {
+	if len(msg) < dnswire.HeaderLen {
 		p.Stats.UnexpectedAnswers.Add(1)
 		return 0, nil
 	}
@@ -69,10 +71,10 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	sl := &s.tab.slots[si]
 	u := sl.att[k].up
 	now := p.now()
-	if err := matchResponse(msg, v, sl.query[headerLen:sl.qEnd]); err != nil {
+	if err := dnswire.MatchResponse(msg, &v.View, sl.query[dnswire.HeaderLen:sl.qEnd]); err != nil {
 		u.badAnswer.Add(1)
 		u.obs.Observe(state.OutcomeBadAnswer, 0)
-		if err == errTruncatedMsg || v.flags&flagQR != 0 && v.qdcount == 0 {
+		if err == dnswire.ErrTruncated || v.Flags&dnswire.FlagQR != 0 && v.QDCount == 0 {
 			// A header-only NOERROR/NXDOMAIN is a broken backend: this
 			// attempt is over, and if none other is awaited, the next
 			// goes now.
@@ -95,21 +97,21 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 		}
 		s.mu.Unlock()
 		p.Stats.LateAnswers.Add(1)
-		s.observeAnswer(u, ps, now, rtt, sample, v.rcode())
+		s.observeAnswer(u, ps, now, rtt, sample, v.Rcode())
 		return 0, nil
 	}
 	// Restore the client's ID and question bytes (its case included).
 	binary.BigEndian.PutUint16(msg, sl.clientID)
-	if v.qEnd > headerLen {
-		copy(msg[headerLen:v.qEnd], sl.query[headerLen:sl.qEnd])
+	if v.QEnd > dnswire.HeaderLen {
+		copy(msg[dnswire.HeaderLen:v.QEnd], sl.query[dnswire.HeaderLen:sl.qEnd])
 	}
 	*client = sl.client
 	ln, limit, pool, refresh, mode := sl.ln, sl.maxUDP, sl.pool, sl.refresh, sl.ecs
 	if pool.cache != nil {
 		// The key comes from the client's query, parsed now while the
 		// slot still holds it.
-		if qv.parseQuery(sl.query) == nil {
-			qv.planECS(&pool.ecs, sl.query, client.addrPort().Addr())
+		if qv.ParseQuery(sl.query) == nil {
+			qv.PlanECS(&pool.ecs, sl.query, client.addrPort().Addr())
 			qv.key.set(qv)
 		} else {
 			pool = &poolSnap{} // cannot happen: it parsed on the way in
@@ -124,25 +126,25 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	}
 	s.mu.Unlock()
 
-	s.observeAnswer(u, ps, now, rtt, sample, v.rcode())
+	s.observeAnswer(u, ps, now, rtt, sample, v.Rcode())
 	scope, scopeOK := -1, true
-	if mode != ecsNone {
+	if mode != dnswire.ECSNone {
 		var n int
-		n, scope, scopeOK = stripECS(msg, v, mode)
+		n, scope, scopeOK = dnswire.StripECS(msg, &v.View, mode)
 		msg = msg[:n]
 	}
 	if c := pool.cache; c != nil {
-		if v.rcode() == rcodeServFail && !refresh {
+		if v.Rcode() == dnswire.RcodeServFail && !refresh {
 			if o, stale := p.failAnswer(pool, &qv.key, msg, qv, out); stale {
-				if o = fitUDP(o, limit); o == nil {
+				if o = dnswire.FitUDP(o, limit); o == nil {
 					return 0, nil
 				}
 				p.observeAnswer(client.addrPort().Addr(), o)
 				return ln, o
 			}
 		}
-		if mode != ecsNone {
-			qv.key.scoped(qv.ecs.source(), scope, scopeOK)
+		if mode != dnswire.ECSNone {
+			qv.key.scoped(qv.ECS.Source(), scope, scopeOK)
 		}
 		c.store(&qv.key, msg, now)
 	}
@@ -151,13 +153,13 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	}
 	n := len(msg)
 	if n > limit {
-		if n = truncateTo(msg, v, limit); n == 0 {
+		if n = dnswire.TruncateTo(msg, &v.View, limit); n == 0 {
 			p.Stats.SendErrors.Add(1)
 			return 0, nil
 		}
 		p.Stats.Truncated.Add(1)
 	}
-	p.Stats.countRcode(v.rcode())
+	p.Stats.countRcode(v.Rcode())
 	p.observeAnswer(client.addrPort().Addr(), msg[:n])
 	return ln, msg[:n]
 }
@@ -184,7 +186,7 @@ func observeRTT(u *upstream, ps *poolSnap, now, rtt int64) {
 }
 
 func outcomeOf(rcode int) state.Outcome {
-	if rcode == rcodeServFail {
+	if rcode == dnswire.RcodeServFail {
 		return state.OutcomeServFail
 	}
 	return state.OutcomeAnswer
@@ -271,7 +273,7 @@ func (s *shard) nextAttempt(si int32, now int64, hedge bool) bool {
 			p.Stats.Retries.Add(1)
 		}
 		q := sl.query
-		if u.pp || sl.ecs != ecsNone {
+		if u.pp || sl.ecs != dnswire.ECSNone {
 			q = s.retryWire(sl, u)
 		} else {
 			binary.BigEndian.PutUint16(sl.query, sl.id)
@@ -359,9 +361,9 @@ func (s *shard) fire(si int32, now int64) {
 func (s *shard) servfail(si int32) {
 	sl := &s.tab.slots[si]
 	v := &s.view
-	if !sl.refresh && v.parseQuery(sl.query) == nil {
+	if !sl.refresh && v.ParseQuery(sl.query) == nil {
 		if sl.pool.cache != nil {
-			v.planECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
+			v.PlanECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
 			v.key.set(v)
 		}
 		var stale bool
@@ -369,7 +371,7 @@ func (s *shard) servfail(si int32) {
 		if !stale {
 			s.p.Stats.ServFail.Add(1)
 		}
-		fit := fitUDP(s.reply, sl.maxUDP)
+		fit := dnswire.FitUDP(s.reply, sl.maxUDP)
 		if _, err := sendTo(s.p.udpLns[sl.ln].fd, &sl.client, fit, nil); err != nil {
 			s.p.Stats.SendErrors.Add(1)
 		}
@@ -386,10 +388,10 @@ func (s *shard) servfail(si int32) {
 // Called with s.mu held.
 func (s *shard) retryWire(sl *slot, u *upstream) []byte {
 	v := &s.view
-	if v.parseQuery(sl.query) != nil {
-		v.ecs.mode = ecsNone // cannot happen: it parsed on the way in
+	if v.ParseQuery(sl.query) != nil {
+		v.ECS.Mode = dnswire.ECSNone // cannot happen: it parsed on the way in
 	} else {
-		v.planECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
+		v.PlanECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
 	}
 	s.wire = appendWire(s.wire[:0], u, sl.client.addrPort(), s.p.udpLns[sl.ln].addr, sl.query, v, sl.id)
 	return s.wire

@@ -1,6 +1,10 @@
 package proxy
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/anyfront/anyfront/proxy/dnswire"
+)
 
 // verdict is what the shared front-end checks decided.
 type verdict uint8
@@ -22,21 +26,21 @@ const (
 // dynamic block detectors.
 func (p *Proxy) frontOn(tr transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
 	if parseErr == nil {
-		p.top.observe(client, v.name())
+		p.top.observe(client, v.Name())
 	}
 	dyn := p.dynBlocks()
 	if dyn == nil {
 		return p.frontChecks(tr, snap, v, msg, parseErr, client, out)
 	}
 	if blocked, refuse := dyn.admit(client, p.now()); blocked {
-		if refuse && (parseErr == nil || parseErr == errOpcode || parseErr == errQDCount) {
-			return vReply, nil, appendReply(out, msg, v, rcodeRefused)
+		if refuse && (parseErr == nil || parseErr == dnswire.ErrOpcode || parseErr == dnswire.ErrQDCount) {
+			return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeRefused)
 		}
 		return vDrop, nil, out
 	}
 	start := len(out)
 	vd, pool, o := p.frontChecks(tr, snap, v, msg, parseErr, client, out)
-	if (vd == vReply || vd == vPrefetch) && len(o) >= start+headerLen {
+	if (vd == vReply || vd == vPrefetch) && len(o) >= start+dnswire.HeaderLen {
 		dyn.observe(client, int(o[start+3]&0xF), len(o)-start, p.now())
 	}
 	return vd, pool, o
@@ -45,23 +49,23 @@ func (p *Proxy) frontOn(tr transport, snap *snapshot, v *msgView, msg []byte, pa
 func (p *Proxy) frontChecks(tr transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
 	if !p.aclAllows(snap, client) {
 		p.Stats.ACLRefused.Add(1)
-		if parseErr != nil && parseErr != errOpcode && parseErr != errQDCount {
+		if parseErr != nil && parseErr != dnswire.ErrOpcode && parseErr != dnswire.ErrQDCount {
 			return vDrop, nil, out // never answer garbage from strangers
 		}
-		return vReply, nil, appendReply(out, msg, v, rcodeRefused)
+		return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeRefused)
 	}
 	switch parseErr {
 	case nil:
-	case errOpcode: // other opcodes: NOTIMP below unless a rule takes them
-		if v.qEnd == headerLen {
+	case dnswire.ErrOpcode: // other opcodes: NOTIMP below unless a rule takes them
+		if v.QEnd == dnswire.HeaderLen {
 			// No question (RFC 8906 §3.1.4 judges the opcode first):
 			// nothing for a rule to match or a backend to answer.
 			p.Stats.NotImp.Add(1)
-			return vReply, nil, appendReply(out, msg, v, rcodeNotImp)
+			return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeNotImp)
 		}
-	case errQDCount:
+	case dnswire.ErrQDCount:
 		p.Stats.FormErr.Add(1)
-		return vReply, nil, appendReply(out, msg, v, rcodeFormErr)
+		return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeFormErr)
 	default:
 		p.Stats.countMalformed(parseErr)
 		return vDrop, nil, out
@@ -73,11 +77,11 @@ func (p *Proxy) frontChecks(tr transport, snap *snapshot, v *msgView, msg []byte
 		r = evalRules(snap.rules, &q, p.log, p.now())
 	}
 	switch {
-	case r == nil && parseErr == errOpcode:
+	case r == nil && parseErr == dnswire.ErrOpcode:
 		p.Stats.NotImp.Add(1)
-		return vReply, nil, appendReply(out, msg, v, rcodeNotImp)
+		return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeNotImp)
 	case r == nil:
-	case r.kind == actForward && parseErr == errOpcode:
+	case r.kind == actForward && parseErr == dnswire.ErrOpcode:
 		pool = r.uncached
 	case r.kind == actForward:
 		pool = r.pool
@@ -86,15 +90,15 @@ func (p *Proxy) frontChecks(tr transport, snap *snapshot, v *msgView, msg []byte
 		return vd, nil, o
 	}
 	k := &v.key
-	if parseErr == errOpcode {
+	if parseErr == dnswire.ErrOpcode {
 		// The cache key has no opcode: only QUERY answers are cached.
 		if len(pool.ups) == 0 {
 			p.Stats.NoBackend.Add(1)
-			return vReply, nil, appendReply(out, msg, v, rcodeServFail)
+			return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeServFail)
 		}
 		return vForward, pool, out
 	}
-	v.planECS(&pool.ecs, msg, client)
+	v.PlanECS(&pool.ecs, msg, client)
 	if c := pool.cache; c != nil {
 		k.set(v)
 		start := len(out)
@@ -131,5 +135,12 @@ func (p *Proxy) failAnswer(pool *poolSnap, k *cacheKey, msg []byte, v *msgView, 
 			return o, true
 		}
 	}
-	return appendReply(out, msg, v, rcodeServFail), false
+	return dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeServFail), false
+}
+
+// msgView is a query or answer as the core reads it: the wire view, and the
+// packet cache key, filled only when a cache is consulted.
+type msgView struct {
+	dnswire.View
+	key cacheKey
 }

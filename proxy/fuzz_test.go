@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/config"
@@ -75,66 +77,66 @@ func FuzzMatchResponse(f *testing.F) {
 	f.Add(fuzzQuery(f, "a.", dns.TypeA, true), formerr, uint16(12))
 	f.Fuzz(func(t *testing.T, q, resp []byte, limit uint16) {
 		var qv msgView
-		if qv.parseQuery(q) != nil {
+		if qv.ParseQuery(q) != nil {
 			return
 		}
-		question := q[headerLen:qv.qEnd]
+		question := q[dnswire.HeaderLen:qv.QEnd]
 		orig := append([]byte(nil), resp...)
 		var v msgView
-		if matchResponse(resp, &v, question) != nil {
+		if dnswire.MatchResponse(resp, &v.View, question) != nil {
 			return
 		}
 		if !bytes.Equal(resp, orig) {
 			t.Fatal("matchResponse changed the answer")
 		}
-		if binary.BigEndian.Uint16(resp[2:])&flagQR == 0 {
+		if binary.BigEndian.Uint16(resp[2:])&dnswire.FlagQR == 0 {
 			t.Fatal("accepted an answer without QR")
 		}
 		switch qd := binary.BigEndian.Uint16(resp[4:]); qd {
 		case 0:
-			if rc := v.rcode(); rc == rcodeNoError || rc == rcodeNXDomain {
+			if rc := v.Rcode(); rc == dnswire.RcodeNoError || rc == dnswire.RcodeNXDomain {
 				t.Fatalf("accepted a header-only rcode %d", rc)
 			}
-			if v.qEnd != headerLen {
-				t.Fatalf("header-only answer: qEnd %d", v.qEnd)
+			if v.QEnd != dnswire.HeaderLen {
+				t.Fatalf("header-only answer: qEnd %d", v.QEnd)
 			}
 		case 1:
-			if v.qEnd != qv.qEnd || !equalFoldWire(resp[headerLen:v.qEnd], question) {
-				t.Fatalf("accepted another question: %x for %x", resp[headerLen:v.qEnd], question)
+			if v.QEnd != qv.QEnd || !dnswire.EqualFold(resp[dnswire.HeaderLen:v.QEnd], question) {
+				t.Fatalf("accepted another question: %x for %x", resp[dnswire.HeaderLen:v.QEnd], question)
 			}
 		default:
 			t.Fatalf("accepted QDCOUNT %d", qd)
 		}
 
 		lim := int(limit)
-		n := truncateTo(resp, &v, lim)
+		n := dnswire.TruncateTo(resp, &v.View, lim)
 		if n == 0 {
 			return
 		}
-		if n > lim || n > len(resp) || n < v.qEnd {
-			t.Fatalf("truncated to %d bytes: limit %d, answer %d, question ends at %d", n, lim, len(resp), v.qEnd)
+		if n > lim || n > len(resp) || n < v.QEnd {
+			t.Fatalf("truncated to %d bytes: limit %d, answer %d, question ends at %d", n, lim, len(resp), v.QEnd)
 		}
 		out := resp[:n]
 		var tv msgView
-		if tv.parseHeader(out) != nil {
+		if tv.ParseHeader(out) != nil {
 			t.Fatal("truncated answer has no header")
 		}
-		if tv.flags&flagTC == 0 || tv.ancount != 0 || tv.nscount != 0 || tv.arcount > 1 {
-			t.Fatalf("truncated header: flags %#x an %d ns %d ar %d", tv.flags, tv.ancount, tv.nscount, tv.arcount)
+		if tv.Flags&dnswire.FlagTC == 0 || tv.ANCount != 0 || tv.NSCount != 0 || tv.ARCount > 1 {
+			t.Fatalf("truncated header: flags %#x an %d ns %d ar %d", tv.Flags, tv.ANCount, tv.NSCount, tv.ARCount)
 		}
-		if tv.flags&^flagTC != v.flags&^flagTC || tv.id != v.id {
+		if tv.Flags&^dnswire.FlagTC != v.Flags&^dnswire.FlagTC || tv.ID != v.ID {
 			t.Fatal("truncation changed the ID or flags other than TC")
 		}
-		if !bytes.Equal(out[headerLen:v.qEnd], orig[headerLen:v.qEnd]) {
+		if !bytes.Equal(out[dnswire.HeaderLen:v.QEnd], orig[dnswire.HeaderLen:v.QEnd]) {
 			t.Fatal("truncation changed the question")
 		}
-		if tv.arcount == 1 {
-			end, typ, ok := skipRecord(out, v.qEnd)
-			if !ok || typ != typeOPT || end != n || out[v.qEnd] != 0 {
+		if tv.ARCount == 1 {
+			end, typ, ok := dnswire.SkipRecord(out, v.QEnd)
+			if !ok || typ != dnswire.TypeOPT || end != n || out[v.QEnd] != 0 {
 				t.Fatalf("kept additional record is not a whole OPT: ok %v type %d end %d of %d", ok, typ, end, n)
 			}
-		} else if n != v.qEnd {
-			t.Fatalf("no OPT kept but %d bytes after the question", n-v.qEnd)
+		} else if n != v.QEnd {
+			t.Fatalf("no OPT kept but %d bytes after the question", n-v.QEnd)
 		}
 	})
 }
@@ -180,12 +182,12 @@ func FuzzCache(f *testing.F) {
 	f.Add(mk("big.example.", dns.TypeTXT, true, 1), fuzzAnswer(f, "big.example.", dns.TypeTXT, true, 3), mk("BIG.example.", dns.TypeTXT, true, 9), uint32(2), false)
 	f.Fuzz(func(t *testing.T, q1, resp, q2 []byte, age uint32, stale bool) {
 		var v1, v2 msgView
-		if v1.parseQuery(q1) != nil || v2.parseQuery(q2) != nil {
+		if v1.ParseQuery(q1) != nil || v2.ParseQuery(q2) != nil {
 			return
 		}
 		// The real path stores only answers the validator accepted.
 		var rv msgView
-		if matchResponse(resp, &rv, q1[headerLen:v1.qEnd]) != nil {
+		if dnswire.MatchResponse(resp, &rv.View, q1[dnswire.HeaderLen:v1.QEnd]) != nil {
 			return
 		}
 		v1.key.set(&v1)
@@ -199,7 +201,7 @@ func FuzzCache(f *testing.F) {
 		}
 		// The entry is the answer without its per-client EDNS options
 		// (cacheopts.go): hits are compared with that.
-		stripClientOpts(&orig)
+		dnswire.StripClientOpts(&orig)
 		now := int64(age%100000) * int64(time.Second)
 		out, res, _ := c.answer(make([]byte, 3, 16), &v2.key, q2, &v2, now, stale)
 		if res == cacheMiss {
@@ -212,37 +214,37 @@ func FuzzCache(f *testing.F) {
 		if res == cacheStale && !stale {
 			t.Fatal("stale answer when none was allowed")
 		}
-		if v1.qtype != v2.qtype || v1.qclass != v2.qclass || !bytes.Equal(v1.name(), v2.name()) {
-			t.Fatalf("answered %q/%d/%d with the entry for %q/%d/%d", v2.name(), v2.qtype, v2.qclass, v1.name(), v1.qtype, v1.qclass)
+		if v1.QType != v2.QType || v1.QClass != v2.QClass || !bytes.Equal(v1.Name(), v2.Name()) {
+			t.Fatalf("answered %q/%d/%d with the entry for %q/%d/%d", v2.Name(), v2.QType, v2.QClass, v1.Name(), v1.QType, v1.QClass)
 		}
-		if v1.hasOPT != v2.hasOPT || v1.do() != v2.do() || (v1.hasOPT && byte(v1.ednsTTL>>16) != byte(v2.ednsTTL>>16)) ||
-			v1.flags&flagCD != v2.flags&flagCD {
+		if v1.HasOPT != v2.HasOPT || v1.DO() != v2.DO() || (v1.HasOPT && byte(v1.EDNSTTL>>16) != byte(v2.EDNSTTL>>16)) ||
+			v1.Flags&dnswire.FlagCD != v2.Flags&dnswire.FlagCD {
 			t.Fatal("answered across EDNS version, DO or CD")
 		}
 		if len(out) != len(orig) {
 			t.Fatalf("hit is %d bytes, stored %d", len(out), len(orig))
 		}
-		if binary.BigEndian.Uint16(out) != v2.id {
+		if binary.BigEndian.Uint16(out) != v2.ID {
 			t.Fatal("hit does not carry the client's ID")
 		}
-		if !bytes.Equal(out[headerLen:v2.qEnd], q2[headerLen:v2.qEnd]) {
+		if !bytes.Equal(out[dnswire.HeaderLen:v2.QEnd], q2[dnswire.HeaderLen:v2.QEnd]) {
 			t.Fatal("hit does not carry the client's question bytes")
 		}
 		// Every other byte is the stored one, except TTLs, which only fall.
 		var sv msgView
-		_ = sv.parseHeader(orig)
+		_ = sv.ParseHeader(orig)
 		ttlAt := map[int]bool{}
-		off := v1.qEnd
-		for i := 0; i < int(sv.ancount)+int(sv.nscount)+int(sv.arcount); i++ {
+		off := v1.QEnd
+		for i := 0; i < int(sv.ANCount)+int(sv.NSCount)+int(sv.ARCount); i++ {
 			start := off
-			nameEnd, _ := skipName(orig, off)
+			nameEnd, _ := dnswire.SkipName(orig, off)
 			var typ uint16
-			off, typ, _ = skipRecord(orig, start)
-			if typ != typeOPT {
+			off, typ, _ = dnswire.SkipRecord(orig, start)
+			if typ != dnswire.TypeOPT {
 				ttlAt[nameEnd+4] = true
 			}
 		}
-		for i := v2.qEnd; i < len(out); i++ {
+		for i := v2.QEnd; i < len(out); i++ {
 			if ttlAt[i] {
 				was, got := binary.BigEndian.Uint32(orig[i:]), binary.BigEndian.Uint32(out[i:])
 				if res == cacheStale && got != staleTTL || res == cacheHit && got > was {
@@ -260,7 +262,7 @@ func FuzzCache(f *testing.F) {
 		if out[2]&^1 != orig[2]&^1 || out[3] != orig[3] {
 			t.Fatal("hit changed the answer's flags")
 		}
-		if out[2]&1 != byte(v2.flags>>8)&1 {
+		if out[2]&1 != byte(v2.Flags>>8)&1 {
 			t.Fatal("hit did not echo the query's RD bit")
 		}
 	})
@@ -306,7 +308,7 @@ rules:
 		raw, err := exact.Pack()
 		if err == nil {
 			var v msgView
-			if err := v.parseQuery(raw); err != nil {
+			if err := v.ParseQuery(raw); err != nil {
 				t.Fatalf("query for configured name %q does not parse: %v", want, err)
 			}
 			if r := matchRule(rules, &v, netip.MustParseAddr("127.0.0.1")); r != &rules[0] {
@@ -318,11 +320,11 @@ rules:
 			}
 		}
 		var v msgView
-		if v.parseQuery(q) != nil {
+		if v.ParseQuery(q) != nil {
 			return
 		}
 		got := matchRule(rules, &v, netip.MustParseAddr("127.0.0.1"))
-		qLabels := wireLabels(v.name())
+		qLabels := wireLabels(v.Name())
 		rLabels := wireLabels(ruleWire)
 		wantIdx := -1
 		switch {
@@ -338,7 +340,7 @@ rules:
 			}
 		}
 		if gotIdx != wantIdx {
-			t.Fatalf("query %q against %q: matched rule %d, want %d", v.name(), want, gotIdx, wantIdx)
+			t.Fatalf("query %q against %q: matched rule %d, want %d", v.Name(), want, gotIdx, wantIdx)
 		}
 	})
 }
@@ -391,7 +393,7 @@ rules:
 		rules := compileRules(cfg.Rules, nil, hits)
 		raw := pack(t, query(name, dns.TypeA))
 		var v msgView
-		if err := v.parseQuery(raw); err != nil {
+		if err := v.ParseQuery(raw); err != nil {
 			t.Fatal(err)
 		}
 		if matchRule(rules, &v, netip.MustParseAddr("127.0.0.1")) == nil {
@@ -402,7 +404,7 @@ rules:
 
 // header12 is a bare DNS header with an ID, flags and QDCOUNT.
 func header12(id, flags, qd uint16) []byte {
-	b := make([]byte, headerLen)
+	b := make([]byte, dnswire.HeaderLen)
 	binary.BigEndian.PutUint16(b, id)
 	binary.BigEndian.PutUint16(b[2:], flags)
 	binary.BigEndian.PutUint16(b[4:], qd)
@@ -443,9 +445,9 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	q := fuzzQuery(t, "www.example.", dns.TypeA, true)
 	// Hostile queries for the parser: pointer loop, forward pointer, long
 	// label, long name, unknown opcode/class, unknown EDNS version.
-	loop := append(append([]byte{}, q[:headerLen]...), 0xC0, 12, 0, 1, 0, 1)
-	fwd := append(append([]byte{}, q[:headerLen]...), 0xC0, 20, 0, 1, 0, 1, 0, 0, 3, 'c', 'o', 'm', 0)
-	long := append(append([]byte{}, q[:headerLen]...), bytes.Repeat(append([]byte{63}, bytes.Repeat([]byte{'a'}, 63)...), 5)...)
+	loop := append(append([]byte{}, q[:dnswire.HeaderLen]...), 0xC0, 12, 0, 1, 0, 1)
+	fwd := append(append([]byte{}, q[:dnswire.HeaderLen]...), 0xC0, 20, 0, 1, 0, 1, 0, 0, 3, 'c', 'o', 'm', 0)
+	long := append(append([]byte{}, q[:dnswire.HeaderLen]...), bytes.Repeat(append([]byte{63}, bytes.Repeat([]byte{'a'}, 63)...), 5)...)
 	long = append(long, 0, 0, 1, 0, 1)
 	opc := append([]byte{}, q...)
 	opc[2] |= 5 << 3
@@ -575,7 +577,7 @@ pools:
 			}
 			whole++
 			var v msgView
-			if v.parseQuery(b[2:2+l]) == nil {
+			if v.ParseQuery(b[2:2+l]) == nil {
 				valid++
 			}
 			b = b[2+l:]
@@ -595,7 +597,7 @@ pools:
 				t.Fatalf("answer frame cut: %v", err)
 			}
 			frames++
-			if len(msg) < headerLen || msg[2]&0x80 == 0 {
+			if len(msg) < dnswire.HeaderLen || msg[2]&0x80 == 0 {
 				t.Fatalf("answer is not a DNS response: %x", msg)
 			}
 		}

@@ -1,6 +1,10 @@
 package proxy
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+
+	"github.com/anyfront/anyfront/proxy/dnswire"
+)
 
 // maxAttempts bounds a query's sends: the first and up to config's retries
 // (at most 7) more, hedges included.
@@ -53,7 +57,7 @@ type slot struct {
 	// no client.
 	refresh bool
 	// ecs is what was done to the query's ECS, to undo in the answer.
-	ecs ecsMode
+	ecs dnswire.ECSMode
 }
 
 // attemptTo returns the index of the slot's live attempt to u, or -1.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -285,8 +287,8 @@ func TestLabForwarding(t *testing.T) {
 		before := l.p.Stats.Malformed()
 		valid := pack(t, query("demo.test.", dns.TypeA))
 		junk := [][]byte{
-			{}, {1}, valid[:11], valid[:headerLen+2],
-			append(append([]byte{}, valid[:headerLen]...), 0xC0, 12, 0, 1, 0, 1),
+			{}, {1}, valid[:11], valid[:dnswire.HeaderLen+2],
+			append(append([]byte{}, valid[:dnswire.HeaderLen]...), 0xC0, 12, 0, 1, 0, 1),
 		}
 		resp := append([]byte{}, valid...)
 		resp[2] |= 0x80 // QR

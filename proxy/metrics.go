@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -47,9 +49,9 @@ type Stats struct {
 
 func (s *Stats) countMalformed(err error) {
 	switch err {
-	case errShort:
+	case dnswire.ErrShort:
 		s.MalformedShort.Add(1)
-	case errNotQuery:
+	case dnswire.ErrNotQuery:
 		s.MalformedNotQuery.Add(1)
 	default:
 		s.MalformedName.Add(1)

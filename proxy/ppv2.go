@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/state"
 )
@@ -74,7 +76,7 @@ func backendPP(cfg *config.Config, b *state.Backend) bool {
 
 // maxWireQuery is the room a UDP query edited on its way to a backend
 // needs: the largest query, a PROXY header and an ECS edit.
-const maxWireQuery = maxQuerySize + ppHeaderMax + ecsMaxGrowth
+const maxWireQuery = maxQuerySize + ppHeaderMax + dnswire.ECSMaxGrowth
 
 // appendWire appends what goes to u for the query msg (parsed into v, its
 // ECS planned) that client sent to local: a PROXY header when u wants one,
@@ -84,7 +86,7 @@ func appendWire(dst []byte, u *upstream, client, local netip.AddrPort, msg []byt
 		dst = appendPPv2(dst, client, local, false)
 	}
 	q := len(dst)
-	dst = appendForward(dst, msg, v)
+	dst = dnswire.AppendForward(dst, msg, &v.View)
 	binary.BigEndian.PutUint16(dst[q:], id)
 	return dst
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/anyfront/anyfront/proxy/dnswire"
 	"github.com/miekg/dns"
 
 	"cmp"
@@ -94,22 +95,22 @@ type queryFacts struct {
 
 func (m *matcher) match(q *queryFacts) bool {
 	v := q.v
-	if m.opcodes != 0 && m.opcodes&(1<<v.opcode()) == 0 {
+	if m.opcodes != 0 && m.opcodes&(1<<v.Opcode()) == 0 {
 		return false
 	}
-	if len(m.qtypes) > 0 && !slices.Contains(m.qtypes, v.qtype) {
+	if len(m.qtypes) > 0 && !slices.Contains(m.qtypes, v.QType) {
 		return false
 	}
-	if m.rd >= 0 && (v.flags&flagRD != 0) != (m.rd == 1) {
+	if m.rd >= 0 && (v.Flags&dnswire.FlagRD != 0) != (m.rd == 1) {
 		return false
 	}
 	if m.transports != 0 && m.transports&q.tr == 0 {
 		return false
 	}
-	if !m.names.empty() && !m.names.has(v.name()) {
+	if !m.names.empty() && !m.names.has(v.Name()) {
 		return false
 	}
-	if !m.suffixes.empty() && !m.suffixes.hasSuffixOf(v.name()) {
+	if !m.suffixes.empty() && !m.suffixes.hasSuffixOf(v.Name()) {
 		return false
 	}
 	if !m.clients.empty() && !m.clients.contains(q.client) {
@@ -253,7 +254,7 @@ func (s *nameSet) hasSuffixOf(w []byte) bool {
 func wireName(name string) []byte {
 	// miekg/dns packs escapes (\. and \DDD) the way a resolver reads them;
 	// lowercase after packing, so an escaped byte is folded like any other.
-	buf := make([]byte, maxNameLen+1)
+	buf := make([]byte, dnswire.MaxNameLen+1)
 	n, err := dns.PackDomainName(dns.Fqdn(name), buf, 0, nil, false)
 	if err != nil {
 		return []byte{0} // config validation has already refused it
@@ -312,7 +313,7 @@ func compileAction(r *rule, a *config.Action, pools map[string]*poolSnap) {
 	case a.Drop:
 		r.kind = actDrop
 	case a.NXDomain:
-		r.kind, r.rcode = actRcode, rcodeNXDomain
+		r.kind, r.rcode = actRcode, dnswire.RcodeNXDomain
 	case a.Rcode != nil:
 		r.kind, r.rcode = actRcode, *a.Rcode
 	case len(a.Spoof) > 0:

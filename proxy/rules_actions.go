@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/anyfront/anyfront/proxy/dnswire"
 
 	"github.com/miekg/dns"
 
@@ -66,23 +67,23 @@ func (p *Proxy) ruleAnswer(r *rule, tr transport, msg []byte, v *msgView, out []
 	case actRefuse:
 		p.Stats.RuleRefused.Add(1)
 		p.Stats.RuleActions[raRefuse].Add(1)
-		return vReply, appendReply(out, msg, v, rcodeRefused)
+		return vReply, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeRefused)
 	case actSpoof:
 		p.Stats.RuleSpoofed.Add(1)
 		p.Stats.RuleActions[raSpoof].Add(1)
 		return vReply, appendSpoof(out, msg, v, r)
 	case actRcode:
-		if r.rcode == rcodeNXDomain {
+		if r.rcode == dnswire.RcodeNXDomain {
 			p.Stats.RuleActions[raNXDomain].Add(1)
 		} else {
 			p.Stats.RuleActions[raRcode].Add(1)
 		}
-		return vReply, appendReply(out, msg, v, r.rcode)
+		return vReply, dnswire.AppendReply(out, msg, &v.View, r.rcode)
 	case actTruncate:
 		p.Stats.RuleActions[raTruncate].Add(1)
 		start := len(out)
-		out = appendReply(out, msg, v, rcodeNoError)
-		binary.BigEndian.PutUint16(out[start+2:], binary.BigEndian.Uint16(out[start+2:])|flagTC)
+		out = dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeNoError)
+		binary.BigEndian.PutUint16(out[start+2:], binary.BigEndian.Uint16(out[start+2:])|dnswire.FlagTC)
 		return vReply, out
 	}
 	p.Stats.RuleDropped.Add(1)
@@ -123,24 +124,12 @@ func (l *logLimiter) log(log *slog.Logger, r *rule, q *queryFacts, now int64) {
 	if log == nil {
 		return
 	}
-	log.Info("rule matched", "rule", r.index, "line", r.line, "qname", presentName(q.v.name()),
-		"qtype", dns.Type(q.v.qtype).String(), "client", q.client, "transport", transportName(q.tr),
+	log.Info("rule matched", "rule", r.index, "line", r.line, "qname", dnswire.PresentName(q.v.Name()),
+		"qtype", dns.Type(q.v.QType).String(), "client", q.client, "transport", transportName(q.tr),
 		"suppressed", l.suppressed.Swap(0))
 }
 
-// presentName turns a wire name into text, for logs only.
-func presentName(w []byte) string {
-	var b strings.Builder
-	for i := 0; i < len(w) && w[i] != 0; i += int(w[i]) + 1 {
-		end := min(i+1+int(w[i]), len(w))
-		b.Write(w[i+1 : end])
-		b.WriteByte('.')
-	}
-	if b.Len() == 0 {
-		return "."
-	}
-	return b.String()
-}
+// dnswire.PresentName turns a wire name into text, for logs only.
 
 func transportName(t transport) string {
 	for name, bit := range transportBits {
@@ -191,13 +180,13 @@ func (rl *rateLimiter) allow(client netip.Addr, now int64) bool {
 // rule answers every type with the CNAME.
 func appendSpoof(dst, query []byte, v *msgView, r *rule) []byte {
 	start := len(dst)
-	dst = appendReply(dst, query, v, rcodeNoError)
+	dst = dnswire.AppendReply(dst, query, &v.View, dnswire.RcodeNoError)
 	// appendReply wrote header, question and maybe OPT; the answers go
 	// between question and OPT, so rebuild the tail.
-	tailAt := start + v.qEnd
+	tailAt := start + v.QEnd
 	var optBuf [11]byte
 	opt := optBuf[:0]
-	if v.hasOPT {
+	if v.HasOPT {
 		opt = append(opt, dst[tailAt:]...)
 		dst = dst[:tailAt]
 	}
@@ -206,25 +195,25 @@ func appendSpoof(dst, query []byte, v *msgView, r *rule) []byte {
 	case r.cname != nil:
 		dst = appendRR(dst, dns.TypeCNAME, r.cname)
 		n++
-	case v.qtype == dns.TypeA:
+	case v.QType == dns.TypeA:
 		for _, a := range r.spoof4 {
 			dst = appendRR(dst, dns.TypeA, a[:])
 			n++
 		}
-	case v.qtype == dns.TypeAAAA:
+	case v.QType == dns.TypeAAAA:
 		for _, a := range r.spoof6 {
 			dst = appendRR(dst, dns.TypeAAAA, a[:])
 			n++
 		}
 	}
 	dst = append(dst, opt...)
-	binary.BigEndian.PutUint16(dst[start+2:], binary.BigEndian.Uint16(dst[start+2:])|flagAA)
+	binary.BigEndian.PutUint16(dst[start+2:], binary.BigEndian.Uint16(dst[start+2:])|dnswire.FlagAA)
 	binary.BigEndian.PutUint16(dst[start+6:], uint16(n))
 	return dst
 }
 
 func appendRR(dst []byte, typ uint16, rdata []byte) []byte {
-	dst = append(dst, 0xC0, headerLen) // the name: a pointer to the question's
+	dst = append(dst, 0xC0, dnswire.HeaderLen) // the name: a pointer to the question's
 	dst = binary.BigEndian.AppendUint16(dst, typ)
 	dst = binary.BigEndian.AppendUint16(dst, 1) // IN
 	dst = binary.BigEndian.AppendUint32(dst, spoofTTL)

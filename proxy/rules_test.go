@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/config"
@@ -81,7 +83,7 @@ rules:
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var v msgView
-			if err := v.parseQuery(pack(t, query(tt.qname, tt.qtype))); err != nil {
+			if err := v.ParseQuery(pack(t, query(tt.qname, tt.qtype))); err != nil {
 				t.Fatal(err)
 			}
 			r := matchRule(rules, &v, tt.client)
@@ -121,7 +123,7 @@ func TestAppendSpoof(t *testing.T) {
 		}
 		raw := pack(t, q)
 		var v msgView
-		if err := v.parseQuery(raw); err != nil {
+		if err := v.ParseQuery(raw); err != nil {
 			t.Fatal(err)
 		}
 		var m dns.Msg
@@ -186,7 +188,7 @@ func (tq testQuery) facts(t testing.TB) *queryFacts {
 	m.Opcode = tq.opcode
 	m.RecursionDesired = !tq.noRD
 	v := new(msgView)
-	if err := v.parseQuery(pack(t, m)); err != nil && err != errOpcode {
+	if err := v.ParseQuery(pack(t, m)); err != nil && err != dnswire.ErrOpcode {
 		t.Fatal(err)
 	}
 	c := tq.client
@@ -398,7 +400,7 @@ func TestAppendSpoofCNAME(t *testing.T) {
 		q.SetEdns0(1232, false)
 		raw := pack(t, q)
 		var v msgView
-		if err := v.parseQuery(raw); err != nil {
+		if err := v.ParseQuery(raw); err != nil {
 			t.Fatal(err)
 		}
 		var m dns.Msg

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anyfront/anyfront/config"
@@ -32,7 +34,7 @@ type poolSnap struct {
 	ups   []*upstream // usable: up and not drained, indexes match the policy's
 	pol   policy.Policy
 	cache *packetCache // nil: no cache
-	ecs   ecsPolicy
+	ecs   dnswire.ECSPolicy
 	// lat is the pool's recent answer latencies and hedging budget; it
 	// outlives snapshots, like the cache.
 	lat *latencyHist

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/policy"
 	"github.com/anyfront/anyfront/state"
@@ -200,7 +202,7 @@ func (p *Proxy) answerTCPFrom(msg []byte, client, local netip.AddrPort, tr trans
 func (p *Proxy) answerStream(msg []byte, client, local netip.AddrPort, tr transport) []byte {
 	v := new(msgView)
 	snap := p.snap.Load()
-	err := v.parseQuery(msg)
+	err := v.ParseQuery(msg)
 	vd, pool, out := p.frontOn(tr, snap, v, msg, err, client.Addr(), nil)
 	switch vd {
 	case vReply:
@@ -214,8 +216,8 @@ func (p *Proxy) answerStream(msg []byte, client, local netip.AddrPort, tr transp
 		go func() {
 			defer p.wg.Done()
 			rv := new(msgView)
-			if rv.parseQuery(q) == nil {
-				rv.planECS(&pool.ecs, q, client.Addr())
+			if rv.ParseQuery(q) == nil {
+				rv.PlanECS(&pool.ecs, q, client.Addr())
 				rv.key.set(rv)
 				p.forwardTCP(snap, pool, q, rv, true, client, local)
 			}
@@ -236,11 +238,11 @@ const tcpMinAttempt = int64(200 * time.Millisecond)
 // backend's, a stale cache entry, or SERVFAIL. A refresh only updates the
 // cache. client and local go into PROXY headers; v.ecs says the ECS edit.
 func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgView, refresh bool, client, local netip.AddrPort) []byte {
-	h := policy.HashName(v.name())
-	question := msg[headerLen:v.qEnd]
+	h := policy.HashName(v.Name())
+	question := msg[dnswire.HeaderLen:v.QEnd]
 	fwd := msg
-	if v.ecs.mode != ecsNone {
-		fwd = appendForward(make([]byte, 0, len(msg)+ecsMaxGrowth), msg, v)
+	if v.ECS.Mode != dnswire.ECSNone {
+		fwd = dnswire.AppendForward(make([]byte, 0, len(msg)+dnswire.ECSMaxGrowth), msg, &v.View)
 	}
 	// The deadline and attempt timeouts work as on UDP (fate.go), but an
 	// attempt given up here is given up: a TCP exchange waits for its own
@@ -317,7 +319,7 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 			continue
 		}
 		var rv msgView
-		if matchResponse(resp, &rv, question) != nil {
+		if dnswire.MatchResponse(resp, &rv.View, question) != nil {
 			u.badAnswer.Add(1)
 			u.obs.Observe(state.OutcomeBadAnswer, 0)
 			continue
@@ -325,29 +327,29 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 		now = p.now()
 		u.answers.Add(1)
 		observeRTT(u, pool, now, now-sent)
-		u.obs.Observe(outcomeOf(rv.rcode()), (now-sent)/1000)
-		binary.BigEndian.PutUint16(resp, v.id)
-		if rv.qEnd > headerLen {
-			copy(resp[headerLen:rv.qEnd], question)
+		u.obs.Observe(outcomeOf(rv.Rcode()), (now-sent)/1000)
+		binary.BigEndian.PutUint16(resp, v.ID)
+		if rv.QEnd > dnswire.HeaderLen {
+			copy(resp[dnswire.HeaderLen:rv.QEnd], question)
 		}
 		scope, scopeOK := -1, true
-		if v.ecs.mode != ecsNone {
+		if v.ECS.Mode != dnswire.ECSNone {
 			var n int
-			n, scope, scopeOK = stripECS(resp, &rv, v.ecs.mode)
+			n, scope, scopeOK = dnswire.StripECS(resp, &rv.View, v.ECS.Mode)
 			resp = resp[:n]
 		}
 		if c := pool.cache; c != nil {
-			if rv.rcode() == rcodeServFail && !refresh {
+			if rv.Rcode() == dnswire.RcodeServFail && !refresh {
 				if o, stale := p.failAnswer(pool, &v.key, msg, v, nil); stale {
 					return o
 				}
 			}
-			if v.ecs.mode != ecsNone {
-				v.key.scoped(v.ecs.source(), scope, scopeOK)
+			if v.ECS.Mode != dnswire.ECSNone {
+				v.key.scoped(v.ECS.Source(), scope, scopeOK)
 			}
 			c.store(&v.key, resp, now)
 		}
-		p.Stats.countRcode(rv.rcode())
+		p.Stats.countRcode(rv.Rcode())
 		return resp
 	}
 	if p.now() >= deadline {

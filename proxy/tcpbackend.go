@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/anyfront/anyfront/proxy/dnswire"
 )
 
 var (
@@ -344,7 +346,7 @@ func (bc *backendConn) readLoop() {
 			break
 		}
 		n := int(binary.BigEndian.Uint16(lenBuf[:]))
-		if n < headerLen {
+		if n < dnswire.HeaderLen {
 			break
 		}
 		msg := make([]byte, n)

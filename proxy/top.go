@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/config"
@@ -52,7 +54,7 @@ type topSample struct {
 	client netip.Addr
 	weight uint32 // the sample rate: each sample stands for that many queries
 	nlen   uint8
-	name   [maxNameLen]byte
+	name   [dnswire.MaxNameLen]byte
 }
 
 // topCounts is one bucket's counters; start is its first second.
@@ -65,7 +67,7 @@ type topCounts struct {
 // nameKey is a lowercase wire-format name, zero-padded: a fixed-size key
 // lets the aggregator count a name it already knows without allocating,
 // and is still unambiguous (a wire name ends at its zero root label).
-type nameKey [maxNameLen]byte
+type nameKey [dnswire.MaxNameLen]byte
 
 // String is the name in presentation format, escapes included.
 func (k nameKey) String() string {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/proxy/policy"
@@ -15,8 +17,6 @@ const (
 	// maxQuerySize bounds a UDP query: larger datagrams are cut by the
 	// kernel, flagged MSG_TRUNC, and dropped as malformed.
 	maxQuerySize = 4096
-	// maxAnswerSize is the largest UDP answer a backend can send.
-	maxAnswerSize = 65535
 	// queryBatch and answerBatch are how many datagrams one wake-up takes.
 	queryBatch  = 32
 	answerBatch = 16
@@ -115,7 +115,7 @@ func (s *shard) clientLoop(l *udpListener) {
 			if len(out) > 0 {
 				// Answers made here (cache hits, stale answers,
 				// spoofs) obey the client's buffer like forwarded ones.
-				if fit := fitUDP(out, v.maxUDPResponse()); fit != nil {
+				if fit := dnswire.FitUDP(out, v.MaxUDPResponse()); fit != nil {
 					if len(fit) < len(out) {
 						s.p.Stats.Truncated.Add(1)
 					}
@@ -148,7 +148,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 	p := s.p
 	p.Stats.UDPQueries.Add(1)
 	snap := p.snap.Load()
-	err := v.parseQuery(msg)
+	err := v.ParseQuery(msg)
 	client := src.addrPort().Addr()
 	p.qlog.queryUDP(src, l.addr, msg) // before the ID is rewritten
 	vd, pool, out := p.frontOn(trUDP, snap, v, msg, err, client, out)
@@ -156,7 +156,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 		return nil, nil, out
 	}
 	refresh := vd == vPrefetch
-	h := policy.HashName(v.name())
+	h := policy.HashName(v.Name())
 	idx := pool.pol.Pick(h, 0)
 	if idx < 0 {
 		if refresh {
@@ -178,11 +178,11 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 			return nil, nil, out
 		}
 		p.Stats.Shed.Add(1)
-		return nil, nil, appendReply(out, msg, v, rcodeServFail)
+		return nil, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeServFail)
 	}
 	sl := &s.tab.slots[si]
 	now := p.now()
-	sl.clientID = v.id
+	sl.clientID = v.ID
 	sl.client = *src
 	sl.ln = l.idx
 	sl.pool = pool
@@ -201,10 +201,10 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 		}
 	}
 	sl.query = append(sl.query[:0], msg...)
-	sl.qEnd = v.qEnd
-	sl.maxUDP = v.maxUDPResponse()
+	sl.qEnd = v.QEnd
+	sl.maxUDP = v.MaxUDPResponse()
 	sl.refresh = refresh
-	sl.ecs = v.ecs.mode
+	sl.ecs = v.ECS.Mode
 	sl.setDue()
 	s.tab.schedule(si)
 	if s.tab.n == 1 {
@@ -214,7 +214,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 		default:
 		}
 	}
-	if u.pp || v.ecs.mode != ecsNone {
+	if u.pp || v.ECS.Mode != dnswire.ECSNone {
 		wire = appendWire(wire, u, src.addrPort(), l.addr, msg, v, sl.id)
 	} else {
 		binary.BigEndian.PutUint16(msg, sl.id)
@@ -229,7 +229,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 // backendLoop reads every backend's answers on this shard's socket, until
 // the proxy has drained and closes the shard.
 func (s *shard) backendLoop() {
-	rb := newRecvBatch(answerBatch, maxAnswerSize)
+	rb := newRecvBatch(answerBatch, dnswire.MaxMessage)
 	reps := make([]*msgBatch, len(s.p.udpLns))
 	for i := range reps {
 		reps[i] = newSendBatch(answerBatch)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/config"
@@ -254,7 +256,7 @@ func (x *xdpPublisher) feedXDPHits(c *packetCache, hits map[ebpf.AnswerKey]uint6
 // version 0: XDP passes every other version to the proxy).
 func (k *cacheKey) setFromAnswerKey(ak ebpf.AnswerKey) bool {
 	n := len(ak.Name)
-	if n == 0 || n > maxNameLen {
+	if n == 0 || n > dnswire.MaxNameLen {
 		return false
 	}
 	copy(k.buf[:], ak.Name)
@@ -287,14 +289,14 @@ func xdpEligible(snap *snapshot, c *packetCache, e *entry, now int64) bool {
 	if now >= xdpUntil(c, e) {
 		return false
 	}
-	if len(e.answer) < headerLen {
+	if len(e.answer) < dnswire.HeaderLen {
 		return false
 	}
 	rcode := e.answer[3] & 0xF
-	if rcode != rcodeNoError && rcode != rcodeNXDomain {
+	if rcode != dnswire.RcodeNoError && rcode != dnswire.RcodeNXDomain {
 		return false
 	}
-	qEnd, ok := skipName(e.answer, headerLen)
+	qEnd, ok := dnswire.SkipName(e.answer, dnswire.HeaderLen)
 	if !ok || qEnd+4 > len(e.answer) || len(e.answer)-(qEnd+4) > ebpf.MaxAnswerSections {
 		return false
 	}
@@ -319,7 +321,7 @@ func xdpEligible(snap *snapshot, c *packetCache, e *entry, now int64) bool {
 
 // keyNameLen returns the length of the wire name a cache key starts with.
 func keyNameLen(key []byte) (int, bool) {
-	for i := 0; i < len(key) && i < maxNameLen; i += int(key[i]) + 1 {
+	for i := 0; i < len(key) && i < dnswire.MaxNameLen; i += int(key[i]) + 1 {
 		if key[i] == 0 {
 			return i + 1, true
 		}
@@ -344,15 +346,15 @@ func xdpUntil(c *packetCache, e *entry) int64 {
 // the same bytes to everyone.
 func plainOPT(msg []byte, off int) bool {
 	for off < len(msg) {
-		nameEnd, ok := skipName(msg, off)
+		nameEnd, ok := dnswire.SkipName(msg, off)
 		if !ok {
 			return false
 		}
 		var typ uint16
-		if off, typ, ok = skipRecord(msg, off); !ok {
+		if off, typ, ok = dnswire.SkipRecord(msg, off); !ok {
 			return false
 		}
-		if typ == typeOPT && binary.BigEndian.Uint16(msg[nameEnd+8:]) != 0 {
+		if typ == dnswire.TypeOPT && binary.BigEndian.Uint16(msg[nameEnd+8:]) != 0 {
 			return false
 		}
 	}
@@ -395,7 +397,7 @@ func (m *matcher) mayMatch(name []byte, qtype uint16) bool {
 // A published answer is valid until its age would tick over once more: XDP
 // serves TTLs at most a second above what the proxy would.
 func xdpAnswer(buf []byte, c *packetCache, e *entry, now, ktOffset int64) ([]byte, ebpf.Answer, bool) {
-	qEnd, _ := skipName(e.answer, headerLen)
+	qEnd, _ := dnswire.SkipName(e.answer, dnswire.HeaderLen)
 	qEnd += 4
 	start := len(buf)
 	buf = append(buf, e.answer[qEnd:]...)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
@@ -197,7 +199,7 @@ func TestXDPPublishesTheHottest(t *testing.T) {
 		q := qs[2]
 		want := reply(t, q, "c.demo.test. 296 IN A 192.0.2.3") // stored 3s before a round 1s on
 		raw := pack(t, want)
-		qEnd := headerLen + len(a.Key.Name) + 4
+		qEnd := dnswire.HeaderLen + len(a.Key.Name) + 4
 		if a.Counts != [3]uint16{1, 0, 0} || a.Flags != binary.BigEndian.Uint16(raw[2:]) {
 			t.Errorf("counts %v flags %#x, want [1 0 0] %#x", a.Counts, a.Flags, binary.BigEndian.Uint16(raw[2:]))
 		}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
+
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/ebpf"
 )
@@ -56,8 +58,8 @@ func FuzzXDPAgreesWithParser(f *testing.F) {
 			t.Fatal(err)
 		}
 		var v msgView
-		perr := v.parseQuery(payload)
-		proxyDrops := perr != nil && perr != errOpcode && perr != errQDCount
+		perr := v.ParseQuery(payload)
+		proxyDrops := perr != nil && perr != dnswire.ErrOpcode && perr != dnswire.ErrQDCount
 		switch {
 		case action != ebpf.XDP_DROP && action != ebpf.XDP_PASS:
 			t.Fatalf("XDP action %d for a query with no answer published and no rate limit", action)

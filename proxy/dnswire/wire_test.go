@@ -1,4 +1,4 @@
-package proxy
+package dnswire
 
 import (
 	"bytes"
@@ -39,13 +39,13 @@ func TestParseQuery(t *testing.T) {
 	none.Question = nil
 	valid := pack(t, query("www.Example.com.", dns.TypeAAAA))
 
-	pointer := append([]byte{}, valid[:headerLen]...)
+	pointer := append([]byte{}, valid[:HeaderLen]...)
 	pointer = append(pointer, 0xC0, 12, 0, 1, 0, 1) // a question whose name points at itself
-	longLabel := append([]byte{}, valid[:headerLen]...)
+	longLabel := append([]byte{}, valid[:HeaderLen]...)
 	longLabel = append(longLabel, 64)
 	longLabel = append(longLabel, bytes.Repeat([]byte{'a'}, 64)...)
 	longLabel = append(longLabel, 0, 0, 1, 0, 1)
-	longName := append([]byte{}, valid[:headerLen]...)
+	longName := append([]byte{}, valid[:HeaderLen]...)
 	for i := 0; i < 5; i++ { // 5 x 60-byte labels: 305 bytes, over 255
 		longName = append(longName, 59)
 		longName = append(longName, bytes.Repeat([]byte{'b'}, 59)...)
@@ -65,54 +65,41 @@ func TestParseQuery(t *testing.T) {
 	}{
 		{name: "plain query parses and lowercases the name", msg: valid, lower: "www.example.com.", maxUDP: 512, qtype: dns.TypeAAAA},
 		{name: "EDNS query reports buffer size and DO", msg: pack(t, withEDNS), lower: "example.com.", hasOPT: true, do: true, maxUDP: 4096, qtype: dns.TypeA},
-		{name: "empty packet is short", msg: nil, want: errShort},
-		{name: "11 bytes is short", msg: valid[:11], want: errShort},
-		{name: "QR set is not a query", msg: pack(t, response), want: errNotQuery},
+		{name: "empty packet is short", msg: nil, want: ErrShort},
+		{name: "11 bytes is short", msg: valid[:11], want: ErrShort},
+		{name: "QR set is not a query", msg: pack(t, response), want: ErrNotQuery},
 		{name: "TC set is forwarded for the backend to judge", msg: pack(t, tc), want: nil},
-		{name: "two questions is FORMERR", msg: pack(t, two), want: errQDCount},
-		{name: "no question is FORMERR", msg: pack(t, none), want: errQDCount},
-		{name: "NOTIFY is NOTIMP with its question parsed", msg: pack(t, notify), want: errOpcode, lower: "example.com.", maxUDP: 512, qtype: dns.TypeSOA, opcode: dns.OpcodeNotify},
-		{name: "compression pointer in the question is malformed", msg: pointer, want: errBadName},
-		{name: "label over 63 bytes is malformed", msg: longLabel, want: errBadName},
-		{name: "name over 255 bytes is malformed", msg: longName, want: errBadName},
-		{name: "question cut before QCLASS is malformed", msg: valid[:len(valid)-1], want: errBadName},
-		{name: "question cut inside the name is malformed", msg: valid[:headerLen+3], want: errBadName},
+		{name: "two questions is FORMERR", msg: pack(t, two), want: ErrQDCount},
+		{name: "no question is FORMERR", msg: pack(t, none), want: ErrQDCount},
+		{name: "NOTIFY is NOTIMP with its question parsed", msg: pack(t, notify), want: ErrOpcode, lower: "example.com.", maxUDP: 512, qtype: dns.TypeSOA, opcode: dns.OpcodeNotify},
+		{name: "compression pointer in the question is malformed", msg: pointer, want: ErrBadName},
+		{name: "label over 63 bytes is malformed", msg: longLabel, want: ErrBadName},
+		{name: "name over 255 bytes is malformed", msg: longName, want: ErrBadName},
+		{name: "question cut before QCLASS is malformed", msg: valid[:len(valid)-1], want: ErrBadName},
+		{name: "question cut inside the name is malformed", msg: valid[:HeaderLen+3], want: ErrBadName},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var v msgView
-			err := v.parseQuery(tt.msg)
+			var v View
+			err := v.ParseQuery(tt.msg)
 			if err != tt.want {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 			if tt.lower == "" {
 				return
 			}
-			got := nameString(v.name())
+			got := PresentName(v.Name())
 			if got != tt.lower {
 				t.Errorf("name = %q, want %q", got, tt.lower)
 			}
-			if v.hasOPT != tt.hasOPT || v.do() != tt.do || v.maxUDPResponse() != tt.maxUDP {
-				t.Errorf("opt=%v do=%v max=%d, want %v %v %d", v.hasOPT, v.do(), v.maxUDPResponse(), tt.hasOPT, tt.do, tt.maxUDP)
+			if v.HasOPT != tt.hasOPT || v.DO() != tt.do || v.MaxUDPResponse() != tt.maxUDP {
+				t.Errorf("opt=%v do=%v max=%d, want %v %v %d", v.HasOPT, v.DO(), v.MaxUDPResponse(), tt.hasOPT, tt.do, tt.maxUDP)
 			}
-			if v.qtype != tt.qtype || v.opcode() != tt.opcode {
-				t.Errorf("qtype=%d opcode=%d, want %d %d", v.qtype, v.opcode(), tt.qtype, tt.opcode)
+			if v.QType != tt.qtype || v.Opcode() != tt.opcode {
+				t.Errorf("qtype=%d opcode=%d, want %d %d", v.QType, v.Opcode(), tt.qtype, tt.opcode)
 			}
 		})
 	}
-}
-
-// nameString turns a wire name into presentation format for comparisons.
-func nameString(w []byte) string {
-	var sb strings.Builder
-	for i := 0; i < len(w) && w[i] != 0; i += int(w[i]) + 1 {
-		sb.Write(w[i+1 : i+1+int(w[i])])
-		sb.WriteByte('.')
-	}
-	if sb.Len() == 0 {
-		return "."
-	}
-	return sb.String()
 }
 
 func TestAppendReply(t *testing.T) {
@@ -122,9 +109,9 @@ func TestAppendReply(t *testing.T) {
 		do    bool
 		rcode int
 	}{
-		{name: "SERVFAIL without EDNS has no OPT", rcode: rcodeServFail},
-		{name: "REFUSED to an EDNS query carries OPT with DO echoed", edns: true, do: true, rcode: rcodeRefused},
-		{name: "NOTIMP to an EDNS query without DO", edns: true, rcode: rcodeNotImp},
+		{name: "SERVFAIL without EDNS has no OPT", rcode: RcodeServFail},
+		{name: "REFUSED to an EDNS query carries OPT with DO echoed", edns: true, do: true, rcode: RcodeRefused},
+		{name: "NOTIMP to an EDNS query without DO", edns: true, rcode: RcodeNotImp},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			q := query("MiXeD.example.", dns.TypeA)
@@ -133,12 +120,12 @@ func TestAppendReply(t *testing.T) {
 				q.SetEdns0(4096, tt.do)
 			}
 			raw := pack(t, q)
-			var v msgView
-			if err := v.parseQuery(raw); err != nil {
+			var v View
+			if err := v.ParseQuery(raw); err != nil {
 				t.Fatal(err)
 			}
 			var m dns.Msg
-			if err := m.Unpack(appendReply(nil, raw, &v, tt.rcode)); err != nil {
+			if err := m.Unpack(AppendReply(nil, raw, &v, tt.rcode)); err != nil {
 				t.Fatal(err)
 			}
 			if m.Id != q.Id || !m.Response || m.Rcode != tt.rcode || !m.RecursionDesired {
@@ -151,7 +138,7 @@ func TestAppendReply(t *testing.T) {
 			if (opt != nil) != tt.edns {
 				t.Fatalf("OPT present = %v, want %v", opt != nil, tt.edns)
 			}
-			if opt != nil && (opt.UDPSize() != ednsPayload || opt.Do() != tt.do) {
+			if opt != nil && (opt.UDPSize() != EDNSPayload || opt.Do() != tt.do) {
 				t.Errorf("OPT payload %d do %v", opt.UDPSize(), opt.Do())
 			}
 		})
@@ -175,11 +162,11 @@ func TestTruncateTo(t *testing.T) {
 	t.Run("without EDNS the answer becomes header and question with TC", func(t *testing.T) {
 		q := query("big.example.", dns.TypeTXT)
 		resp := pack(t, bigAnswer(t, q, 30))
-		var v msgView
-		if err := matchResponse(resp, &v, pack(t, q)[headerLen:]); err != nil {
+		var v View
+		if err := MatchResponse(resp, &v, pack(t, q)[HeaderLen:]); err != nil {
 			t.Fatal(err)
 		}
-		n := truncateTo(resp, &v, 512)
+		n := TruncateTo(resp, &v, 512)
 		var m dns.Msg
 		if err := m.Unpack(resp[:n]); err != nil {
 			t.Fatal(err)
@@ -194,11 +181,11 @@ func TestTruncateTo(t *testing.T) {
 		r := bigAnswer(t, q, 30)
 		r.SetEdns0(1232, true)
 		resp := pack(t, r)
-		var v msgView
-		if err := matchResponse(resp, &v, pack(t, q)[headerLen:len(pack(t, q))-11]); err != nil {
+		var v View
+		if err := MatchResponse(resp, &v, pack(t, q)[HeaderLen:len(pack(t, q))-11]); err != nil {
 			t.Fatal(err)
 		}
-		n := truncateTo(resp, &v, 1232)
+		n := TruncateTo(resp, &v, 1232)
 		var m dns.Msg
 		if err := m.Unpack(resp[:n]); err != nil {
 			t.Fatal(err)
@@ -211,7 +198,7 @@ func TestTruncateTo(t *testing.T) {
 
 func TestMatchResponse(t *testing.T) {
 	q := query("Case.Example.", dns.TypeA)
-	question := pack(t, q)[headerLen:]
+	question := pack(t, q)[HeaderLen:]
 	ok := new(dns.Msg)
 	ok.SetReply(query("case.example.", dns.TypeA))
 	headerOnly := func(rcode int) []byte {
@@ -236,8 +223,8 @@ func TestMatchResponse(t *testing.T) {
 		{name: "short response is refused", resp: []byte{1, 2, 3}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var v msgView
-			err := matchResponse(tt.resp, &v, question)
+			var v View
+			err := MatchResponse(tt.resp, &v, question)
 			if (err == nil) != tt.ok {
 				t.Errorf("err = %v, want ok=%v", err, tt.ok)
 			}
@@ -267,8 +254,8 @@ func FuzzParseQuery(f *testing.F) {
 	f.Add(pack(f, tc))
 	f.Add([]byte{0, 1, 0x78, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var v msgView
-		if v.parseQuery(b) != nil {
+		var v View
+		if v.ParseQuery(b) != nil {
 			return
 		}
 		var m dns.Msg
@@ -276,14 +263,14 @@ func FuzzParseQuery(f *testing.F) {
 			return // miekg is stricter about the rest of the message
 		}
 		want := strings.ToLower(m.Question[0].Name)
-		got := nameString(v.name())
+		got := PresentName(v.Name())
 		// miekg escapes unusual bytes in presentation format; compare only
 		// plain names.
 		if !strings.ContainsAny(want, "\\") && got != want {
 			t.Fatalf("name %q, miekg says %q", got, want)
 		}
-		if v.qtype != m.Question[0].Qtype {
-			t.Fatalf("qtype %d, miekg says %d", v.qtype, m.Question[0].Qtype)
+		if v.QType != m.Question[0].Qtype {
+			t.Fatalf("qtype %d, miekg says %d", v.QType, m.Question[0].Qtype)
 		}
 	})
 }
