@@ -6,6 +6,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,6 +25,13 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	// Every test here drives the built binaries against real peers: none
+	// is a unit test, so -short skips the package, and the build with it.
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: skipped under -short: every test drives the built binaries")
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "anyfront-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,11 +26,7 @@ import (
 // $ANYFRONT_ARTIFACTS when set, else to the test's temp dir; their paths
 // are logged.
 func TestDashboard(t *testing.T) {
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed (apt-get install chromium, or scripts/install-deps.sh test): " +
-			"the dashboard test needs a headless browser")
-	}
+	browser := testlab.RequireBinary(t, "chromium")
 	testlab.RequireBinary(t, "unbound")
 	testlab.RequireBinary(t, "dnsperf")
 	artifacts := os.Getenv("ANYFRONT_ARTIFACTS")

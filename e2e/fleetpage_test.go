@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,10 +18,7 @@ import (
 // panel (admin.fleet_file) lists A and B, and B's drain and undrain
 // buttons reach B through A with B's operate token typed in the page.
 func TestFleetPage(t *testing.T) {
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed (apt-get install chromium, or scripts/install-deps.sh test)")
-	}
+	browser := testlab.RequireBinary(t, "chromium")
 	testlab.RequireBinary(t, "unbound")
 	r1 := testlab.StartUnbound(t, testlab.UnboundOptions{})
 	r2 := testlab.StartUnbound(t, testlab.UnboundOptions{})

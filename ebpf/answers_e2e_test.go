@@ -64,9 +64,7 @@ func record(name string, ttl int, addr string) string {
 
 func TestAnswerCacheEndToEnd(t *testing.T) {
 	for _, tool := range []string{"dig", "kdig"} {
-		if _, err := testlab.LookBinary(tool); err != nil {
-			t.Fatalf("%v (Debian packages dnsutils, knot-dnsutils)", err)
-		}
+		testlab.RequireBinary(t, tool)
 	}
 	for _, mode := range []string{"generic", "driver"} {
 		t.Run(mode, func(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/config"
-	"github.com/anyfront/anyfront/ebpf"
+	"github.com/anyfront/anyfront/ebpf/xdpanswer"
 	"github.com/anyfront/anyfront/proxy/policy"
 )
 
@@ -31,8 +31,8 @@ import (
 
 // AnswerPublisher is the XDP program's answer map (ebpf.Dataplane).
 type AnswerPublisher interface {
-	SyncAnswers(answers []ebpf.Answer) error
-	AnswerHits() (map[ebpf.AnswerKey]uint64, error)
+	SyncAnswers(answers []xdpanswer.Answer) error
+	AnswerHits() (map[xdpanswer.AnswerKey]uint64, error)
 	SetACL(prefixes []netip.Prefix) error
 }
 
@@ -61,7 +61,7 @@ type xdpPublisher struct {
 	aclSet    bool
 	// reused across rounds: publishing allocates little once warm
 	cands   []xdpCandidate
-	answers []ebpf.Answer
+	answers []xdpanswer.Answer
 	buf     []byte
 }
 
@@ -125,7 +125,7 @@ func (x *xdpPublisher) unlockPublishing() {
 	}
 }
 
-func (x *xdpPublisher) sync(answers []ebpf.Answer) {
+func (x *xdpPublisher) sync(answers []xdpanswer.Answer) {
 	if len(answers) == 0 && x.published == 0 {
 		return
 	}
@@ -208,7 +208,7 @@ func (x *xdpPublisher) publishLocked() {
 		// Between the two locks the entry may have been evicted and
 		// reused, or refreshed: check again, it is cheap.
 		if xdpEligible(snap, c, cd.e, now) {
-			var a ebpf.Answer
+			var a xdpanswer.Answer
 			var ok bool
 			if x.buf, a, ok = xdpAnswer(x.buf, c, cd.e, now, ktOffset); ok {
 				x.answers = append(x.answers, a)
@@ -230,7 +230,7 @@ func (x *xdpPublisher) publishLocked() {
 
 // feedXDPHits adds what XDP answered since the last round to each entry's
 // hits, so the rate sees both halves of the traffic.
-func (x *xdpPublisher) feedXDPHits(c *packetCache, hits map[ebpf.AnswerKey]uint64) {
+func (x *xdpPublisher) feedXDPHits(c *packetCache, hits map[xdpanswer.AnswerKey]uint64) {
 	var k cacheKey
 	for ak, n := range hits {
 		if !k.setFromAnswerKey(ak) {
@@ -254,7 +254,7 @@ func (x *xdpPublisher) feedXDPHits(c *packetCache, hits map[ebpf.AnswerKey]uint6
 
 // setFromAnswerKey builds the packet cache key XDP's key stands for (EDNS
 // version 0: XDP passes every other version to the proxy).
-func (k *cacheKey) setFromAnswerKey(ak ebpf.AnswerKey) bool {
+func (k *cacheKey) setFromAnswerKey(ak xdpanswer.AnswerKey) bool {
 	n := len(ak.Name)
 	if n == 0 || n > dnswire.MaxNameLen {
 		return false
@@ -297,7 +297,7 @@ func xdpEligible(snap *snapshot, c *packetCache, e *entry, now int64) bool {
 		return false
 	}
 	qEnd, ok := dnswire.SkipName(e.answer, dnswire.HeaderLen)
-	if !ok || qEnd+4 > len(e.answer) || len(e.answer)-(qEnd+4) > ebpf.MaxAnswerSections {
+	if !ok || qEnd+4 > len(e.answer) || len(e.answer)-(qEnd+4) > xdpanswer.MaxAnswerSections {
 		return false
 	}
 	if !plainOPT(e.answer, qEnd+4) {
@@ -396,7 +396,7 @@ func (m *matcher) mayMatch(name []byte, qtype uint16) bool {
 // xdpAnswer appends e's sections with aged TTLs to buf and describes them.
 // A published answer is valid until its age would tick over once more: XDP
 // serves TTLs at most a second above what the proxy would.
-func xdpAnswer(buf []byte, c *packetCache, e *entry, now, ktOffset int64) ([]byte, ebpf.Answer, bool) {
+func xdpAnswer(buf []byte, c *packetCache, e *entry, now, ktOffset int64) ([]byte, xdpanswer.Answer, bool) {
 	qEnd, _ := dnswire.SkipName(e.answer, dnswire.HeaderLen)
 	qEnd += 4
 	start := len(buf)
@@ -406,7 +406,7 @@ func xdpAnswer(buf []byte, c *packetCache, e *entry, now, ktOffset int64) ([]byt
 	for _, off := range e.ttls {
 		o := int(off) - qEnd
 		if o < 0 || o+4 > len(sec) {
-			return buf[:start], ebpf.Answer{}, false
+			return buf[:start], xdpanswer.Answer{}, false
 		}
 		t := binary.BigEndian.Uint32(sec[o:])
 		if t > age {
@@ -419,8 +419,8 @@ func xdpAnswer(buf []byte, c *packetCache, e *entry, now, ktOffset int64) ([]byt
 	n := len(e.key) - 6
 	flags := e.key[n+4]
 	until := min(xdpUntil(c, e), e.stored+int64(age+2)*int64(time.Second))
-	return buf, ebpf.Answer{
-		Key: ebpf.AnswerKey{
+	return buf, xdpanswer.Answer{
+		Key: xdpanswer.AnswerKey{
 			Name:  string(e.key[:n]),
 			Type:  binary.BigEndian.Uint16(e.key[n:]),
 			Class: binary.BigEndian.Uint16(e.key[n+2:]),

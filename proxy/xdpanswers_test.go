@@ -18,22 +18,22 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/config"
-	"github.com/anyfront/anyfront/ebpf"
+	"github.com/anyfront/anyfront/ebpf/xdpanswer"
 )
 
 // fakeAnswers records what the publisher hands the XDP map. The XDP side is
 // tested for real in ebpf/ and in the lab test; this checks the choice.
 type fakeAnswers struct {
 	mu    sync.Mutex
-	syncs [][]ebpf.Answer
-	hits  map[ebpf.AnswerKey]uint64
+	syncs [][]xdpanswer.Answer
+	hits  map[xdpanswer.AnswerKey]uint64
 	acl   []netip.Prefix
 }
 
-func (f *fakeAnswers) SyncAnswers(a []ebpf.Answer) error {
+func (f *fakeAnswers) SyncAnswers(a []xdpanswer.Answer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cp := make([]ebpf.Answer, len(a))
+	cp := make([]xdpanswer.Answer, len(a))
 	for i := range a {
 		cp[i] = a[i]
 		cp[i].Sections = slices.Clone(a[i].Sections)
@@ -42,14 +42,14 @@ func (f *fakeAnswers) SyncAnswers(a []ebpf.Answer) error {
 	return nil
 }
 
-func (f *fakeAnswers) AnswerHits() (map[ebpf.AnswerKey]uint64, error) {
+func (f *fakeAnswers) AnswerHits() (map[xdpanswer.AnswerKey]uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return maps(f.hits), nil
 }
 
-func maps(m map[ebpf.AnswerKey]uint64) map[ebpf.AnswerKey]uint64 {
-	out := map[ebpf.AnswerKey]uint64{}
+func maps(m map[xdpanswer.AnswerKey]uint64) map[xdpanswer.AnswerKey]uint64 {
+	out := map[xdpanswer.AnswerKey]uint64{}
 	for k, v := range m {
 		out[k] = v
 	}
@@ -63,7 +63,7 @@ func (f *fakeAnswers) SetACL(p []netip.Prefix) error {
 	return nil
 }
 
-func (f *fakeAnswers) last() []ebpf.Answer {
+func (f *fakeAnswers) last() []xdpanswer.Answer {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.syncs) == 0 {
@@ -72,7 +72,7 @@ func (f *fakeAnswers) last() []ebpf.Answer {
 	return f.syncs[len(f.syncs)-1]
 }
 
-func names(as []ebpf.Answer) []string {
+func names(as []xdpanswer.Answer) []string {
 	var out []string
 	for _, a := range as {
 		out = append(out, fmt.Sprintf("%s/%d", wireToText(a.Key.Name), a.Key.Type))
@@ -125,7 +125,7 @@ pools:
 	p.cfg.Store(cfg)
 	p.snap.Store(&snapshot{def: def, acl: cfg.ACL,
 		rules: compileRules(cfg.Rules, pools, make([]atomic.Uint64, len(cfg.Rules)))})
-	pub := &fakeAnswers{hits: map[ebpf.AnswerKey]uint64{}}
+	pub := &fakeAnswers{hits: map[xdpanswer.AnswerKey]uint64{}}
 	p.SetAnswerPublisher(pub)
 	r := &xdpRig{p: p, c: c, pub: pub}
 	p.xdp.now = func() int64 { return p.now() + r.skew }
@@ -151,7 +151,7 @@ func (r *xdpRig) hit(t *testing.T, q *dns.Msg, n int) {
 }
 
 // round runs one publishing round, a second after the last one.
-func (r *xdpRig) round() []ebpf.Answer {
+func (r *xdpRig) round() []xdpanswer.Answer {
 	r.skew += int64(time.Second)
 	r.p.xdp.mu.Lock()
 	r.p.xdp.publishLocked()

@@ -17,7 +17,7 @@ import (
 func runCheck(t *testing.T, cfg string) (int, string) {
 	t.Helper()
 	var out bytes.Buffer
-	cmd := exec.Command(anyfrontBin, "-check", "-config", cfg)
+	cmd := exec.Command(anyfrontBin(t), "-check", "-config", cfg)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); ok {

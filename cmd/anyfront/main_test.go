@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,7 +17,13 @@ import (
 	"github.com/anyfront/anyfront/internal/testlab"
 )
 
-var anyfrontBin string
+// binDir holds the anyfront binary the tests run; anyfrontBin builds it
+// on first use.
+var (
+	binDir    string
+	buildOnce sync.Once
+	buildErr  error
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "anyfront-bin-")
@@ -24,14 +31,29 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	anyfrontBin = filepath.Join(dir, "anyfront")
-	if out, err := exec.Command("go", "build", "-o", anyfrontBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// anyfrontBin returns the path of anyfront built from this package,
+// building it for the first test that asks. Under -short it skips the
+// test instead: running the binary is not a unit test, and the build alone
+// takes seconds.
+func anyfrontBin(t testing.TB) string {
+	t.Helper()
+	testlab.SkipShort(t, "the anyfront binary")
+	bin := filepath.Join(binDir, "anyfront")
+	buildOnce.Do(func() {
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bin
 }
 
 func writeFile(t *testing.T, name, text string) string {
@@ -60,7 +82,7 @@ func TestCheck(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			cmd := exec.Command(anyfrontBin, tt.args...)
+			cmd := exec.Command(anyfrontBin(t), tt.args...)
 			cmd.Stdout, cmd.Stderr = &out, &out
 			err := cmd.Run()
 			code := 0
@@ -105,7 +127,7 @@ func TestDaemonReloadAndShutdown(t *testing.T) {
 	cfgPath := writeFile(t, "anyfront.yaml", daemonConfig(listen, ub.Addr.String(), "127.0.0.0/8"))
 
 	var logs bytes.Buffer
-	cmd := exec.Command(anyfrontBin, "-config", cfgPath)
+	cmd := exec.Command(anyfrontBin(t), "-config", cfgPath)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

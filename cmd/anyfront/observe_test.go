@@ -109,7 +109,7 @@ func TestDaemonLogSection(t *testing.T) {
 			base := daemonConfig(listen, ub.Addr.String(), "127.0.0.0/8")
 			cfgPath := writeFile(t, "anyfront.yaml", base+"log: {level: warn, format: json}\n")
 			logs := &lockedBuffer{}
-			cmd := exec.Command(anyfrontBin, append(tt.args, "-config", cfgPath)...)
+			cmd := exec.Command(anyfrontBin(t), append(tt.args, "-config", cfgPath)...)
 			cmd.Stdout, cmd.Stderr = logs, logs
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

@@ -54,7 +54,7 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 func startDaemon(t *testing.T, cfg string, env ...string) *daemonProc {
 	t.Helper()
 	d := &daemonProc{out: &syncBuf{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(anyfrontBin, "-config", cfg)
+	d.cmd = exec.Command(anyfrontBin(t), "-config", cfg)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	d.cmd.Env = append(os.Environ(), env...)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

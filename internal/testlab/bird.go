@@ -113,8 +113,12 @@ func NewBird(ns *Netns, o BirdOptions) (*Bird, error) {
 // when it cannot, and stops it and removes its files when the test ends.
 func StartBird(t testing.TB, ns *Netns, o BirdOptions) *Bird {
 	t.Helper()
+	SkipShort(t, "bird")
 	b, err := NewBird(ns, o)
 	if err != nil {
+		if errors.Is(err, ErrNotInstalled) {
+			skipMissing(t, err)
+		}
 		t.Fatalf("start bird: %v", err)
 	}
 	t.Cleanup(func() {

@@ -147,6 +147,7 @@ func NewLab(o LabOptions) (l *Lab, err error) {
 // with the nodes' and BIRD's logs when it failed.
 func StartLab(t testing.TB, o LabOptions) *Lab {
 	t.Helper()
+	SkipShort(t, "the anycast lab (namespaces, bird, unbound, anyfront)")
 	RequireRoot(t)
 	o.Prefix = LabPrefix(t)
 	if o.Dir == "" {
@@ -155,6 +156,9 @@ func StartLab(t testing.TB, o LabOptions) *Lab {
 	o.Logf = t.Logf
 	l, err := NewLab(o)
 	if err != nil {
+		if errors.Is(err, ErrNotInstalled) {
+			skipMissing(t, err)
+		}
 		t.Fatalf("start lab: %v", err)
 	}
 	t.Cleanup(func() {

@@ -80,10 +80,9 @@ type LossyFarm struct {
 // or when nft is missing.
 func StartLossyFarm(t testing.TB, o LossyFarmOptions) *LossyFarm {
 	t.Helper()
+	SkipShort(t, "the lossy backend farm (a namespace, nft, unbound)")
 	RequireRoot(t)
-	if _, err := LookBinary("nft"); err != nil {
-		t.Skipf("skipped: the lossy farm needs nftables: %v", err)
-	}
+	RequireBinary(t, "nft")
 	f, err := NewLossyFarm(LabPrefix(t), o)
 	if err != nil {
 		t.Fatalf("start lossy farm: %v", err)

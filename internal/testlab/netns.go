@@ -100,6 +100,9 @@ func (n *Netns) Command(name string, args ...string) (*exec.Cmd, error) {
 // deletes it when the test ends, pass or fail. It needs root.
 func NewNetns(t testing.TB, suffix string) *Netns {
 	t.Helper()
+	SkipShort(t, "a network namespace")
+	RequireRoot(t)
+	RequireBinary(t, "ip")
 	n, err := CreateNetns(LabPrefix(t) + "-" + suffix)
 	if err != nil {
 		t.Fatalf("create network namespace: %v", err)
@@ -212,6 +215,9 @@ func (v *Veth) Close() error {
 // and deletes it when the test ends, pass or fail. It needs root.
 func NewVeth(t testing.TB, suffix string, a *Netns, aAddrs []netip.Prefix, b *Netns, bAddrs []netip.Prefix) *Veth {
 	t.Helper()
+	SkipShort(t, "a veth pair")
+	RequireRoot(t)
+	RequireBinary(t, "ip")
 	v, err := CreateVeth(LabPrefix(t)+suffix, a, aAddrs, b, bAddrs)
 	if err != nil {
 		t.Fatalf("create veth: %v", err)

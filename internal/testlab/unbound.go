@@ -172,10 +172,11 @@ func NewUnbound(opts UnboundOptions) (*Unbound, error) {
 // it cannot, and kills it and removes its files when the test ends.
 func StartUnbound(t testing.TB, opts UnboundOptions) *Unbound {
 	t.Helper()
+	SkipShort(t, "unbound")
 	u, err := NewUnbound(opts)
 	if err != nil {
 		if errors.Is(err, ErrNotInstalled) {
-			t.Fatalf("%v", err)
+			skipMissing(t, err)
 		}
 		t.Fatalf("start unbound: %v", err)
 	}

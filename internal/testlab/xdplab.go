@@ -45,10 +45,9 @@ var (
 // 198.51.100.0/24 or 2001:db8:100::/64, not the server's). It needs root.
 func NewXDPLab(t testing.TB, clientAddrs ...netip.Addr) *XDPLab {
 	t.Helper()
+	SkipShort(t, "the XDP lab (two network namespaces on a veth)")
 	RequireRoot(t)
-	if _, err := LookBinary("ip"); err != nil {
-		t.Fatalf("%v (Debian package iproute2)", err)
-	}
+	RequireBinary(t, "ip")
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatal(err)
