@@ -206,7 +206,7 @@ func (d *dohFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d.st.queries.Add(1)
 	f := d.p.tcp
 	f.inflight.Add(1) // Run's drain waits for these too
-	resp := d.p.answerTCP(msg, client, trDoH)
+	resp := d.p.answerTCP(msg, client, dnswire.DoH)
 	f.inflight.Add(-1)
 	if resp == nil {
 		// Dropped: malformed (counted by the front end) or a drop rule.

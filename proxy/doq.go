@@ -195,7 +195,7 @@ func (d *doqFront) handleStream(conn *quic.Conn, s *quic.Stream, client netip.Ad
 	d.st.queries.Add(1)
 	f := d.p.tcp
 	f.inflight.Add(1)
-	resp := d.p.answerTCP(msg, client, trDoQ)
+	resp := d.p.answerTCP(msg, client, dnswire.DoQ)
 	f.inflight.Add(-1)
 	if resp == nil {
 		// Malformed (counted by the front end) or dropped by a rule.

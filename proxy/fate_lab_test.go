@@ -195,7 +195,7 @@ func TestLabQueryFate(t *testing.T) {
 		}
 	})
 
-	t.Run("a slow first TCP attempt is hedged too", func(t *testing.T) {
+	t.Run("a slow first dnswire.TCP attempt is hedged too", func(t *testing.T) {
 		l := startLab(t, 2, "", "")
 		warm(t, l, 600)
 		if err := l.backends[1].Stop(); err != nil {
@@ -207,7 +207,7 @@ func TestLabQueryFate(t *testing.T) {
 			t.Fatal(err)
 		}
 		if l.p.Stats.Hedges.Load() == before {
-			t.Error("no TCP query was hedged")
+			t.Error("no dnswire.TCP query was hedged")
 		}
 	})
 }

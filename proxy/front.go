@@ -24,7 +24,7 @@ const (
 // too, as a refresh whose answer only updates the cache. A blocked source
 // gets nothing (or REFUSED), and every answer made here is measured for the
 // dynamic block detectors.
-func (p *Proxy) frontOn(tr transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
+func (p *Proxy) frontOn(tr dnswire.Transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
 	if parseErr == nil {
 		p.top.observe(client, v.Name())
 	}
@@ -46,7 +46,7 @@ func (p *Proxy) frontOn(tr transport, snap *snapshot, v *msgView, msg []byte, pa
 	return vd, pool, o
 }
 
-func (p *Proxy) frontChecks(tr transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
+func (p *Proxy) frontChecks(tr dnswire.Transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
 	if !p.aclAllows(snap, client) {
 		p.Stats.ACLRefused.Add(1)
 		if parseErr != nil && parseErr != dnswire.ErrOpcode && parseErr != dnswire.ErrQDCount {

@@ -186,12 +186,12 @@ func TestLabForwarding(t *testing.T) {
 	testlab.RequireBinary(t, "unbound")
 	l := startLab(t, 2, "", "")
 
-	t.Run("thousands of UDP queries are all answered", func(t *testing.T) {
+	t.Run("thousands of dnswire.UDP queries are all answered", func(t *testing.T) {
 		if err := hammer(l, "udp", 8, 4000, noerror); err != nil {
 			t.Fatal(err)
 		}
 	})
-	t.Run("thousands of TCP queries are all answered", func(t *testing.T) {
+	t.Run("thousands of dnswire.TCP queries are all answered", func(t *testing.T) {
 		if err := hammer(l, "tcp", 8, 2000, noerror); err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +219,7 @@ func TestLabForwarding(t *testing.T) {
 			}
 		}
 	})
-	t.Run("large answer is truncated for a non-EDNS UDP client", func(t *testing.T) {
+	t.Run("large answer is truncated for a non-EDNS dnswire.UDP client", func(t *testing.T) {
 		r, err := l.exchange("udp", query("big.demo.test.", dns.TypeTXT))
 		if err != nil {
 			t.Fatal(err)

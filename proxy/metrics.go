@@ -155,7 +155,7 @@ var (
 	descBHedges    = prometheus.NewDesc("anyfront_proxy_backend_hedges_total", "Hedged copies of slow first attempts sent to a backend.", []string{"backend", "pool"}, nil)
 	descBRTO       = prometheus.NewDesc("anyfront_proxy_backend_rto_seconds", "The attempt timeout a backend's queries get now: smoothed RTT plus four mean deviations, clamped to proxy.min_timeout..proxy.timeout.", []string{"backend", "pool"}, nil)
 	descBSRTT      = prometheus.NewDesc("anyfront_proxy_backend_srtt_seconds", "A backend's smoothed round-trip time (RFC 6298); 0 until measured.", []string{"backend", "pool"}, nil)
-	descTCPConns   = prometheus.NewDesc("anyfront_proxy_tcp_connections", "Client TCP connections open.", nil, nil)
+	descTCPConns   = prometheus.NewDesc("anyfront_proxy_tcp_connections", "Client dnswire.TCP connections open.", nil, nil)
 	descUDPInfligh = prometheus.NewDesc("anyfront_proxy_udp_inflight", "UDP queries awaiting a backend answer.", nil, nil)
 )
 
@@ -261,7 +261,7 @@ func rcodeName(rc int) string {
 var (
 	descCacheEvents  = prometheus.NewDesc("anyfront_proxy_cache_events_total", "Packet cache lookups and changes, by pool and event (hit, miss, stale, store, eviction, prefetch).", []string{"pool", "event"}, nil)
 	descCacheEntries = prometheus.NewDesc("anyfront_proxy_cache_entries", "Answers held in the packet cache.", []string{"pool"}, nil)
-	descTransport    = prometheus.NewDesc("anyfront_proxy_transport_events_total", "DoT, DoH, DoQ and PROXY protocol events, by protocol and event.", []string{"protocol", "event"}, nil)
+	descTransport    = prometheus.NewDesc("anyfront_proxy_transport_events_total", "DoT, dnswire.DoH, dnswire.DoQ and PROXY protocol events, by protocol and event.", []string{"protocol", "event"}, nil)
 	descRuleHits     = prometheus.NewDesc("anyfront_proxy_rule_hits_total", "Queries matched by each rule, by its position and config line.", []string{"rule", "line"}, nil)
 	descRuleActions  = prometheus.NewDesc("anyfront_proxy_rule_actions_total", "Answers rules made, by action (refuse, drop, spoof, nxdomain, rcode, truncate).", []string{"action"}, nil)
 )

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/dnswire"
 )
 
 // maxLoggedMsg bounds the message one queue slot holds: every UDP query
@@ -44,7 +45,7 @@ type queryLog struct {
 // logEntry is one message waiting for the writer.
 type logEntry struct {
 	resp   bool
-	tr     transport
+	tr     dnswire.Transport
 	client netip.AddrPort
 	server netip.AddrPort // the address the query came to; zero when unknown
 	at     int64          // wall clock, Unix nanoseconds
@@ -83,7 +84,7 @@ func (q *queryLog) sampled(msg []byte, client netip.AddrPort) bool {
 // query logs a query from client that came over tr to server (zero when
 // the listener's address is not at hand). Nil-safe: a nil log is off, and
 // this much inlines into the caller, so off costs one comparison.
-func (q *queryLog) query(tr transport, client, server netip.AddrPort, msg []byte) {
+func (q *queryLog) query(tr dnswire.Transport, client, server netip.AddrPort, msg []byte) {
 	if q != nil {
 		q.add(false, tr, client, server, msg)
 	}
@@ -91,7 +92,7 @@ func (q *queryLog) query(tr transport, client, server netip.AddrPort, msg []byte
 
 // response logs the answer sent to client, when responses are logged and
 // its query was sampled. Nil-safe.
-func (q *queryLog) response(tr transport, client, server netip.AddrPort, msg []byte) {
+func (q *queryLog) response(tr dnswire.Transport, client, server netip.AddrPort, msg []byte) {
 	if q != nil && q.responses && len(msg) > 0 {
 		q.add(true, tr, client, server, msg)
 	}
@@ -113,10 +114,10 @@ func (q *queryLog) responseUDP(client *rawAddr, server netip.AddrPort, msg []byt
 
 // addRaw keeps the address decoding out of the hooks, so they inline.
 func (q *queryLog) addRaw(resp bool, client *rawAddr, server netip.AddrPort, msg []byte) {
-	q.add(resp, trUDP, client.addrPort(), server, msg)
+	q.add(resp, dnswire.UDP, client.addrPort(), server, msg)
 }
 
-func (q *queryLog) add(resp bool, tr transport, client, server netip.AddrPort, msg []byte) {
+func (q *queryLog) add(resp bool, tr dnswire.Transport, client, server netip.AddrPort, msg []byte) {
 	if !q.sampled(msg, client) {
 		return
 	}

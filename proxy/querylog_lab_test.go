@@ -190,7 +190,7 @@ func TestLabQueryLogEncryptedTransports(t *testing.T) {
 	// The lab's readiness queries are in the file too: wait for the last
 	// of ours.
 	var msgs []tapMsg
-	waitDesc(t, "the DoQ response in the file", 5*time.Second, func() bool {
+	waitDesc(t, "the dnswire.DoQ response in the file", 5*time.Second, func() bool {
 		msgs = readTapFile(t, path)
 		for _, m := range msgs {
 			if m.typ == dnstap.Message_CLIENT_RESPONSE && len(m.dns.Question) == 1 && m.dns.Question[0].Name == "doq.rand.demo.test." {

@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/dnswire"
 )
 
 func TestRing(t *testing.T) {
@@ -134,9 +135,9 @@ func TestQueryLogQueuing(t *testing.T) {
 	t.Run("a full queue drops and counts, oversize messages too", func(t *testing.T) {
 		q := testQueryLog(1)
 		for range 20 {
-			q.query(trUDP, client, server, wire)
+			q.query(dnswire.UDP, client, server, wire)
 		}
-		q.query(trTCP, client, server, make([]byte, maxLoggedMsg+1))
+		q.query(dnswire.TCP, client, server, make([]byte, maxLoggedMsg+1))
 		if got := q.dropFull.Load(); got != 4 {
 			t.Errorf("dropped %d as queue_full, want 4 (20 into 16 slots)", got)
 		}
@@ -147,8 +148,8 @@ func TestQueryLogQueuing(t *testing.T) {
 	t.Run("queuing a message allocates nothing", func(t *testing.T) {
 		q := testQueryLog(1)
 		run := func() {
-			q.query(trUDP, client, server, wire)
-			q.response(trUDP, client, server, wire)
+			q.query(dnswire.UDP, client, server, wire)
+			q.response(dnswire.UDP, client, server, wire)
 			for e := q.q.next(); e != nil; e = q.q.next() {
 				q.q.release()
 			}
@@ -160,7 +161,7 @@ func TestQueryLogQueuing(t *testing.T) {
 	})
 	t.Run("a frame carries the family, protocol, addresses and message", func(t *testing.T) {
 		q := testQueryLog(1)
-		q.query(trDoQ, client, server, wire)
+		q.query(dnswire.DoQ, client, server, wire)
 		e := q.q.next()
 		frame, err := q.frame(nil, e)
 		if err != nil {
@@ -176,7 +177,7 @@ func TestQueryLogQueuing(t *testing.T) {
 	})
 	t.Run("off costs nothing", func(t *testing.T) {
 		var q *queryLog
-		if n := testing.AllocsPerRun(1000, func() { q.query(trUDP, client, server, wire); q.response(trUDP, client, server, wire) }); n != 0 {
+		if n := testing.AllocsPerRun(1000, func() { q.query(dnswire.UDP, client, server, wire); q.response(dnswire.UDP, client, server, wire) }); n != 0 {
 			t.Errorf("%.1f allocations with the log off", n)
 		}
 	})
@@ -192,8 +193,8 @@ func BenchmarkQueryLogEnqueue(b *testing.B) {
 	q := newQueryLog(&config.QueryLog{Socket: "/nonexistent", Sample: 1, Queue: 4096, Responses: true}, slog.Default())
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		q.query(trUDP, client, netip.AddrPort{}, wire)
-		q.response(trUDP, client, netip.AddrPort{}, wire)
+		q.query(dnswire.UDP, client, netip.AddrPort{}, wire)
+		q.response(dnswire.UDP, client, netip.AddrPort{}, wire)
 		if i%1024 == 0 {
 			for e := q.q.next(); e != nil; e = q.q.next() {
 				q.q.release()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/dnswire"
 	dnstap "github.com/dnstap/golang-dnstap"
 	"google.golang.org/protobuf/proto"
 )
@@ -180,9 +181,9 @@ func (q *queryLog) writeFailed(err error) {
 	q.log.Error("query log write failed: messages are dropped and counted until anyfront restarts", "file", q.cfg.File, "err", err)
 }
 
-var dnstapProtocols = map[transport]dnstap.SocketProtocol{
-	trUDP: dnstap.SocketProtocol_UDP, trTCP: dnstap.SocketProtocol_TCP,
-	trDoT: dnstap.SocketProtocol_DOT, trDoH: dnstap.SocketProtocol_DOH, trDoQ: socketProtocolDoQ,
+var dnstapProtocols = map[dnswire.Transport]dnstap.SocketProtocol{
+	dnswire.UDP: dnstap.SocketProtocol_UDP, dnswire.TCP: dnstap.SocketProtocol_TCP,
+	dnswire.DoT: dnstap.SocketProtocol_DOT, dnswire.DoH: dnstap.SocketProtocol_DOH, dnswire.DoQ: socketProtocolDoQ,
 }
 
 var dnstapVersion = []byte("anyfront")

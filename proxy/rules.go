@@ -15,20 +15,6 @@ import (
 	"github.com/anyfront/anyfront/proxy/policy"
 )
 
-// transport is what a query came over, for match.transport and the
-// truncate action.
-type transport uint8
-
-const (
-	trUDP transport = 1 << iota
-	trTCP
-	trDoT
-	trDoH
-	trDoQ
-)
-
-var transportBits = map[string]transport{"udp": trUDP, "tcp": trTCP, "dot": trDoT, "doh": trDoH, "doq": trDoQ}
-
 // actionKind is what a matching rule does.
 type actionKind uint8
 
@@ -78,7 +64,7 @@ type matcher struct {
 	opcodes uint16
 	rd      int8 // -1 any, 0 RD clear, 1 RD set
 	// transports is a bit per transport; 0 matches any.
-	transports transport
+	transports dnswire.Transport
 	// prob is the match probability scaled to 2^32; 0 means always.
 	prob uint64
 	all  []matcher
@@ -90,7 +76,7 @@ type matcher struct {
 type queryFacts struct {
 	v      *msgView
 	client netip.Addr // unmapped
-	tr     transport
+	tr     dnswire.Transport
 }
 
 func (m *matcher) match(q *queryFacts) bool {
@@ -158,7 +144,7 @@ func compileMatch(c *config.Match) matcher {
 		}
 	}
 	for _, t := range c.Transport {
-		m.transports |= transportBits[t]
+		m.transports |= dnswire.Transports[t]
 	}
 	if c.Probability > 0 && c.Probability < 1 {
 		m.prob = uint64(math.Round(c.Probability * (1 << 32)))

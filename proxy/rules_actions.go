@@ -20,7 +20,7 @@ const ruleLogInterval = int64(100 * time.Millisecond)
 
 // matchRule is evalRules for a UDP query, without logging, at time 0.
 func matchRule(rules []rule, v *msgView, client netip.Addr) *rule {
-	q := queryFacts{v: v, client: client.Unmap(), tr: trUDP}
+	q := queryFacts{v: v, client: client.Unmap(), tr: dnswire.UDP}
 	return evalRules(rules, &q, nil, 0)
 }
 
@@ -44,7 +44,7 @@ func evalRules(rules []rule, q *queryFacts, log *slog.Logger, now int64) *rule {
 			}
 			r.rl.limited.Add(1)
 		case actTruncate:
-			if q.tr != trUDP {
+			if q.tr != dnswire.UDP {
 				continue
 			}
 		}
@@ -55,11 +55,11 @@ func evalRules(rules []rule, q *queryFacts, log *slog.Logger, now int64) *rule {
 
 // ruleAnswer is what a rule that does not forward does to the query: the
 // verdict and the answer appended to out.
-func (p *Proxy) ruleAnswer(r *rule, tr transport, msg []byte, v *msgView, out []byte) (verdict, []byte) {
+func (p *Proxy) ruleAnswer(r *rule, tr dnswire.Transport, msg []byte, v *msgView, out []byte) (verdict, []byte) {
 	kind := r.kind
 	if kind == actRateLimit {
 		kind = r.rlOver
-		if kind == actTruncate && tr != trUDP {
+		if kind == actTruncate && tr != dnswire.UDP {
 			kind = actDrop // TC=1 means nothing over a stream
 		}
 	}
@@ -125,20 +125,11 @@ func (l *logLimiter) log(log *slog.Logger, r *rule, q *queryFacts, now int64) {
 		return
 	}
 	log.Info("rule matched", "rule", r.index, "line", r.line, "qname", dnswire.PresentName(q.v.Name()),
-		"qtype", dns.Type(q.v.QType).String(), "client", q.client, "transport", transportName(q.tr),
+		"qtype", dns.Type(q.v.QType).String(), "client", q.client, "transport", dnswire.TransportName(q.tr),
 		"suppressed", l.suppressed.Swap(0))
 }
 
 // dnswire.PresentName turns a wire name into text, for logs only.
-
-func transportName(t transport) string {
-	for name, bit := range transportBits {
-		if bit == t {
-			return name
-		}
-	}
-	return "unknown"
-}
 
 // rateLimiter is a ratelimit action's per-source-prefix GCRA (a token
 // bucket kept as one timestamp): a bounded table, so a spoofed flood from

@@ -124,7 +124,7 @@ func TestLabRuleActions(t *testing.T) {
 			})
 		})
 	}
-	t.Run("truncate: TC over UDP, the real answer over TCP", func(t *testing.T) {
+	t.Run("truncate: TC over dnswire.UDP, the real answer over TCP", func(t *testing.T) {
 		r := ask(t, "udp", "tc.demo.test.", dns.TypeA)
 		if !r.Truncated || len(r.Answer) != 0 {
 			t.Errorf("udp: %v", r)
@@ -298,7 +298,7 @@ dynamic_blocks:
 			t.Errorf("the flooder is not blocked: %v", r)
 		}
 		if r := ask(flooder, "tcp", "www.demo.test."); r.Rcode != dns.RcodeRefused {
-			t.Errorf("the flooder is not blocked over TCP: %v", r)
+			t.Errorf("the flooder is not blocked over dnswire.TCP: %v", r)
 		}
 		wantA(t, ask(bystander, "udp", "www.demo.test."), "192.0.2.11")
 		blocks := l.p.BlockList()

@@ -177,7 +177,7 @@ type testQuery struct {
 	name   string
 	qtype  uint16
 	client string
-	tr     transport
+	tr     dnswire.Transport
 	opcode int
 	noRD   bool
 }
@@ -197,7 +197,7 @@ func (tq testQuery) facts(t testing.TB) *queryFacts {
 	}
 	tr := tq.tr
 	if tr == 0 {
-		tr = trUDP
+		tr = dnswire.UDP
 	}
 	return &queryFacts{v: v, client: netip.MustParseAddr(c).Unmap(), tr: tr}
 }
@@ -230,8 +230,8 @@ func TestRuleMatches(t *testing.T) {
 		{"UPDATE matches no rule", testQuery{name: "norecurse.test.", qtype: dns.TypeSOA, opcode: dns.OpcodeUpdate, noRD: true}, -1},
 		{"RD clear matches rd: false", testQuery{name: "x.norecurse.test.", qtype: dns.TypeA, noRD: true}, 1},
 		{"RD set does not match rd: false", testQuery{name: "x.norecurse.test.", qtype: dns.TypeA}, -1},
-		{"TCP matches transport tcp", testQuery{name: "streams.test.", qtype: dns.TypeA, tr: trTCP}, 2},
-		{"DoT matches transport dot", testQuery{name: "streams.test.", qtype: dns.TypeA, tr: trDoT}, 2},
+		{"TCP matches transport tcp", testQuery{name: "streams.test.", qtype: dns.TypeA, tr: dnswire.TCP}, 2},
+		{"DoT matches transport dot", testQuery{name: "streams.test.", qtype: dns.TypeA, tr: dnswire.DoT}, 2},
 		{"UDP does not match transport tcp", testQuery{name: "streams.test.", qtype: dns.TypeA}, -1},
 		{"all: both hold", testQuery{name: "m.a.test.", qtype: dns.TypeMX}, 3},
 		{"all: one fails", testQuery{name: "m.a.test.", qtype: dns.TypeA}, -1},
@@ -300,11 +300,11 @@ func TestRuleNonTerminal(t *testing.T) {
 			t.Errorf("hits %d %d", hits[0].Load(), hits[3].Load())
 		}
 	})
-	t.Run("truncate decides UDP and passes TCP on", func(t *testing.T) {
+	t.Run("truncate decides dnswire.UDP and passes dnswire.TCP on", func(t *testing.T) {
 		if got := ruleIndex(rules, evalRules(rules, testQuery{name: "tc.test.", qtype: dns.TypeA}.facts(t), nil, 0)); got != 1 {
 			t.Errorf("udp: %d", got)
 		}
-		if got := ruleIndex(rules, evalRules(rules, testQuery{name: "tc.test.", qtype: dns.TypeA, tr: trTCP}.facts(t), nil, 0)); got != 3 {
+		if got := ruleIndex(rules, evalRules(rules, testQuery{name: "tc.test.", qtype: dns.TypeA, tr: dnswire.TCP}.facts(t), nil, 0)); got != 3 {
 			t.Errorf("tcp: %d", got)
 		}
 	})

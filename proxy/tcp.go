@@ -140,9 +140,9 @@ func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
 	end := time.Now().Add(f.lim.MaxConnTime)
 	tc := &tcpConn{c: c, end: end}
 	local := addrOf(c.LocalAddr())
-	tr := trTCP
+	tr := dnswire.TCP
 	if _, ok := c.(*dotConn); ok {
-		tr = trDoT
+		tr = dnswire.DoT
 	}
 	sem := make(chan struct{}, f.lim.MaxInflightPerConn)
 	var wg sync.WaitGroup
@@ -186,20 +186,20 @@ func (f *tcpFront) handle(c net.Conn, client netip.AddrPort) {
 // answerTCP validates one query from a TCP client and returns the answer to
 // send, or nil to send nothing. Every stream transport comes through here,
 // so here is where the query log sees them.
-func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort, tr transport) []byte {
+func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort, tr dnswire.Transport) []byte {
 	return p.answerTCPFrom(msg, client, netip.AddrPort{}, tr)
 }
 
 // answerTCPFrom is answerTCP for a client that connected to local (zero
 // when unknown), which PROXY headers to backends name.
-func (p *Proxy) answerTCPFrom(msg []byte, client, local netip.AddrPort, tr transport) []byte {
+func (p *Proxy) answerTCPFrom(msg []byte, client, local netip.AddrPort, tr dnswire.Transport) []byte {
 	p.qlog.query(tr, client, local, msg)
 	resp := p.answerStream(msg, client, local, tr)
 	p.qlog.response(tr, client, local, resp)
 	return resp
 }
 
-func (p *Proxy) answerStream(msg []byte, client, local netip.AddrPort, tr transport) []byte {
+func (p *Proxy) answerStream(msg []byte, client, local netip.AddrPort, tr dnswire.Transport) []byte {
 	v := new(msgView)
 	snap := p.snap.Load()
 	err := v.ParseQuery(msg)

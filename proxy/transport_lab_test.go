@@ -192,7 +192,7 @@ func (tl *transportLab) doqExchange(t testing.TB, m *dns.Msg) (*dns.Msg, error) 
 		return nil, err
 	}
 	if len(resp) < 2 || int(binary.BigEndian.Uint16(resp)) != len(resp)-2 {
-		return nil, fmt.Errorf("bad DoQ framing: %d bytes", len(resp))
+		return nil, fmt.Errorf("bad dnswire.DoQ framing: %d bytes", len(resp))
 	}
 	return unpack(t, resp[2:]), nil
 }
@@ -312,7 +312,7 @@ func TestTransportLab(t *testing.T) {
 			}
 		}
 	})
-	t.Run("bad DoH requests get their status and are counted", func(t *testing.T) {
+	t.Run("bad dnswire.DoH requests get their status and are counted", func(t *testing.T) {
 		c := tl.dohClient(false)
 		valid := pack(t, q())
 		asResponse := q()
@@ -363,7 +363,7 @@ func TestTransportLab(t *testing.T) {
 		// Still serving.
 		wantA(t, tl.dohExchange(t, q()), "192.0.2.10")
 	})
-	t.Run("malformed DoT query is dropped and the connection keeps serving", func(t *testing.T) {
+	t.Run("malformed dnswire.DoT query is dropped and the connection keeps serving", func(t *testing.T) {
 		c, err := tls.Dial("tcp", tl.dot, tl.tlsConfig("dot"))
 		if err != nil {
 			t.Fatal(err)
@@ -438,7 +438,7 @@ func TestTransportLab(t *testing.T) {
 		}
 		c.Close()
 	})
-	t.Run("connections per client are bounded across DoT and DoH", func(t *testing.T) {
+	t.Run("connections per client are bounded across dnswire.DoT and DoH", func(t *testing.T) {
 		var conns []*tls.Conn
 		defer func() {
 			for _, c := range conns {
@@ -462,11 +462,11 @@ func TestTransportLab(t *testing.T) {
 		})
 		refused := tl.p.Stats.TCPConnsRefused.Load()
 		if _, err := tl.dotExchange(q()); err == nil {
-			t.Error("a ninth DoT connection was served")
+			t.Error("a ninth dnswire.DoT connection was served")
 		}
 		resp, _, err := tl.dohPost(tl.dohClient(true), pack(t, q()), "application/dns-message")
 		if err == nil {
-			t.Errorf("a DoH connection over the bound was served: %d", resp.StatusCode)
+			t.Errorf("a dnswire.DoH connection over the bound was served: %d", resp.StatusCode)
 		}
 		if tl.p.Stats.TCPConnsRefused.Load() < refused+2 {
 			t.Error("refusals not counted")
@@ -502,7 +502,7 @@ func TestTransportLab(t *testing.T) {
 			}
 		}
 	})
-	t.Run("dnsperf over DoT and DoH", func(t *testing.T) {
+	t.Run("dnsperf over dnswire.DoT and DoH", func(t *testing.T) {
 		if _, err := exec.LookPath("dnsperf"); err != nil {
 			t.Skip("dnsperf not installed")
 		}

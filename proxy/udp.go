@@ -151,7 +151,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 	err := v.ParseQuery(msg)
 	client := src.addrPort().Addr()
 	p.qlog.queryUDP(src, l.addr, msg) // before the ID is rewritten
-	vd, pool, out := p.frontOn(trUDP, snap, v, msg, err, client, out)
+	vd, pool, out := p.frontOn(dnswire.UDP, snap, v, msg, err, client, out)
 	if vd != vForward && vd != vPrefetch {
 		return nil, nil, out
 	}

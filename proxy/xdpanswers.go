@@ -372,7 +372,7 @@ func (m *matcher) mayMatch(name []byte, qtype uint16) bool {
 	if len(m.qtypes) > 0 && !slices.Contains(m.qtypes, qtype) {
 		return false
 	}
-	if m.transports != 0 && m.transports&trUDP == 0 {
+	if m.transports != 0 && m.transports&dnswire.UDP == 0 {
 		return false
 	}
 	if !m.names.empty() && !m.names.has(name) {

@@ -267,7 +267,7 @@ func TestXDPPublishesOnlyWhatNoRuleTouches(t *testing.T) {
 		{name: "EDNS with DO", q: edns(query("x.demo.test.", dns.TypeA)), want: true},
 		{name: "a rule for another suffix", rules: `rules: [{match: {qname_suffix: ["other.test."]}, action: {pool: other}}]`, want: true},
 		{name: "a rule for another type", rules: `rules: [{match: {qtype: [AAAA]}, action: {refuse: true}}]`, want: true},
-		{name: "a TCP-only rule", rules: `rules: [{match: {transport: [tcp]}, action: {drop: true}}]`, want: true},
+		{name: "a dnswire.TCP-only rule", rules: `rules: [{match: {transport: [tcp]}, action: {drop: true}}]`, want: true},
 		{name: "a catch-all rule to the default pool", rules: `rules: [{action: {pool: default}}]`, want: true},
 		{name: "a catch-all rule to it without the cache", rules: `rules: [{action: {nocache: true}}]`},
 		{name: "a rule on the name", rules: `rules: [{match: {qname_suffix: ["demo.test."]}, action: {pool: other}}]`},
