@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 
 	"github.com/anyfront/anyfront/state"
 )
@@ -43,7 +44,7 @@ func (sl *slot) endAttempt(k int) {
 // listener to answer from and the answer, with client filled in; a nil
 // answer sends nothing. The answer is msg itself, or a stale cache entry
 // built in out when the backend said SERVFAIL. qv is scratch for the query.
-func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *msgView, client *rawAddr, out []byte) (int, []byte) {
+func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *msgView, client *udpsock.Addr, out []byte) (int, []byte) {
 	p := s.p
 	if len(msg) < dnswire.HeaderLen {
 		p.Stats.UnexpectedAnswers.Add(1)
@@ -97,21 +98,17 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 		}
 		s.mu.Unlock()
 		p.Stats.LateAnswers.Add(1)
-		s.observeAnswer(u, ps, now, rtt, sample, v.Rcode())
+		u.answered(ps, now, rtt, sample, v.Rcode())
 		return 0, nil
 	}
-	// Restore the client's ID and question bytes (its case included).
-	binary.BigEndian.PutUint16(msg, sl.clientID)
-	if v.QEnd > dnswire.HeaderLen {
-		copy(msg[dnswire.HeaderLen:v.QEnd], sl.query[dnswire.HeaderLen:sl.qEnd])
-	}
+	restoreQuery(msg, &v.View, sl.clientID, sl.query[dnswire.HeaderLen:sl.qEnd])
 	*client = sl.client
 	ln, limit, pool, refresh, mode := sl.ln, sl.maxUDP, sl.pool, sl.refresh, sl.ecs
 	if pool.cache != nil {
 		// The key comes from the client's query, parsed now while the
 		// slot still holds it.
 		if qv.ParseQuery(sl.query) == nil {
-			qv.PlanECS(&pool.ecs, sl.query, client.addrPort().Addr())
+			qv.PlanECS(&pool.ecs, sl.query, client.AddrPort().Addr())
 			qv.key.set(qv)
 		} else {
 			pool = &poolSnap{} // cannot happen: it parsed on the way in
@@ -126,30 +123,17 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	}
 	s.mu.Unlock()
 
-	s.observeAnswer(u, ps, now, rtt, sample, v.Rcode())
-	scope, scopeOK := -1, true
-	if mode != dnswire.ECSNone {
-		var n int
-		n, scope, scopeOK = dnswire.StripECS(msg, &v.View, mode)
-		msg = msg[:n]
-	}
-	if c := pool.cache; c != nil {
-		if v.Rcode() == dnswire.RcodeServFail && !refresh {
-			if o, stale := p.failAnswer(pool, &qv.key, msg, qv, out); stale {
-				if o = dnswire.FitUDP(o, limit); o == nil {
-					return 0, nil
-				}
-				p.observeAnswer(client.addrPort().Addr(), o)
-				return ln, o
-			}
+	u.answered(ps, now, rtt, sample, v.Rcode())
+	msg, stale := p.acceptAnswer(pool, qv, mode, msg, &v.View, refresh, out, now)
+	switch {
+	case stale:
+		if msg = dnswire.FitUDP(msg, limit); msg == nil {
+			return 0, nil
 		}
-		if mode != dnswire.ECSNone {
-			qv.key.scoped(qv.ECS.Source(), scope, scopeOK)
-		}
-		c.store(&qv.key, msg, now)
-	}
-	if refresh {
-		return 0, nil
+		p.observeAnswer(client.AddrPort().Addr(), msg)
+		return ln, msg
+	case msg == nil:
+		return 0, nil // a refresh
 	}
 	n := len(msg)
 	if n > limit {
@@ -159,19 +143,8 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 		}
 		p.Stats.Truncated.Add(1)
 	}
-	p.Stats.countRcode(v.Rcode())
-	p.observeAnswer(client.addrPort().Addr(), msg[:n])
+	p.observeAnswer(client.AddrPort().Addr(), msg[:n])
 	return ln, msg[:n]
-}
-
-// observeAnswer records a valid answer of u's: its outcome, and its round
-// trip when it can be told which send it answers.
-func (s *shard) observeAnswer(u *upstream, ps *poolSnap, now, rtt int64, sample bool, rcode int) {
-	u.answers.Add(1)
-	if sample {
-		observeRTT(u, ps, now, rtt)
-	}
-	u.obs.Observe(outcomeOf(rcode), rtt/1000)
 }
 
 // observeRTT folds one matched round trip into the backend's estimators
@@ -278,7 +251,7 @@ func (s *shard) nextAttempt(si int32, now int64, hedge bool) bool {
 		} else {
 			binary.BigEndian.PutUint16(sl.query, sl.id)
 		}
-		_, err := sendTo(s.bfd, &u.sa, q, s.drainFn)
+		_, err := udpsock.SendTo(s.bfd, &u.sa, q, s.drainFn)
 		binary.BigEndian.PutUint16(sl.query, sl.clientID)
 		if err == nil {
 			at := now + u.rtt.rto(snap.rtoFloor, snap.rtoCeil)
@@ -363,7 +336,7 @@ func (s *shard) servfail(si int32) {
 	v := &s.view
 	if !sl.refresh && v.ParseQuery(sl.query) == nil {
 		if sl.pool.cache != nil {
-			v.PlanECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
+			v.PlanECS(&sl.pool.ecs, sl.query, sl.client.AddrPort().Addr())
 			v.key.set(v)
 		}
 		var stale bool
@@ -372,7 +345,7 @@ func (s *shard) servfail(si int32) {
 			s.p.Stats.ServFail.Add(1)
 		}
 		fit := dnswire.FitUDP(s.reply, sl.maxUDP)
-		if _, err := sendTo(s.p.udpLns[sl.ln].fd, &sl.client, fit, nil); err != nil {
+		if _, err := udpsock.SendTo(s.p.udpLns[sl.ln].fd, &sl.client, fit, nil); err != nil {
 			s.p.Stats.SendErrors.Add(1)
 		}
 		s.p.qlog.responseUDP(&sl.client, s.p.udpLns[sl.ln].addr, fit)
@@ -391,8 +364,8 @@ func (s *shard) retryWire(sl *slot, u *upstream) []byte {
 	if v.ParseQuery(sl.query) != nil {
 		v.ECS.Mode = dnswire.ECSNone // cannot happen: it parsed on the way in
 	} else {
-		v.PlanECS(&sl.pool.ecs, sl.query, sl.client.addrPort().Addr())
+		v.PlanECS(&sl.pool.ecs, sl.query, sl.client.AddrPort().Addr())
 	}
-	s.wire = appendWire(s.wire[:0], u, sl.client.addrPort(), s.p.udpLns[sl.ln].addr, sl.query, v, sl.id)
+	s.wire = appendWire(s.wire[:0], u, sl.client.AddrPort(), s.p.udpLns[sl.ln].addr, sl.query, v, sl.id)
 	return s.wire
 }

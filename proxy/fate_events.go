@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -40,7 +41,7 @@ func (s *shard) refused(dst netip.AddrPort) {
 // backends refused; the sender calls it when a send reports an earlier
 // datagram's error, because only an empty queue clears that error.
 func (s *shard) drainErrs() {
-	readErrQueue(s.bfd, s.noteRefused)
+	udpsock.ReadErrQueue(s.bfd, s.noteRefused)
 }
 
 func (s *shard) noteRefused(dst netip.AddrPort) {

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 )
 
 // maxAttempts bounds a query's sends: the first and up to config's retries
@@ -30,8 +31,8 @@ type slot struct {
 	inUse      bool
 	id         uint16 // the ID the backends see
 	clientID   uint16
-	client     rawAddr // the client's address in kernel form, to answer it
-	ln         int     // index of the listener socket to answer from
+	client     udpsock.Addr // the client's address in kernel form, to answer it
+	ln         int          // index of the listener socket to answer from
 	pool       *poolSnap
 	hash       uint64
 	tried      uint64 // policy skip mask of the backends already tried

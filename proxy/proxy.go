@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -55,6 +56,8 @@ type Proxy struct {
 	readers sync.WaitGroup
 	// stopping is set when Run's context ends: readers stop taking queries.
 	stopping atomic.Bool
+	// waits is the UDP readers' budget of raw waits (udpsock.Recv).
+	waits udpsock.WaitBudget
 
 	// dyn holds the dynamic blocks and their detectors.
 	dyn *dynBlocks
@@ -92,6 +95,7 @@ func New(cfg *config.Config, deps Deps) (*Proxy, error) {
 	}
 	p := &Proxy{store: deps.Store, log: log, outcomes: deps.Outcomes, epoch: time.Now(), ups: map[string]*upstream{}, rebuildCh: make(chan struct{}, 1)}
 	p.cfg.Store(cfg)
+	p.waits.Base = cpus
 	p.dyn = newDynBlocks(log, p.epoch)
 	p.qlog, p.top = newQueryLog(cfg.QueryLog, log), newTopTable(cfg.Top)
 	return p, nil
@@ -122,15 +126,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopObservers()
-	workers := cfg.Proxy.Workers
-	if workers <= 0 {
-		// A shard keeps two threads busy under load, one reading
-		// clients and one reading backends: half the CPUs fill them.
-		// More shards only split the traffic thinner, so each wake-up
-		// carries fewer packets (measured: 1 shard on 2 CPUs costs
-		// 16 µs per cache hit at 20k q/s, 2 shards 26 µs).
-		workers = max(1, cpus/2)
-	}
+	workers := workers(cfg)
 	for i := 0; i < workers; i++ {
 		s, err := newShard(p, i, cfg.Proxy.MaxInflight)
 		if err != nil {
@@ -153,7 +149,6 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.stopAll()
 		return err
 	}
-	p.ensureProcs(len(p.udpLns) + len(p.shards))
 	for _, s := range p.shards {
 		p.wg.Add(1)
 		go func() {
@@ -259,21 +254,40 @@ func (p *Proxy) stopAll() {
 }
 
 // cpus is the CPUs the process may use, as the runtime saw them at start
-// (cgroup limits included), before ensureProcs raised GOMAXPROCS: the
-// default worker count, which must not feed back on itself.
+// (cgroup limits included), before the program raised GOMAXPROCS for the
+// readers (Procs): the default worker count and the readers' wait budget
+// are figured from it, so neither feeds back on itself.
 var cpus = runtime.GOMAXPROCS(0)
 
-// ensureProcs makes room for blocked readers. Each reader sleeps in a
-// blocking recvmmsg holding a Go P; with no P left over, a reader that wakes
-// must wait for the runtime's monitor to take one back from a sleeper, which
-// can take milliseconds. With a P per reader on top of one per CPU, a waking
-// reader always finds one at once. Idle Ps cost nothing.
-func (p *Proxy) ensureProcs(blockedReaders int) {
-	want := cpus + blockedReaders
-	if runtime.GOMAXPROCS(0) < want {
-		runtime.GOMAXPROCS(want)
-		p.log.Debug("GOMAXPROCS raised for blocked readers", "gomaxprocs", want)
+// workers is how many shards cfg asks for.
+func workers(cfg *config.Config) int {
+	if cfg.Proxy.Workers > 0 {
+		return cfg.Proxy.Workers
 	}
+	// A shard keeps two threads busy under load, one reading clients
+	// and one reading backends: half the CPUs fill them. More shards
+	// only split the traffic thinner, so each wake-up carries fewer
+	// packets (measured: 1 shard on 2 CPUs costs 16 µs per cache hit at
+	// 20k q/s, 2 shards 26 µs).
+	return max(1, cpus/2)
+}
+
+// Procs is the GOMAXPROCS a proxy serving cfg wants: one P per CPU and one
+// for each reader blocked in a receive. A blocked reader holds its P; with
+// none left over, a reader that wakes waits for the runtime's monitor to
+// take one back from a sleeper, which can take milliseconds. Idle Ps cost
+// nothing. The library never changes GOMAXPROCS itself (it is the whole
+// process's): the program raises it before Run (cmd/anyfront does). Below
+// Procs, readers wait in ordinary system calls: correct, a little slower.
+func Procs(cfg *config.Config) int {
+	do53 := 0
+	for _, l := range cfg.Listen {
+		if l.Protocol == "" || l.Protocol == "do53" {
+			do53++
+		}
+	}
+	w := workers(cfg)
+	return cpus + w*do53 + w
 }
 
 func (p *Proxy) readStore() ([]*state.Pool, []*state.Backend, error) {
@@ -287,7 +301,11 @@ func (p *Proxy) readStore() ([]*state.Pool, []*state.Backend, error) {
 
 // watch rebuilds the snapshot on every state change or config reload.
 func (p *Proxy) watch(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			select {
 			case <-ctx.Done():
@@ -318,7 +336,7 @@ func (p *Proxy) listen(cfg *config.Config) error {
 		}
 		addr := l.Address
 		for range p.shards {
-			fd, v6, err := listenUDP(addr)
+			fd, v6, err := udpsock.ListenUDP(addr)
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 )
 
 // maxLoggedMsg bounds the message one queue slot holds: every UDP query
@@ -100,21 +101,21 @@ func (q *queryLog) response(tr dnswire.Transport, client, server netip.AddrPort,
 
 // queryUDP and responseUDP are query and response for a UDP client's raw
 // socket address, decoded only when the log is on.
-func (q *queryLog) queryUDP(client *rawAddr, server netip.AddrPort, msg []byte) {
+func (q *queryLog) queryUDP(client *udpsock.Addr, server netip.AddrPort, msg []byte) {
 	if q != nil {
 		q.addRaw(false, client, server, msg)
 	}
 }
 
-func (q *queryLog) responseUDP(client *rawAddr, server netip.AddrPort, msg []byte) {
+func (q *queryLog) responseUDP(client *udpsock.Addr, server netip.AddrPort, msg []byte) {
 	if q != nil && q.responses && len(msg) > 0 {
 		q.addRaw(true, client, server, msg)
 	}
 }
 
 // addRaw keeps the address decoding out of the hooks, so they inline.
-func (q *queryLog) addRaw(resp bool, client *rawAddr, server netip.AddrPort, msg []byte) {
-	q.add(resp, dnswire.UDP, client.addrPort(), server, msg)
+func (q *queryLog) addRaw(resp bool, client *udpsock.Addr, server netip.AddrPort, msg []byte) {
+	q.add(resp, dnswire.UDP, client.AddrPort(), server, msg)
 }
 
 func (q *queryLog) add(resp bool, tr dnswire.Transport, client, server netip.AddrPort, msg []byte) {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -54,7 +55,7 @@ type upstream struct {
 	addr  netip.AddrPort
 	stats *policy.Stats
 	// sa is addr in the form the shards' backend sockets send to.
-	sa  rawAddr
+	sa  udpsock.Addr
 	tcp *tcpPool
 	// pp: every query to this backend starts with a PROXY v2 header.
 	pp  bool
@@ -217,7 +218,7 @@ func (p *Proxy) newUpstream(b *state.Backend) (*upstream, error) {
 			u.obs = o
 		}
 	}
-	u.sa = rawAddrFrom(addr, p.backendV6)
+	u.sa = udpsock.AddrFrom(addr, p.backendV6)
 	u.pp = backendPP(p.cfg.Load(), b)
 	u.tcp = newTCPPool(p, u, p.cfg.Load().Proxy.TCP.BackendConns)
 	return u, nil

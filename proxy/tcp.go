@@ -325,31 +325,9 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 			continue
 		}
 		now = p.now()
-		u.answers.Add(1)
-		observeRTT(u, pool, now, now-sent)
-		u.obs.Observe(outcomeOf(rv.Rcode()), (now-sent)/1000)
-		binary.BigEndian.PutUint16(resp, v.ID)
-		if rv.QEnd > dnswire.HeaderLen {
-			copy(resp[dnswire.HeaderLen:rv.QEnd], question)
-		}
-		scope, scopeOK := -1, true
-		if v.ECS.Mode != dnswire.ECSNone {
-			var n int
-			n, scope, scopeOK = dnswire.StripECS(resp, &rv.View, v.ECS.Mode)
-			resp = resp[:n]
-		}
-		if c := pool.cache; c != nil {
-			if rv.Rcode() == dnswire.RcodeServFail && !refresh {
-				if o, stale := p.failAnswer(pool, &v.key, msg, v, nil); stale {
-					return o
-				}
-			}
-			if v.ECS.Mode != dnswire.ECSNone {
-				v.key.scoped(v.ECS.Source(), scope, scopeOK)
-			}
-			c.store(&v.key, resp, now)
-		}
-		p.Stats.countRcode(rv.Rcode())
+		u.answered(pool, now, now-sent, true, rv.Rcode())
+		restoreQuery(resp, &rv.View, v.ID, question)
+		resp, _ = p.acceptAnswer(pool, v, v.ECS.Mode, resp, &rv.View, refresh, nil, now)
 		return resp
 	}
 	if p.now() >= deadline {

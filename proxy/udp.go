@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 
 	"golang.org/x/sys/unix"
 
@@ -63,7 +64,7 @@ type shard struct {
 }
 
 func newShard(p *Proxy, id, maxInflight int) (*shard, error) {
-	fd, v6, err := backendSocket()
+	fd, v6, err := udpsock.BackendSocket()
 	if err != nil {
 		return nil, err
 	}
@@ -77,12 +78,13 @@ func newShard(p *Proxy, id, maxInflight int) (*shard, error) {
 // One goroutine per socket, none per query; a wake-up handles every query
 // queued, then sends the forwards and the local answers in one call each.
 func (s *shard) clientLoop(l *udpListener) {
-	rb := newRecvBatch(queryBatch, maxQuerySize)
-	fwd := newSendBatch(queryBatch)
-	rep := newSendBatch(queryBatch)
-	if wildcard(l.addr) {
-		rb.withPktinfo()
-		rep.withPktinfo()
+	rb := udpsock.NewRecvBatch(queryBatch, maxQuerySize)
+	rb.Budget = &s.p.waits
+	fwd := udpsock.NewSendBatch(queryBatch)
+	rep := udpsock.NewSendBatch(queryBatch)
+	if udpsock.Wildcard(l.addr) {
+		rb.WithPktinfo()
+		rep.WithPktinfo()
 	}
 	outs := make([][]byte, queryBatch)
 	// wires hold queries that go out edited (PROXY header, ECS): each
@@ -94,7 +96,7 @@ func (s *shard) clientLoop(l *udpListener) {
 	}
 	var v msgView
 	for !s.p.stopping.Load() {
-		n, err := rb.recv(l.fd)
+		n, err := rb.Recv(l.fd)
 		if err != nil {
 			if err != unix.EAGAIN && err != unix.EINTR {
 				s.p.Stats.ReadErrors.Add(1)
@@ -102,15 +104,15 @@ func (s *shard) clientLoop(l *udpListener) {
 			continue
 		}
 		for i := 0; i < n; i++ {
-			msg, trunc := rb.msg(i)
+			msg, trunc := rb.Msg(i)
 			if trunc {
 				s.p.Stats.MalformedShort.Add(1)
 				continue
 			}
-			u, wire, out := s.handleQuery(l, msg, &rb.addrs[i], &v, outs[i][:0], wires[i][:0])
+			u, wire, out := s.handleQuery(l, msg, &rb.Addrs[i], &v, outs[i][:0], wires[i][:0])
 			outs[i] = out
 			if u != nil {
-				fwd.add(&u.sa, wire)
+				fwd.Add(&u.sa, wire)
 			}
 			if len(out) > 0 {
 				// Answers made here (cache hits, stale answers,
@@ -119,21 +121,21 @@ func (s *shard) clientLoop(l *udpListener) {
 					if len(fit) < len(out) {
 						s.p.Stats.Truncated.Add(1)
 					}
-					rep.add(&rb.addrs[i], fit)
-					s.p.qlog.responseUDP(&rb.addrs[i], l.addr, fit)
+					rep.Add(&rb.Addrs[i], fit)
+					s.p.qlog.responseUDP(&rb.Addrs[i], l.addr, fit)
 				}
 			}
 		}
-		if fwd.n > 0 {
+		if fwd.N > 0 {
 			// A send the kernel refuses leaves its query to the timeout.
-			failed := fwd.flush(s.bfd, s.drainFn)
+			failed := fwd.Flush(s.bfd, s.drainFn)
 			s.p.Stats.SendErrors.Add(uint64(failed))
 			// The sends may have drained ICMP errors meant for the
 			// backend loop, which will not wake for them now.
 			s.handleRefused()
 		}
-		if rep.n > 0 {
-			failed := rep.flush(l.fd, nil)
+		if rep.N > 0 {
+			failed := rep.Flush(l.fd, nil)
 			s.p.Stats.SendErrors.Add(uint64(failed))
 		}
 	}
@@ -144,12 +146,12 @@ func (s *shard) clientLoop(l *udpListener) {
 // rewritten, or, when it goes out with a PROXY header or an ECS edit, a copy
 // built in wire), and/or returns the answer to send back (empty: send
 // nothing). A cache hit due for prefetch does both.
-func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView, out, wire []byte) (*upstream, []byte, []byte) {
+func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *msgView, out, wire []byte) (*upstream, []byte, []byte) {
 	p := s.p
 	p.Stats.UDPQueries.Add(1)
 	snap := p.snap.Load()
 	err := v.ParseQuery(msg)
-	client := src.addrPort().Addr()
+	client := src.AddrPort().Addr()
 	p.qlog.queryUDP(src, l.addr, msg) // before the ID is rewritten
 	vd, pool, out := p.frontOn(dnswire.UDP, snap, v, msg, err, client, out)
 	if vd != vForward && vd != vPrefetch {
@@ -215,7 +217,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 		}
 	}
 	if u.pp || v.ECS.Mode != dnswire.ECSNone {
-		wire = appendWire(wire, u, src.addrPort(), l.addr, msg, v, sl.id)
+		wire = appendWire(wire, u, src.AddrPort(), l.addr, msg, v, sl.id)
 	} else {
 		binary.BigEndian.PutUint16(msg, sl.id)
 		wire = msg
@@ -229,19 +231,20 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 // backendLoop reads every backend's answers on this shard's socket, until
 // the proxy has drained and closes the shard.
 func (s *shard) backendLoop() {
-	rb := newRecvBatch(answerBatch, dnswire.MaxMessage)
-	reps := make([]*msgBatch, len(s.p.udpLns))
+	rb := udpsock.NewRecvBatch(answerBatch, dnswire.MaxMessage)
+	rb.Budget = &s.p.waits
+	reps := make([]*udpsock.Batch, len(s.p.udpLns))
 	for i := range reps {
-		reps[i] = newSendBatch(answerBatch)
-		if wildcard(s.p.udpLns[i].addr) {
-			reps[i].withPktinfo()
+		reps[i] = udpsock.NewSendBatch(answerBatch)
+		if udpsock.Wildcard(s.p.udpLns[i].addr) {
+			reps[i].WithPktinfo()
 		}
 	}
-	var clients [answerBatch]rawAddr
+	var clients [answerBatch]udpsock.Addr
 	outs := make([][]byte, answerBatch) // for stale answers, rare: grown on demand
 	var v, qv msgView
 	for !s.closing.Load() {
-		n, err := rb.recv(s.bfd)
+		n, err := rb.Recv(s.bfd)
 		if err != nil {
 			switch err {
 			case unix.EAGAIN, unix.EINTR:
@@ -255,20 +258,20 @@ func (s *shard) backendLoop() {
 		}
 		s.handleRefused()
 		for i := 0; i < n; i++ {
-			msg, trunc := rb.msg(i)
+			msg, trunc := rb.Msg(i)
 			if trunc {
 				s.p.Stats.UnexpectedAnswers.Add(1)
 				continue
 			}
-			ln, out := s.handleAnswer(msg, rb.addrs[i].addrPort(), &v, &qv, &clients[i], outs[i][:0])
+			ln, out := s.handleAnswer(msg, rb.Addrs[i].AddrPort(), &v, &qv, &clients[i], outs[i][:0])
 			if out != nil {
-				reps[ln].add(&clients[i], out)
+				reps[ln].Add(&clients[i], out)
 				s.p.qlog.responseUDP(&clients[i], s.p.udpLns[ln].addr, out)
 			}
 		}
 		for i, rep := range reps {
-			if rep.n > 0 {
-				failed := rep.flush(s.p.udpLns[i].fd, nil)
+			if rep.N > 0 {
+				failed := rep.Flush(s.p.udpLns[i].fd, nil)
 				s.p.Stats.SendErrors.Add(uint64(failed))
 			}
 		}

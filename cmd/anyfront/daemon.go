@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -153,6 +154,12 @@ func (d *daemon) run(sig context.Context) error {
 	svc, stopSvc := context.WithCancel(context.Background())
 	defer stopSvc()
 	g, gctx := errgroup.WithContext(svc)
+	// GOMAXPROCS is the process's to set, so it is raised here, not in
+	// the proxy: a P for every UDP reader blocked in a receive.
+	if want := proxy.Procs(d.cfg); runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
+		d.log.Debug("GOMAXPROCS raised for blocked UDP readers", "gomaxprocs", want)
+	}
 	g.Go(func() error { return d.proxy.Run(gctx) })
 	g.Go(func() error { return d.health.Run(gctx) })
 	if !d.waitServing(gctx) {

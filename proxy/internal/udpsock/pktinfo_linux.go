@@ -1,4 +1,4 @@
-package proxy
+package udpsock
 
 import (
 	"net/netip"
@@ -23,18 +23,18 @@ import (
 // oobSize holds one pktinfo control message, either family.
 const oobSize = 64
 
-// localAddr is the address a query came to, kept with the client's address
+// LocalAddr is the address a query came to, kept with the client's address
 // so the answer leaves from it. fam is 0 when the listener is not a
 // wildcard: the kernel picks the source as it always has.
-type localAddr struct {
+type LocalAddr struct {
 	addr [16]byte // IPv4 in the first four bytes
 	ifx  uint32   // interface, needed for IPv6 link-local only
 	fam  uint8    // 0, 4 or 6
 }
 
-// wildcard reports whether addr is 0.0.0.0 or ::, the listeners that need
+// Wildcard reports whether addr is 0.0.0.0 or ::, the listeners that need
 // pktinfo.
-func wildcard(addr netip.AddrPort) bool { return addr.Addr().IsUnspecified() }
+func Wildcard(addr netip.AddrPort) bool { return addr.Addr().IsUnspecified() }
 
 // setPktinfo asks the kernel for each datagram's destination address.
 func setPktinfo(fd int, v6 bool) error {
@@ -44,19 +44,19 @@ func setPktinfo(fd int, v6 bool) error {
 	return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
 }
 
-// withPktinfo gives a batch one control buffer per message: a receive batch
+// WithPktinfo gives a batch one control buffer per message: a receive batch
 // reads the destination of each datagram into its address, a send batch
 // writes the source of each reply whose address has one.
-func (b *msgBatch) withPktinfo() *msgBatch {
+func (b *Batch) WithPktinfo() *Batch {
 	b.oob = make([][oobSize]byte, len(b.msgs))
 	return b
 }
 
 // readPktinfo fills addrs[i].local from message i's control data; it is
 // called only on batches made withPktinfo.
-func (b *msgBatch) readPktinfo(i int) {
+func (b *Batch) readPktinfo(i int) {
 	h := &b.msgs[i].hdr
-	l := &b.addrs[i].local
+	l := &b.Addrs[i].Local
 	l.fam = 0
 	oob := b.oob[i][:min(int(h.Controllen), oobSize)]
 	for len(oob) >= unix.SizeofCmsghdr {
@@ -68,12 +68,12 @@ func (b *msgBatch) readPktinfo(i int) {
 		switch {
 		case c.Level == unix.IPPROTO_IP && c.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
-			*l = localAddr{fam: 4}
+			*l = LocalAddr{fam: 4}
 			copy(l.addr[:4], pi.Addr[:])
 			return
 		case c.Level == unix.IPPROTO_IPV6 && c.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 			pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
-			*l = localAddr{addr: pi.Addr, fam: 6}
+			*l = LocalAddr{addr: pi.Addr, fam: 6}
 			if pi.Addr[0] == 0xfe && pi.Addr[1]&0xc0 == 0x80 {
 				l.ifx = pi.Ifindex // link-local: only that interface has it
 			}
@@ -88,7 +88,7 @@ func (b *msgBatch) readPktinfo(i int) {
 }
 
 // putPktinfo writes l as a control message into oob and returns its length.
-func putPktinfo(oob *[oobSize]byte, l *localAddr) int {
+func putPktinfo(oob *[oobSize]byte, l *LocalAddr) int {
 	c := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 	data := unsafe.Pointer(&oob[unix.CmsgLen(0)])
 	if l.fam == 4 {
@@ -111,22 +111,22 @@ func putPktinfo(oob *[oobSize]byte, l *localAddr) int {
 
 // setControl points message i's control data at the source to answer from,
 // or at nothing.
-func (b *msgBatch) setControl(i int, to *rawAddr) {
+func (b *Batch) setControl(i int, to *Addr) {
 	h := &b.msgs[i].hdr
-	if b.oob == nil || to.local.fam == 0 {
+	if b.oob == nil || to.Local.fam == 0 {
 		h.Control = nil
 		h.SetControllen(0)
 		return
 	}
-	n := putPktinfo(&b.oob[i], &to.local)
+	n := putPktinfo(&b.oob[i], &to.Local)
 	h.Control = &b.oob[i][0]
 	h.SetControllen(n)
 }
 
-// sendFrom is sendTo for an address that names the source to answer from.
-func sendFrom(fd int, to *rawAddr, payload []byte) (bool, error) {
+// SendFrom is sendTo for an address that names the source to answer from.
+func SendFrom(fd int, to *Addr, payload []byte) (bool, error) {
 	var oob [oobSize]byte
-	n := putPktinfo(&oob, &to.local)
+	n := putPktinfo(&oob, &to.Local)
 	iov := unix.Iovec{Base: &payload[0]}
 	iov.SetLen(len(payload))
 	var h unix.Msghdr

@@ -1,4 +1,4 @@
-package proxy
+package udpsock
 
 import (
 	"encoding/binary"
@@ -18,17 +18,17 @@ import (
 // and a wake-up takes every datagram already queued, never waiting for a
 // batch to fill.
 
-// rawAddr is a socket address in kernel form, big enough for IPv6.
-type rawAddr struct {
+// Addr is a socket address in kernel form, big enough for IPv6.
+type Addr struct {
 	b [unix.SizeofSockaddrInet6]byte
 	n uint32
-	// local is where the client's query came to, when the listener is a
+	// Local is where the client's query came to, when the listener is a
 	// wildcard (pktinfo_linux.go): the answer's source.
-	local localAddr
+	Local LocalAddr
 }
 
-func rawAddrFrom(ap netip.AddrPort, v6socket bool) rawAddr {
-	var r rawAddr
+func AddrFrom(ap netip.AddrPort, v6socket bool) Addr {
+	var r Addr
 	a := ap.Addr()
 	if !v6socket && a.Unmap().Is4() {
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.b[0]))
@@ -47,8 +47,8 @@ func rawAddrFrom(ap netip.AddrPort, v6socket bool) rawAddr {
 	return r
 }
 
-// addrPort decodes a kernel address; v4-mapped addresses come back as IPv4.
-func (r *rawAddr) addrPort() netip.AddrPort {
+// AddrPort decodes a kernel address; v4-mapped addresses come back as IPv4.
+func (r *Addr) AddrPort() netip.AddrPort {
 	switch *(*uint16)(unsafe.Pointer(&r.b[0])) {
 	case unix.AF_INET:
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&r.b[0]))
@@ -67,45 +67,47 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// msgBatch is a reusable set of messages for one recvmmsg or sendmmsg.
-type msgBatch struct {
+// Batch is a reusable set of messages for one recvmmsg or sendmmsg.
+type Batch struct {
 	msgs  []mmsghdr
 	iovs  []unix.Iovec
-	addrs []rawAddr
+	Addrs []Addr
 	bufs  [][]byte // receive buffers; nil in a send batch
 	// oob holds each message's pktinfo on a wildcard listener's batches
 	// (pktinfo_linux.go); nil elsewhere.
 	oob [][oobSize]byte
-	n   int // messages filled, for a send batch
+	N   int // messages filled, for a send batch
 	// busy says the last receive brought datagrams: the next one blocks
-	// without telling the runtime (see recv).
+	// without telling the runtime (see Recv).
 	busy bool
+	// Budget, when set, lets receives wait in raw system calls.
+	Budget *WaitBudget
 }
 
-func newRecvBatch(n, bufSize int) *msgBatch {
-	b := &msgBatch{msgs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), addrs: make([]rawAddr, n), bufs: make([][]byte, n)}
+func NewRecvBatch(n, bufSize int) *Batch {
+	b := &Batch{msgs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), Addrs: make([]Addr, n), bufs: make([][]byte, n)}
 	for i := range b.msgs {
 		b.bufs[i] = make([]byte, bufSize)
 		b.iovs[i].Base = &b.bufs[i][0]
 		b.iovs[i].SetLen(bufSize)
-		b.msgs[i].hdr.Name = &b.addrs[i].b[0]
+		b.msgs[i].hdr.Name = &b.Addrs[i].b[0]
 		b.msgs[i].hdr.Iov = &b.iovs[i]
 		b.msgs[i].hdr.SetIovlen(1)
 	}
 	return b
 }
 
-func newSendBatch(n int) *msgBatch {
-	b := &msgBatch{msgs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), addrs: make([]rawAddr, n)}
+func NewSendBatch(n int) *Batch {
+	b := &Batch{msgs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), Addrs: make([]Addr, n)}
 	for i := range b.msgs {
-		b.msgs[i].hdr.Name = &b.addrs[i].b[0]
+		b.msgs[i].hdr.Name = &b.Addrs[i].b[0]
 		b.msgs[i].hdr.Iov = &b.iovs[i]
 		b.msgs[i].hdr.SetIovlen(1)
 	}
 	return b
 }
 
-// recv blocks until at least one datagram is queued, then takes every one
+// Recv blocks until at least one datagram is queued, then takes every one
 // queued, up to the batch size. EAGAIN means the receive timeout passed
 // with nothing to read; EINTR, that a signal came first.
 //
@@ -113,13 +115,13 @@ func newSendBatch(n int) *msgBatch {
 // told, so its monitor does not take the reader's P away at every wait and
 // hand it back at every wake-up, thread hand-offs that cost a cache hit
 // about a fifth of its CPU (measured at 20k q/s). The P is the reader's own
-// (ensureProcs adds one per reader), so nothing waits for it. The runtime
+// (the program adds one per reader: proxy.Procs), so nothing waits for it. The runtime
 // still reaches the reader: it preempts a goroutine that holds a P for 10ms
 // (and stops the world for GC) with a signal, and a signal ends a receive
 // on a socket with a receive timeout with EINTR (signal(7)), SA_RESTART or
 // not. After such an interruption, or when idle, the next wait is an
 // ordinary system call, so an idle reader is not woken every 10ms.
-func (b *msgBatch) recv(fd int) (int, error) {
+func (b *Batch) Recv(fd int) (int, error) {
 	for i := range b.msgs {
 		b.msgs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		b.msgs[i].hdr.Flags = 0
@@ -132,9 +134,9 @@ func (b *msgBatch) recv(fd int) (int, error) {
 	}
 	var r uintptr
 	var e unix.Errno
-	if b.busy && rawWaitBegin() {
+	if b.busy && b.Budget.begin() {
 		r, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)), unix.MSG_WAITFORONE, 0, 0)
-		rawWaiters.Add(-1)
+		b.Budget.waiters.Add(-1)
 	} else {
 		r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)), unix.MSG_WAITFORONE, 0, 0)
 	}
@@ -144,7 +146,7 @@ func (b *msgBatch) recv(fd int) (int, error) {
 	}
 	n := int(r)
 	for i := 0; i < n; i++ {
-		b.addrs[i].n = b.msgs[i].hdr.Namelen
+		b.Addrs[i].n = b.msgs[i].hdr.Namelen
 		if b.oob != nil {
 			b.readPktinfo(i)
 		}
@@ -152,47 +154,54 @@ func (b *msgBatch) recv(fd int) (int, error) {
 	return n, nil
 }
 
-// rawWaiters counts readers waiting in a raw receive, each holding a P.
-var rawWaiters atomic.Int32
+// WaitBudget bounds the raw waits of one program's readers (see Recv): a
+// raw wait is claimed only while it still leaves a P per CPU to the rest of
+// the program, so a GOMAXPROCS lower than the caller raised it (a test's
+// testing.AllocsPerRun runs at 1) turns raw waits into ordinary system
+// calls instead of starving the scheduler. Base is the CPUs the program
+// itself needs: GOMAXPROCS as it was before the readers' Ps were added.
+type WaitBudget struct {
+	Base    int
+	waiters atomic.Int32
+}
 
-// rawWaitBegin claims a raw wait if that still leaves a P per CPU to the
-// rest of the program: GOMAXPROCS may be lower than ensureProcs set it (a
-// test's testing.AllocsPerRun runs at 1), or several proxies may share the
-// process. Without a claim the wait is an ordinary system call.
-func rawWaitBegin() bool {
-	if int(rawWaiters.Add(1)) <= runtime.GOMAXPROCS(0)-cpus {
+func (w *WaitBudget) begin() bool {
+	if w == nil {
+		return false
+	}
+	if int(w.waiters.Add(1)) <= runtime.GOMAXPROCS(0)-w.Base {
 		return true
 	}
-	rawWaiters.Add(-1)
+	w.waiters.Add(-1)
 	return false
 }
 
-// msg returns received datagram i; truncated reports a datagram larger than
+// Msg returns received datagram i; truncated reports a datagram larger than
 // the buffer, which is never a valid message for us.
-func (b *msgBatch) msg(i int) (msg []byte, truncated bool) {
+func (b *Batch) Msg(i int) (msg []byte, truncated bool) {
 	return b.bufs[i][:b.msgs[i].n], b.msgs[i].hdr.Flags&unix.MSG_TRUNC != 0
 }
 
-// add queues payload for to. The payload is not copied: it must stay
+// Add queues payload for to. The payload is not copied: it must stay
 // unchanged until flush.
-func (b *msgBatch) add(to *rawAddr, payload []byte) bool {
-	if b.n == len(b.msgs) || len(payload) == 0 {
+func (b *Batch) Add(to *Addr, payload []byte) bool {
+	if b.N == len(b.msgs) || len(payload) == 0 {
 		return false
 	}
-	i := b.n
-	b.addrs[i] = *to
+	i := b.N
+	b.Addrs[i] = *to
 	b.msgs[i].hdr.Namelen = to.n
 	b.setControl(i, to)
 	b.iovs[i].Base = &payload[0]
 	b.iovs[i].SetLen(len(payload))
-	b.n++
+	b.N++
 	return true
 }
 
-// icmpErr reports an errno that stands for an ICMP error the kernel queued
+// ICMPErr reports an errno that stands for an ICMP error the kernel queued
 // on the socket (IP_RECVERR). A send on that socket may return it even though
 // it belongs to an earlier datagram to another destination.
-func icmpErr(e unix.Errno) bool {
+func ICMPErr(e unix.Errno) bool {
 	switch e {
 	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.EACCES:
 		return true
@@ -200,7 +209,7 @@ func icmpErr(e unix.Errno) bool {
 	return false
 }
 
-// flush sends every queued message and returns how many failed. A message
+// Flush sends every queued message and returns how many failed. A message
 // the kernel refuses is skipped so the rest still go.
 //
 // An unconnected socket with IP_RECVERR has one pending-error slot for every
@@ -210,16 +219,16 @@ func icmpErr(e unix.Errno) bool {
 // error calls drain, which empties the queue (clearing the slot, and noting
 // who refused), then sends again. Before, a refusing backend among healthy
 // ones made healthy backends' queries fail here and wait out a timeout.
-func (b *msgBatch) flush(fd int, drain func()) (failed int) {
+func (b *Batch) Flush(fd int, drain func()) (failed int) {
 	tries := 0 // for the message at off
-	for off := 0; off < b.n; {
+	for off := 0; off < b.N; {
 		// Raw: a UDP send does not wait for the peer, and the P is the
 		// sender's own (see recv).
-		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[off])), uintptr(b.n-off), 0, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[off])), uintptr(b.N-off), 0, 0, 0)
 		switch {
 		case e == unix.EINTR:
 			continue
-		case icmpErr(e) && drain != nil && tries < maxICMPResends:
+		case ICMPErr(e) && drain != nil && tries < maxICMPResends:
 			// The error was an earlier datagram's: this one was not
 			// sent, so send it again.
 			drain()
@@ -233,10 +242,10 @@ func (b *msgBatch) flush(fd int, drain func()) (failed int) {
 			tries = 0
 		}
 	}
-	for i := 0; i < b.n; i++ {
+	for i := 0; i < b.N; i++ {
 		b.iovs[i].Base = nil // drop references to the payloads
 	}
-	b.n = 0
+	b.N = 0
 	return failed
 }
 
@@ -246,15 +255,15 @@ func (b *msgBatch) flush(fd int, drain func()) (failed int) {
 // read them, and the datagram is left to its timeout.
 const maxICMPResends = 8
 
-// sendTo sends one datagram; the timeout and retry paths use it. Like
+// SendTo sends one datagram; the timeout and retry paths use it. Like
 // flush, it drains and sends again when the kernel hands it an earlier
 // datagram's ICMP error (drain nil: no error queue on this socket).
-func sendTo(fd int, to *rawAddr, payload []byte, drain func()) (icmp bool, err error) {
+func SendTo(fd int, to *Addr, payload []byte, drain func()) (icmp bool, err error) {
 	if len(payload) == 0 {
 		return false, nil
 	}
-	if to.local.fam != 0 {
-		return sendFrom(fd, to, payload)
+	if to.Local.fam != 0 {
+		return SendFrom(fd, to, payload)
 	}
 	for tries := 0; ; tries++ {
 		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&payload[0])), uintptr(len(payload)), 0, uintptr(unsafe.Pointer(&to.b[0])), uintptr(to.n))
@@ -262,7 +271,7 @@ func sendTo(fd int, to *rawAddr, payload []byte, drain func()) (icmp bool, err e
 		case e == 0:
 			return icmp, nil
 		case e == unix.EINTR:
-		case icmpErr(e) && drain != nil && tries < maxICMPResends:
+		case ICMPErr(e) && drain != nil && tries < maxICMPResends:
 			icmp = true
 			drain()
 		default:
@@ -271,12 +280,12 @@ func sendTo(fd int, to *rawAddr, payload []byte, drain func()) (icmp bool, err e
 	}
 }
 
-// readTimeout bounds how long a blocked reader sleeps without traffic, so
+// ReadTimeout bounds how long a blocked reader sleeps without traffic, so
 // it notices shutdown; idle readers wake four times a second, nothing more.
-const readTimeout = 250 * time.Millisecond
+const ReadTimeout = 250 * time.Millisecond
 
 func setCommon(fd int, bufBytes int) error {
-	tv := unix.NsecToTimeval(readTimeout.Nanoseconds())
+	tv := unix.NsecToTimeval(ReadTimeout.Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return err
 	}
@@ -287,8 +296,8 @@ func setCommon(fd int, bufBytes int) error {
 	return nil
 }
 
-// listenUDP opens one blocking SO_REUSEPORT socket on addr.
-func listenUDP(addr netip.AddrPort) (int, bool, error) {
+// ListenUDP opens one blocking SO_REUSEPORT socket on addr.
+func ListenUDP(addr netip.AddrPort) (int, bool, error) {
 	v6 := addr.Addr().Is6() && !addr.Addr().Is4In6()
 	family := unix.AF_INET
 	if v6 {
@@ -313,22 +322,22 @@ func listenUDP(addr netip.AddrPort) (int, bool, error) {
 	if err := setCommon(fd, 4<<20); err != nil {
 		return fail(err)
 	}
-	if wildcard(addr) {
+	if Wildcard(addr) {
 		if err := setPktinfo(fd, v6); err != nil {
 			return fail(err)
 		}
 	}
-	ra := rawAddrFrom(addr, v6)
+	ra := AddrFrom(addr, v6)
 	if _, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&ra.b[0])), uintptr(ra.n)); e != 0 {
 		return fail(e)
 	}
 	return fd, v6, nil
 }
 
-// backendSocket opens a shard's socket to every backend: unconnected, dual
+// BackendSocket opens a shard's socket to every backend: unconnected, dual
 // stack where the kernel has IPv6, with ICMP errors reported (IP_RECVERR), so
 // a refusing backend is known at once and its queries retried elsewhere.
-func backendSocket() (int, bool, error) {
+func BackendSocket() (int, bool, error) {
 	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	v6 := err == nil
 	if err == nil {
@@ -355,11 +364,11 @@ func backendSocket() (int, bool, error) {
 	}
 	// Bind to an ephemeral port now, so the port is fixed before the
 	// first query goes out.
-	var any rawAddr
+	var any Addr
 	if v6 {
-		any = rawAddrFrom(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), true)
+		any = AddrFrom(netip.AddrPortFrom(netip.IPv6Unspecified(), 0), true)
 	} else {
-		any = rawAddrFrom(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), false)
+		any = AddrFrom(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), false)
 	}
 	if _, _, e := unix.Syscall(unix.SYS_BIND, uintptr(fd), uintptr(unsafe.Pointer(&any.b[0])), uintptr(any.n)); e != 0 {
 		unix.Close(fd)
@@ -368,9 +377,9 @@ func backendSocket() (int, bool, error) {
 	return fd, v6, nil
 }
 
-// readErrQueue drains the socket's error queue and calls fn once with each
+// ReadErrQueue drains the socket's error queue and calls fn once with each
 // destination ICMP errors came back for.
-func readErrQueue(fd int, fn func(dst netip.AddrPort)) {
+func ReadErrQueue(fd int, fn func(dst netip.AddrPort)) {
 	var seen [8]netip.AddrPort
 	n := 0
 	defer func() {
@@ -378,7 +387,7 @@ func readErrQueue(fd int, fn func(dst netip.AddrPort)) {
 			fn(d)
 		}
 	}()
-	var ra rawAddr
+	var ra Addr
 	var buf [512]byte
 	var oob [512]byte
 	for i := 0; i < 1024; i++ { // bounded: the queue is bounded by the socket buffer anyway
@@ -396,7 +405,7 @@ func readErrQueue(fd int, fn func(dst netip.AddrPort)) {
 			return
 		}
 		ra.n = h.Namelen
-		d := ra.addrPort()
+		d := ra.AddrPort()
 		dup := false
 		for _, x := range seen[:n] {
 			dup = dup || x == d
