@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/bgp/bgpstatus"
 	"github.com/anyfront/anyfront/config"
 )
 
@@ -32,8 +33,8 @@ func TestNode(t *testing.T) {
 
 type fakeBGP struct{}
 
-func (fakeBGP) Status() any {
-	return map[string]any{"enabled": true, "peers": []map[string]any{{"address": "198.51.100.1", "state": "established"}}}
+func (fakeBGP) Status() bgpstatus.Status {
+	return bgpstatus.Status{Enabled: true, Peers: []bgpstatus.Peer{{Address: "198.51.100.1", State: "established"}}}
 }
 
 func TestBGP(t *testing.T) {

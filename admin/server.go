@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/anyfront/anyfront/bgp/bgpstatus"
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/internal/certfile"
 	"github.com/anyfront/anyfront/state"
@@ -65,10 +66,10 @@ type LiveStats interface {
 	BackendLive(name string) (BackendLive, bool)
 }
 
-// BGPStatus reports the BGP speaker's peers and announcements. Its Status
-// value is marshalled as-is under GET /api/v1/bgp.
+// BGPStatus reports the BGP speaker's peers and announcements, served as
+// GET /api/v1/bgp.
 type BGPStatus interface {
-	Status() any
+	Status() bgpstatus.Status
 }
 
 // Deps is what the admin server needs from the rest of the process. Only

@@ -6,56 +6,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/anyfront/anyfront/bgp/bgpstatus"
 	"github.com/anyfront/anyfront/config"
 )
 
-// Status is the body of GET /api/v1/bgp.
-type Status struct {
-	// Enabled is always true: the admin API answers {"enabled": false}
-	// itself when the config has no bgp section.
-	Enabled bool `json:"enabled"`
-	// Running is true while Run has BGP up.
-	Running  bool           `json:"running"`
-	ASN      uint32         `json:"asn"`
-	RouterID string         `json:"router_id"`
-	Peers    []PeerStatus   `json:"peers"`
-	Prefixes []PrefixStatus `json:"prefixes"`
-}
-
-// PeerStatus is one neighbour's session.
-type PeerStatus struct {
-	Address string `json:"address"`
-	ASN     uint32 `json:"asn"`
-	// State is idle, connect, active, opensent, openconfirm or established.
-	State string `json:"state"`
-	// Uptime is how long the session has been established ("0s" when
-	// it is not), rounded to the second; UptimeSeconds is the same.
-	Uptime        string `json:"uptime"`
-	UptimeSeconds int64  `json:"uptime_seconds"`
-	// Since is when State last changed.
-	Since time.Time `json:"since,omitzero"`
-}
-
-// PrefixStatus is one announcement: whether routers are hearing it, why,
-// and the attributes it carries (or would carry).
-type PrefixStatus struct {
-	Prefix string `json:"prefix"`
-	// Announced is true when the speaker holds the route and at least
-	// one session is established to hear it.
-	Announced bool `json:"announced"`
-	// Reason says why: pool healthy or below minimum (with counts),
-	// waiting for the first health check, node not serving, draining,
-	// drained, shutting down, no established session.
-	Reason string `json:"reason"`
-	// NextHop is empty when the session's local address is used.
-	NextHop     string   `json:"next_hop,omitempty"`
-	Communities []string `json:"communities"`
-	MED         uint32   `json:"med"`
-	Prepend     int      `json:"prepend"`
-	// Since is when the route was last announced, changed or withdrawn
-	// (zero if never since start).
-	Since time.Time `json:"since,omitzero"`
-}
+// Status, PeerStatus and PrefixStatus are the body of GET /api/v1/bgp
+// (bgpstatus, a leaf, so the admin API types them without linking GoBGP).
+type (
+	Status       = bgpstatus.Status
+	PeerStatus   = bgpstatus.Peer
+	PrefixStatus = bgpstatus.Prefix
+)
 
 // prefixView is what the run loop publishes about one prefix.
 type prefixView struct {
@@ -103,9 +64,8 @@ func (v *viewStore) get() (running bool, asn uint32, routerID netip.Addr, views 
 	return v.running, v.asn, v.routerID, slices.Clone(v.prefixes)
 }
 
-// Status returns a Status value (typed any so the admin package needs no
-// import of bgp to serve it as JSON).
-func (c *Controller) Status() any { return c.status() }
+// Status is what GET /api/v1/bgp serves.
+func (c *Controller) Status() Status { return c.status() }
 
 func (c *Controller) status() Status {
 	now := time.Now()

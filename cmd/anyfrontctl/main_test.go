@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/admin"
+	"github.com/anyfront/anyfront/bgp/bgpstatus"
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/state"
 )
@@ -51,24 +52,10 @@ func (live) BackendLive(name string) (admin.BackendLive, bool) {
 
 type bgpStatus struct{}
 
-func (bgpStatus) Status() any {
-	type peer struct {
-		Address string `json:"address"`
-		ASN     uint32 `json:"asn"`
-		State   string `json:"state"`
-	}
-	type prefix struct {
-		Prefix    string `json:"prefix"`
-		Announced bool   `json:"announced"`
-		Reason    string `json:"reason"`
-	}
-	return struct {
-		Enabled  bool     `json:"enabled"`
-		ASN      uint32   `json:"asn"`
-		Peers    []peer   `json:"peers"`
-		Prefixes []prefix `json:"prefixes"`
-	}{true, 65001, []peer{{"198.51.100.1", 65000, "established"}},
-		[]prefix{{"192.0.2.53/32", true, "1 of 2 backends up (min 1)"}}}
+func (bgpStatus) Status() bgpstatus.Status {
+	return bgpstatus.Status{Enabled: true, ASN: 65001,
+		Peers:    []bgpstatus.Peer{{Address: "198.51.100.1", ASN: 65000, State: "established"}},
+		Prefixes: []bgpstatus.Prefix{{Prefix: "192.0.2.53/32", Announced: true, Reason: "1 of 2 backends up (min 1)"}}}
 }
 
 // env is a running admin server and the flags to reach it.
