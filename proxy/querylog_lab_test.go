@@ -21,6 +21,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/querylog"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -200,7 +201,7 @@ func TestLabQueryLogEncryptedTransports(t *testing.T) {
 		return false
 	})
 	for name, want := range map[string]dnstap.SocketProtocol{
-		"dot.rand.demo.test.": dnstap.SocketProtocol_DOT, "doh.rand.demo.test.": dnstap.SocketProtocol_DOH, "doq.rand.demo.test.": socketProtocolDoQ,
+		"dot.rand.demo.test.": dnstap.SocketProtocol_DOT, "doh.rand.demo.test.": dnstap.SocketProtocol_DOH, "doq.rand.demo.test.": querylog.SocketProtocolDoQ,
 	} {
 		for _, typ := range []dnstap.Message_Type{dnstap.Message_CLIENT_QUERY, dnstap.Message_CLIENT_RESPONSE} {
 			found := false

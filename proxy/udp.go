@@ -120,7 +120,7 @@ func (s *shard) clientLoop(l *udpListener) {
 						s.p.Stats.Truncated.Add(1)
 					}
 					rep.add(&rb.addrs[i], fit)
-					s.p.qlog.responseUDP(&rb.addrs[i], l.addr, fit)
+					s.p.logResponseUDP(&rb.addrs[i], l.addr, fit)
 				}
 			}
 		}
@@ -150,7 +150,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *rawAddr, v *msgView
 	snap := p.snap.Load()
 	err := v.ParseQuery(msg)
 	client := src.addrPort().Addr()
-	p.qlog.queryUDP(src, l.addr, msg) // before the ID is rewritten
+	p.logQueryUDP(src, l.addr, msg) // before the ID is rewritten
 	vd, pool, out := p.frontOn(dnswire.UDP, snap, v, msg, err, client, out)
 	if vd != vForward && vd != vPrefetch {
 		return nil, nil, out
@@ -263,7 +263,7 @@ func (s *shard) backendLoop() {
 			ln, out := s.handleAnswer(msg, rb.addrs[i].addrPort(), &v, &qv, &clients[i], outs[i][:0])
 			if out != nil {
 				reps[ln].add(&clients[i], out)
-				s.p.qlog.responseUDP(&clients[i], s.p.udpLns[ln].addr, out)
+				s.p.logResponseUDP(&clients[i], s.p.udpLns[ln].addr, out)
 			}
 		}
 		for i, rep := range reps {
