@@ -348,6 +348,29 @@ func TestLabQueryLogToSocket(t *testing.T) {
 	})
 }
 
+// TestLabQueryLogAllocs asserts that logging every query and its answer
+// adds no allocation per query to the UDP path. The socket has no reader,
+// so the writer drops what it takes (framing allocates, on the writer's
+// goroutine): what is measured is the query path's copy into the queue.
+func TestLabQueryLogAllocs(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+	dir, err := os.MkdirTemp("", "aftap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l := startLab(t, 1, "", fmt.Sprintf("query_log: {dnstap: {socket: %q}, responses: true}", filepath.Join(dir, "none.sock")))
+	before := l.p.QueryLogStats().NoReader
+	if avg := udpAllocsPerQuery(t, l.addr, "www.demo.test."); avg > 0.05 {
+		t.Errorf("%.2f allocations per query with every query and answer logged, want 0", avg)
+	}
+	// The queries really went through the log: 2,200 queries and answers.
+	waitDesc(t, "the messages to reach the writer", 5*time.Second, func() bool {
+		s := l.p.QueryLogStats()
+		return s.NoReader+s.QueueFull-before >= 4400
+	})
+}
+
 // waitDesc polls cond until it holds, failing t after within with what.
 func waitDesc(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()

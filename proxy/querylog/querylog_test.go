@@ -121,3 +121,24 @@ func BenchmarkQueryLogEnqueue(b *testing.B) {
 		}
 	}
 }
+
+func TestSame(t *testing.T) {
+	a := &config.QueryLog{Socket: "/run/tap.sock", Sample: 1, Queue: 16, Line: 3}
+	moved, other := *a, *a
+	moved.Line = 40
+	other.Sample = 2
+	for _, c := range []struct {
+		name string
+		x, y *config.QueryLog
+		want bool
+	}{
+		{"the same section moved in the file", a, &moved, true},
+		{"another sample rate", a, &other, false},
+		{"turned off", a, nil, false},
+		{"off both times", nil, nil, true},
+	} {
+		if got := Same(c.x, c.y); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
