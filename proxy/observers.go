@@ -64,7 +64,7 @@ func (p *Proxy) logQueryUDP(client *rawAddr, server netip.AddrPort, msg []byte) 
 // logResponseUDP logs the answer sent to a UDP client, when answers are
 // logged.
 func (p *Proxy) logResponseUDP(client *rawAddr, server netip.AddrPort, msg []byte) {
-	if p.qlog.Responses() {
+	if p.qlog.Responses() && len(msg) > 0 {
 		p.logUDP(true, client, server, msg)
 	}
 }
