@@ -3,20 +3,22 @@ package admin
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/anyfront/anyfront/proxy/top"
 )
 
 // Top lists the busiest clients and query names over the last minute. Its
-// Top(n) value, n entries of each at most, is marshalled as-is under
-// GET /api/v1/top.
+// Top(n) list, n entries of each at most, is GET /api/v1/top's answer; the
+// JSON is top.List's (docs/admin-api.md).
 type Top interface {
-	Top(n int) any
+	Top(n int) top.List
 }
 
 // Bounds of GET /api/v1/top's ?n=: the proxy keeps more than this many per
 // bucket, but a list longer than a screen helps nobody.
 const (
 	defaultTopN = 20
-	maxTopN     = 100
+	maxTopN     = top.Max
 )
 
 func (s *Server) getTop(w http.ResponseWriter, r *http.Request) {
@@ -33,5 +35,5 @@ func (s *Server) getTop(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"enabled": false, "clients": []any{}, "names": []any{}})
 		return
 	}
-	writeRaw(w, "top", s.deps.Top.Top(n))
+	writeJSON(w, http.StatusOK, s.deps.Top.Top(n))
 }

@@ -348,7 +348,7 @@ func (s *shard) servfail(si int32) {
 		if _, err := udpsock.SendTo(s.p.udpLns[sl.ln].fd, &sl.client, fit, nil); err != nil {
 			s.p.Stats.SendErrors.Add(1)
 		}
-		s.p.qlog.responseUDP(&sl.client, s.p.udpLns[sl.ln].addr, fit)
+		s.p.logResponseUDP(&sl.client, s.p.udpLns[sl.ln].addr, fit)
 	}
 	for k := 0; k < sl.natt; k++ {
 		sl.endAttempt(k)

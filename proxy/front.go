@@ -26,7 +26,7 @@ const (
 // dynamic block detectors.
 func (p *Proxy) frontOn(tr dnswire.Transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
 	if parseErr == nil {
-		p.top.observe(client, v.Name())
+		p.top.Observe(client, v.Name())
 	}
 	dyn := p.dynBlocks()
 	if dyn == nil {

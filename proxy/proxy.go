@@ -17,6 +17,8 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/internal/udpsock"
+	"github.com/anyfront/anyfront/proxy/querylog"
+	"github.com/anyfront/anyfront/proxy/top"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -62,9 +64,9 @@ type Proxy struct {
 	// dyn holds the dynamic blocks and their detectors.
 	dyn *dynBlocks
 	// qlog is the dnstap query log and top the top clients and names
-	// (querylog.go, top.go); nil when off. Set by New, never changed.
-	qlog *queryLog
-	top  *topTable
+	// (observers.go); nil when off. Set by New, never changed.
+	qlog *querylog.Log
+	top  *top.Table
 	// xdp publishes the hottest cached answers to XDP; nil without it.
 	xdp *xdpPublisher
 
@@ -97,7 +99,7 @@ func New(cfg *config.Config, deps Deps) (*Proxy, error) {
 	p.cfg.Store(cfg)
 	p.waits.Base = cpus
 	p.dyn = newDynBlocks(log, p.epoch)
-	p.qlog, p.top = newQueryLog(cfg.QueryLog, log), newTopTable(cfg.Top)
+	p.qlog, p.top = querylog.New(cfg.QueryLog, log), top.New(cfg.Top)
 	return p, nil
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/querylog"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -200,7 +201,7 @@ func TestLabQueryLogEncryptedTransports(t *testing.T) {
 		return false
 	})
 	for name, want := range map[string]dnstap.SocketProtocol{
-		"dot.rand.demo.test.": dnstap.SocketProtocol_DOT, "doh.rand.demo.test.": dnstap.SocketProtocol_DOH, "doq.rand.demo.test.": socketProtocolDoQ,
+		"dot.rand.demo.test.": dnstap.SocketProtocol_DOT, "doh.rand.demo.test.": dnstap.SocketProtocol_DOH, "doq.rand.demo.test.": querylog.SocketProtocolDoQ,
 	} {
 		for _, typ := range []dnstap.Message_Type{dnstap.Message_CLIENT_QUERY, dnstap.Message_CLIENT_RESPONSE} {
 			found := false
@@ -344,6 +345,29 @@ func TestLabQueryLogToSocket(t *testing.T) {
 			return tr.has(dnstap.Message_CLIENT_QUERY, "again.demo.test.", client) &&
 				tr.has(dnstap.Message_CLIENT_RESPONSE, "again.demo.test.", client)
 		})
+	})
+}
+
+// TestLabQueryLogAllocs asserts that logging every query and its answer
+// adds no allocation per query to the UDP path. The socket has no reader,
+// so the writer drops what it takes (framing allocates, on the writer's
+// goroutine): what is measured is the query path's copy into the queue.
+func TestLabQueryLogAllocs(t *testing.T) {
+	testlab.RequireBinary(t, "unbound")
+	dir, err := os.MkdirTemp("", "aftap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l := startLab(t, 1, "", fmt.Sprintf("query_log: {dnstap: {socket: %q}, responses: true}", filepath.Join(dir, "none.sock")))
+	before := l.p.QueryLogStats().NoReader
+	if avg := udpAllocsPerQuery(t, l.addr, "www.demo.test."); avg > 0.05 {
+		t.Errorf("%.2f allocations per query with every query and answer logged, want 0", avg)
+	}
+	// The queries really went through the log: 2,200 queries and answers.
+	waitDesc(t, "the messages to reach the writer", 5*time.Second, func() bool {
+		s := l.p.QueryLogStats()
+		return s.NoReader+s.QueueFull-before >= 4400
 	})
 }
 

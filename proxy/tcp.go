@@ -193,9 +193,9 @@ func (p *Proxy) answerTCP(msg []byte, client netip.AddrPort, tr dnswire.Transpor
 // answerTCPFrom is answerTCP for a client that connected to local (zero
 // when unknown), which PROXY headers to backends name.
 func (p *Proxy) answerTCPFrom(msg []byte, client, local netip.AddrPort, tr dnswire.Transport) []byte {
-	p.qlog.query(tr, client, local, msg)
+	p.qlog.Query(tr, client, local, msg)
 	resp := p.answerStream(msg, client, local, tr)
-	p.qlog.response(tr, client, local, resp)
+	p.qlog.Response(tr, client, local, resp)
 	return resp
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/top"
 )
 
 // TestLabTopClientsAndNames sends queries from three loopback addresses
@@ -34,16 +35,16 @@ func TestLabTopClientsAndNames(t *testing.T) {
 			}
 		}
 	}
-	var got TopList
+	var got top.List
 	waitDesc(t, "the counts to reach the lists", 3*time.Second, func() bool {
 		got = l.p.Top(3)
 		return len(got.Clients) == 3 && got.Clients[2].Queries >= 10
 	})
-	want := fmt.Sprint([]TopClient{{"127.0.0.2", 30}, {"127.0.0.3", 20}, {"127.0.0.4", 10}})
+	want := fmt.Sprint([]top.Client{{Client: "127.0.0.2", Queries: 30}, {Client: "127.0.0.3", Queries: 20}, {Client: "127.0.0.4", Queries: 10}})
 	if fmt.Sprint(got.Clients) != want {
 		t.Errorf("clients %v, want %v", got.Clients, want)
 	}
-	names := fmt.Sprint([]TopName{{"busy.demo.test.", 30}, {"www.demo.test.", 20}, {"demo.test.", 10}})
+	names := fmt.Sprint([]top.Name{{Name: "busy.demo.test.", Queries: 30}, {Name: "www.demo.test.", Queries: 20}, {Name: "demo.test.", Queries: 10}})
 	if fmt.Sprint(got.Names) != names {
 		t.Errorf("names %v, want %v", got.Names, names)
 	}

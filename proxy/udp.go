@@ -122,7 +122,7 @@ func (s *shard) clientLoop(l *udpListener) {
 						s.p.Stats.Truncated.Add(1)
 					}
 					rep.Add(&rb.Addrs[i], fit)
-					s.p.qlog.responseUDP(&rb.Addrs[i], l.addr, fit)
+					s.p.logResponseUDP(&rb.Addrs[i], l.addr, fit)
 				}
 			}
 		}
@@ -152,7 +152,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *ms
 	snap := p.snap.Load()
 	err := v.ParseQuery(msg)
 	client := src.AddrPort().Addr()
-	p.qlog.queryUDP(src, l.addr, msg) // before the ID is rewritten
+	p.logQueryUDP(src, l.addr, msg) // before the ID is rewritten
 	vd, pool, out := p.frontOn(dnswire.UDP, snap, v, msg, err, client, out)
 	if vd != vForward && vd != vPrefetch {
 		return nil, nil, out
@@ -266,7 +266,7 @@ func (s *shard) backendLoop() {
 			ln, out := s.handleAnswer(msg, rb.Addrs[i].AddrPort(), &v, &qv, &clients[i], outs[i][:0])
 			if out != nil {
 				reps[ln].Add(&clients[i], out)
-				s.p.qlog.responseUDP(&clients[i], s.p.udpLns[ln].addr, out)
+				s.p.logResponseUDP(&clients[i], s.p.udpLns[ln].addr, out)
 			}
 		}
 		for i, rep := range reps {

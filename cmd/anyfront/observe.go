@@ -7,6 +7,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy"
+	"github.com/anyfront/anyfront/proxy/top"
 )
 
 // logLevel is the daemon's log level: the config's log.level, applied at
@@ -68,7 +69,8 @@ func (d *daemon) applyLog(old, cfg config.Log) {
 	}
 }
 
-// topLists adapts the proxy's top clients and names for the admin API.
+// topLists serves the proxy's top clients and names to the admin API.
 type topLists struct{ p *proxy.Proxy }
 
-func (t topLists) Top(n int) any { return t.p.Top(n) }
+// Top is GET /api/v1/top's list, n entries of each at most.
+func (t topLists) Top(n int) top.List { return t.p.Top(n) }

@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/admin"
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy"
+	"github.com/anyfront/anyfront/state"
 )
 
 func TestLogLevelFromConfigAndFlag(t *testing.T) {
@@ -165,5 +168,26 @@ func TestDaemonLogSection(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTopListsServeTheProxysTables checks the glue between the proxy and
+// GET /api/v1/top: the admin API gets the proxy's own list, typed.
+func TestTopListsServeTheProxysTables(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte("top: {sample: 4}\npools: {default: {backends: [{name: r1, address: \"127.0.0.1:9\"}]}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := state.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New(cfg, proxy.Deps{Store: store, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var api admin.Top = topLists{p}
+	if got := api.Top(5); !got.Enabled || got.Sample != 4 || got.WindowSeconds != 60 || got.Clients == nil || got.Names == nil {
+		t.Errorf("%+v, want the proxy's tables, on at 1 in 4", got)
 	}
 }

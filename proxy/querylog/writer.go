@@ -1,6 +1,7 @@
-package proxy
+package querylog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,9 +27,9 @@ const (
 	dnstapTimeout = 2 * time.Second
 )
 
-// socketProtocolDoQ is DOQ in dnstap.proto's SocketProtocol (upstream
+// SocketProtocolDoQ is DOQ in dnstap.proto's SocketProtocol (upstream
 // value 7), which golang-dnstap v0.4.0's generated enum predates.
-const socketProtocolDoQ dnstap.SocketProtocol = 7
+const SocketProtocolDoQ dnstap.SocketProtocol = 7
 
 // frameWriter is a Frame Streams writer; golang-dnstap's writers buffer and
 // have Flush, which its Writer interface leaves out.
@@ -38,19 +39,36 @@ type frameWriter interface {
 	Close() error
 }
 
-// openFile creates the log file at start, so a path that cannot be
-// written fails Run instead of silently logging nothing.
-func (q *queryLog) openFile() (frameWriter, *os.File, error) {
+// Writer turns the queue into dnstap frames on its file or socket. Open
+// makes one, Run runs it.
+type Writer struct {
+	q *Log
+	w frameWriter // the file's stream; nil for a socket until Run dials it
+	f *os.File
+}
+
+// Open prepares the log's writer. A file is created now, so a path that
+// cannot be written fails the caller's start instead of silently logging
+// nothing; a socket is dialled by Run, and one without a reader is not an
+// error (Run keeps trying, and counts what it drops). An opened Writer
+// must be run: Run closes the file. Nil-safe: a nil log has no writer.
+func (q *Log) Open() (*Writer, error) {
+	if q == nil {
+		return nil, nil
+	}
+	if q.cfg.File == "" {
+		return &Writer{q: q}, nil
+	}
 	f, err := os.OpenFile(q.cfg.File, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
-		return nil, nil, fmt.Errorf("query_log: %w", err)
+		return nil, fmt.Errorf("query_log: %w", err)
 	}
 	w, err := newFrameWriter(f, false)
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("query_log: %s: %w", q.cfg.File, err)
+		return nil, fmt.Errorf("query_log: %s: %w", q.cfg.File, err)
 	}
-	return w, f, nil
+	return &Writer{q: q, w: w, f: f}, nil
 }
 
 // newFrameWriter starts a stream on c; a bidirectional one (a socket)
@@ -69,7 +87,7 @@ func newFrameWriter(c io.Writer, bidi bool) (frameWriter, error) {
 
 // dial connects to the reader's socket and does the Frame Streams
 // handshake (READY, ACCEPT, START).
-func (q *queryLog) dial() (frameWriter, net.Conn, error) {
+func (q *Log) dial() (frameWriter, net.Conn, error) {
 	c, err := net.DialTimeout("unix", q.cfg.Socket, dnstapTimeout)
 	if err != nil {
 		return nil, nil, err
@@ -82,10 +100,16 @@ func (q *queryLog) dial() (frameWriter, net.Conn, error) {
 	return w, c, nil
 }
 
-// run drains the queue into frames until stop closes, then drains what is
-// left and closes the stream. w and f are the file opened by openFile,
-// nil for a socket, which run dials and redials itself.
-func (q *queryLog) run(stop <-chan struct{}, w frameWriter, f *os.File) {
+// Run drains the queue into frames until ctx ends, then drains what is
+// left, closes the stream and the file, and returns: the messages queued
+// before ctx ended are still written. A socket is dialled, and dialled
+// again after a failed write, every dnstapRetry. The caller runs it on a
+// goroutine it joins. Nil-safe: a nil writer returns at once.
+func (wr *Writer) Run(ctx context.Context) {
+	if wr == nil {
+		return
+	}
+	q, w, f := wr.q, wr.w, wr.f
 	var conn net.Conn
 	closeStream := func() {
 		if w != nil {
@@ -113,7 +137,7 @@ func (q *queryLog) run(stop <-chan struct{}, w frameWriter, f *os.File) {
 	for {
 		stopping := false
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			stopping = true
 		case <-t.C:
 		}
@@ -133,17 +157,17 @@ func (q *queryLog) run(stop <-chan struct{}, w frameWriter, f *os.File) {
 			}
 		}
 		pending := uint64(0)
-		for e := q.q.next(); e != nil; e = q.q.next() {
+		for e := q.q.Next(); e != nil; e = q.q.Next() {
 			if w == nil {
 				q.dropWrite.Add(1)
-				q.q.release()
+				q.q.Release()
 				continue
 			}
 			var err error
 			if buf, err = q.frame(buf[:0], e); err == nil {
 				_, err = w.WriteFrame(buf)
 			}
-			q.q.release()
+			q.q.Release()
 			if err != nil {
 				q.writeFailed(err)
 				q.dropWrite.Add(pending + 1)
@@ -173,7 +197,7 @@ func (q *queryLog) run(stop <-chan struct{}, w frameWriter, f *os.File) {
 // writeFailed says what happens after a failed write: a socket is dialled
 // again; a file (disk full, I/O error) is not reopened, as that would
 // truncate what it holds.
-func (q *queryLog) writeFailed(err error) {
+func (q *Log) writeFailed(err error) {
 	if q.cfg.Socket != "" {
 		q.log.Warn("query log write failed: reconnecting", "socket", q.cfg.Socket, "err", err)
 		return
@@ -183,7 +207,7 @@ func (q *queryLog) writeFailed(err error) {
 
 var dnstapProtocols = map[dnswire.Transport]dnstap.SocketProtocol{
 	dnswire.UDP: dnstap.SocketProtocol_UDP, dnswire.TCP: dnstap.SocketProtocol_TCP,
-	dnswire.DoT: dnstap.SocketProtocol_DOT, dnswire.DoH: dnstap.SocketProtocol_DOH, dnswire.DoQ: socketProtocolDoQ,
+	dnswire.DoT: dnstap.SocketProtocol_DOT, dnswire.DoH: dnstap.SocketProtocol_DOH, dnswire.DoQ: SocketProtocolDoQ,
 }
 
 var dnstapVersion = []byte("anyfront")
@@ -191,7 +215,7 @@ var dnstapVersion = []byte("anyfront")
 // frame encodes one entry as a dnstap CLIENT_QUERY or CLIENT_RESPONSE
 // appended to dst. The query's address is the client's; the response
 // address is the listener's, when known.
-func (q *queryLog) frame(dst []byte, e *logEntry) ([]byte, error) {
+func (q *Log) frame(dst []byte, e *entry) ([]byte, error) {
 	client := e.client.Addr().Unmap()
 	fam := dnstap.SocketFamily_INET
 	if client.Is6() {

@@ -1,4 +1,4 @@
-package proxy
+package top
 
 // spaceSaving counts the heaviest keys of a stream in fixed memory
 // (Metwally, Agrawal and El Abbadi's space-saving algorithm): at most cap

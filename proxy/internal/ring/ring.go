@@ -1,18 +1,24 @@
-package proxy
+// Package ring is the bounded queue between the query path and an
+// observer's background goroutine (the query log's writer, the top
+// tables' aggregator): many producers that never wait and never allocate,
+// one consumer.
+//
+// It is a leaf: it imports nothing of anyfront and knows nothing of DNS.
+package ring
 
 import (
 	"math/bits"
 	"sync/atomic"
 )
 
-// ring is a bounded queue from many producers (the query path's readers)
+// Ring is a bounded queue from many producers (the query path's readers)
 // to one consumer (a background goroutine), after Dmitry Vyukov's bounded
 // MPMC queue: each slot carries a sequence number saying whose turn it is,
 // so producers claim slots with one compare-and-swap and never wait, and
 // nothing allocates once the slots exist. A full ring refuses the entry:
 // the caller counts the drop, the query path never blocks on its observers.
-type ring[T any] struct {
-	slots []ringSlot[T]
+type Ring[T any] struct {
+	slots []slot[T]
 	mask  uint64
 	_     [64]byte // keep the producers' counter off the slots' cache line
 	enq   atomic.Uint64
@@ -20,16 +26,16 @@ type ring[T any] struct {
 	deq   uint64 // the consumer's alone
 }
 
-type ringSlot[T any] struct {
+type slot[T any] struct {
 	seq atomic.Uint64
 	v   T
 }
 
-// newRing makes a ring of at least n slots (rounded up to a power of two),
+// New makes a ring of at least n slots (rounded up to a power of two),
 // each initialised by init so that its buffers exist before traffic does.
-func newRing[T any](n int, init func(*T)) *ring[T] {
+func New[T any](n int, init func(*T)) *Ring[T] {
 	size := uint64(1) << bits.Len64(uint64(max(n, 2)-1))
-	r := &ring[T]{slots: make([]ringSlot[T], size), mask: size - 1}
+	r := &Ring[T]{slots: make([]slot[T], size), mask: size - 1}
 	for i := range r.slots {
 		r.slots[i].seq.Store(uint64(i))
 		if init != nil {
@@ -39,10 +45,10 @@ func newRing[T any](n int, init func(*T)) *ring[T] {
 	return r
 }
 
-// reserve claims the next slot for a producer, which fills it and then
-// calls publish with the returned position. ok is false when the ring is
+// Reserve claims the next slot for a producer, which fills it and then
+// calls Publish with the returned position. ok is false when the ring is
 // full.
-func (r *ring[T]) reserve() (v *T, pos uint64, ok bool) {
+func (r *Ring[T]) Reserve() (v *T, pos uint64, ok bool) {
 	pos = r.enq.Load()
 	for {
 		s := &r.slots[pos&r.mask]
@@ -60,12 +66,12 @@ func (r *ring[T]) reserve() (v *T, pos uint64, ok bool) {
 	}
 }
 
-// publish hands the slot reserved at pos to the consumer.
-func (r *ring[T]) publish(pos uint64) { r.slots[pos&r.mask].seq.Store(pos + 1) }
+// Publish hands the slot reserved at pos to the consumer.
+func (r *Ring[T]) Publish(pos uint64) { r.slots[pos&r.mask].seq.Store(pos + 1) }
 
-// next returns the oldest published entry, or nil when there is none. The
-// consumer must call release before the next call to next.
-func (r *ring[T]) next() *T {
+// Next returns the oldest published entry, or nil when there is none. The
+// consumer must call Release before the next call to Next.
+func (r *Ring[T]) Next() *T {
 	s := &r.slots[r.deq&r.mask]
 	if s.seq.Load() != r.deq+1 {
 		return nil
@@ -73,8 +79,8 @@ func (r *ring[T]) next() *T {
 	return &s.v
 }
 
-// release gives the slot returned by next back to the producers.
-func (r *ring[T]) release() {
+// Release gives the slot returned by Next back to the producers.
+func (r *Ring[T]) Release() {
 	r.slots[r.deq&r.mask].seq.Store(r.deq + r.mask + 1)
 	r.deq++
 }
