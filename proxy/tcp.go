@@ -218,7 +218,7 @@ func (p *Proxy) answerStream(msg []byte, client, local netip.AddrPort, tr dnswir
 			rv := new(msgView)
 			if rv.ParseQuery(q) == nil {
 				rv.PlanECS(&pool.ecs, q, client.Addr())
-				rv.key.set(rv)
+				rv.key.Set(&rv.View)
 				p.forwardTCP(snap, pool, q, rv, true, client, local)
 			}
 		}()
@@ -345,9 +345,9 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 				}
 			}
 			if v.ECS.Mode != dnswire.ECSNone {
-				v.key.scoped(v.ECS.Source(), scope, scopeOK)
+				v.key.Scoped(v.ECS.Source(), scope, scopeOK)
 			}
-			c.store(&v.key, resp, now)
+			c.Store(&v.key, resp, now)
 		}
 		p.Stats.countRcode(rv.Rcode())
 		return resp
