@@ -246,7 +246,7 @@ func (x *Publisher) feedXDPHits(c *pcache.Cache, hits map[xdpanswer.AnswerKey]ui
 
 // eligible says whether e may be served by XDP now.
 func eligible(src *Source, e *pcache.Entry, now int64) bool {
-	// Keys that carry a client subnet (ecs.go) do not parse: XDP cannot
+	// Keys that carry a client subnet (pcache/ecs.go) do not parse: XDP cannot
 	// tell subnets apart.
 	q, ok := pcache.ParseKey(e.Key)
 	if !ok || q.Version != 0 { // EDNS version 0 only

@@ -11,14 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anyfront/anyfront/proxy/dnswire"
-	"github.com/anyfront/anyfront/proxy/pcache"
-
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/ebpf/xdpanswer"
+	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/pcache"
 )
 
 // fakeAnswers records what the publisher hands the XDP map. The XDP side is
@@ -360,4 +359,30 @@ func query(name string, qtype uint16) *dns.Msg {
 	m.SetQuestion(name, qtype)
 	m.Id = 0x1234
 	return m
+}
+
+// XDP's counts are cumulative per answer in its map; one that falls was
+// removed and inserted again, and counts from zero.
+func TestXDPHitsCountOnceEach(t *testing.T) {
+	r := newRig(t, 10)
+	q := query("x.demo.test.", dns.TypeA)
+	r.store(t, q, reply(t, q, "x.demo.test. 300 IN A 192.0.2.1"), 0)
+	r.hit(t, q, 4)
+	got := r.round()
+	if len(got) != 1 {
+		t.Fatalf("published %v, want the one answer", names(got))
+	}
+	k := got[0].Key
+	for _, n := range []uint64{10, 10, 4} {
+		r.pub.mu.Lock()
+		r.pub.hits[k] = n
+		r.pub.mu.Unlock()
+		r.round()
+	}
+	// 4, then halved each round: 2+10 (ten new), 6+0, 3+4 (re-inserted).
+	var rate float32
+	r.c.Hottest(1, 1, 0, func(*pcache.Entry) bool { return true }, func(e *pcache.Entry) { rate = e.Rate })
+	if rate != 7 {
+		t.Errorf("rate %v, want 7", rate)
+	}
 }
