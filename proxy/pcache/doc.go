@@ -8,6 +8,7 @@
 //
 // It knows no socket, no backend and no rule, and never imports proxy:
 // the core decides when to look up and store, and counts what a lookup was
-// for. Answer, Store and the Key methods are called for every query; they
-// are concrete and allocate nothing.
+// for. Answer, Store and the Key methods are called for every query: they
+// are concrete methods (no interface on the per-packet path), a hit
+// allocates nothing, and a full cache stores without allocating.
 package pcache
