@@ -52,9 +52,9 @@ func (p *Proxy) acceptAnswer(pool *poolSnap, q *msgView, mode dnswire.ECSMode, r
 			}
 		}
 		if mode != dnswire.ECSNone {
-			q.key.scoped(q.ECS.Source(), scope, scopeOK)
+			q.key.Scoped(q.ECS.Source(), scope, scopeOK)
 		}
-		c.store(&q.key, resp, now)
+		c.Store(&q.key, resp, now)
 	}
 	if refresh {
 		return nil, false

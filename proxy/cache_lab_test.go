@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/pcache"
 )
 
 // TestLabCache proves answers come from the cache by freezing the only
@@ -83,8 +84,8 @@ pools:
 		for _, network := range []string{"udp", "tcp"} {
 			r := ask(network, "short.demo.test.", dns.TypeA)
 			wantA(t, r, "192.0.2.50")
-			if ttl := r.Answer[0].Header().Ttl; ttl != staleTTL {
-				t.Errorf("%s: stale answer TTL %d, want %d", network, ttl, staleTTL)
+			if ttl := r.Answer[0].Header().Ttl; ttl != pcache.StaleTTL {
+				t.Errorf("%s: stale answer TTL %d, want %d", network, ttl, pcache.StaleTTL)
 			}
 		}
 	})
@@ -135,11 +136,11 @@ func TestLabCacheHitAllocs(t *testing.T) {
 	ub := testlab.StartUnbound(t, testlab.UnboundOptions{})
 	l := runProxy(t, fmt.Sprintf("pools:\n  default:\n    backends: [{name: r1, address: %q}]\n    cache: {size: 1000}\n", ub.Addr))
 	l.exchange("udp", query("www.demo.test.", dns.TypeA)) // fills the cache
-	hits := l.p.snap.Load().def.cache.hits.Load()
+	hits := l.p.snap.Load().def.cache.Stats().Hits
 	if avg := udpAllocsPerQuery(t, l.addr, "www.demo.test."); avg > 0.05 {
 		t.Errorf("%.2f allocations per cache hit, want 0", avg)
 	}
-	if got := l.p.snap.Load().def.cache.hits.Load() - hits; got < 2200 {
+	if got := l.p.snap.Load().def.cache.Stats().Hits - hits; got < 2200 {
 		t.Errorf("only %d of the measured queries were cache hits", got)
 	}
 }

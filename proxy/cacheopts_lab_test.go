@@ -145,3 +145,13 @@ func TestLabCacheClientOptions(t *testing.T) {
 		}
 	})
 }
+
+func withOpts(q *dns.Msg, opts ...dns.EDNS0) *dns.Msg {
+	q.SetEdns0(1232, false)
+	q.IsEdns0().Option = append(q.IsEdns0().Option, opts...)
+	return q
+}
+
+func cookieOpt(hexCookie string) *dns.EDNS0_COOKIE {
+	return &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hexCookie}
+}

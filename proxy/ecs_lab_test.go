@@ -255,3 +255,16 @@ func TestLabECSThroughUnbound(t *testing.T) {
 		t.Fatalf("the authoritative server got ECS %q through unbound, want the two clients' /24s", got)
 	}
 }
+
+func subnetOf(t *testing.T, m *dns.Msg) []*dns.EDNS0_SUBNET {
+	t.Helper()
+	var s []*dns.EDNS0_SUBNET
+	if o := m.IsEdns0(); o != nil {
+		for _, opt := range o.Option {
+			if e, ok := opt.(*dns.EDNS0_SUBNET); ok {
+				s = append(s, e)
+			}
+		}
+	}
+	return s
+}

@@ -109,7 +109,7 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 		// slot still holds it.
 		if qv.ParseQuery(sl.query) == nil {
 			qv.PlanECS(&pool.ecs, sl.query, client.AddrPort().Addr())
-			qv.key.set(qv)
+			qv.key.Set(&qv.View)
 		} else {
 			pool = &poolSnap{} // cannot happen: it parsed on the way in
 		}
@@ -337,7 +337,7 @@ func (s *shard) servfail(si int32) {
 	if !sl.refresh && v.ParseQuery(sl.query) == nil {
 		if sl.pool.cache != nil {
 			v.PlanECS(&sl.pool.ecs, sl.query, sl.client.AddrPort().Addr())
-			v.key.set(v)
+			v.key.Set(&v.View)
 		}
 		var stale bool
 		s.reply, stale = s.p.failAnswer(sl.pool, &v.key, sl.query, v, s.reply[:0])

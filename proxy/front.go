@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/pcache"
 )
 
 // verdict is what the shared front-end checks decided.
@@ -100,19 +101,19 @@ func (p *Proxy) frontChecks(tr dnswire.Transport, snap *snapshot, v *msgView, ms
 	}
 	v.PlanECS(&pool.ecs, msg, client)
 	if c := pool.cache; c != nil {
-		k.set(v)
+		k.Set(&v.View)
 		start := len(out)
-		o, res, prefetch := c.answer(out, k, msg, v, p.now(), false)
-		if res == cacheHit {
-			o = withCookie(o, start, msg, v, client, p.now())
-			c.hits.Add(1)
+		o, res, prefetch := c.Answer(out, k, msg, &v.View, p.now(), false)
+		if res == pcache.Hit {
+			o = pcache.WithCookie(o, start, msg, &v.View, client, p.now())
+			c.CountHit()
 			if prefetch && len(pool.ups) > 0 {
-				c.prefetches.Add(1)
+				c.CountPrefetch()
 				return vPrefetch, pool, o
 			}
 			return vReply, nil, o
 		}
-		c.misses.Add(1)
+		c.CountMiss()
 	}
 	if len(pool.ups) == 0 {
 		o, stale := p.failAnswer(pool, k, msg, v, out)
@@ -128,10 +129,10 @@ func (p *Proxy) frontChecks(tr dnswire.Transport, snap *snapshot, v *msgView, ms
 // entry if serve_stale allows one (RFC 8767), else SERVFAIL (which the
 // caller counts by its reason). k must hold the query's key if the pool has
 // a cache.
-func (p *Proxy) failAnswer(pool *poolSnap, k *cacheKey, msg []byte, v *msgView, out []byte) ([]byte, bool) {
-	if c := pool.cache; c != nil && c.cfg.ServeStale > 0 {
-		if o, res, _ := c.answer(out, k, msg, v, p.now(), true); res != cacheMiss {
-			c.stale.Add(1)
+func (p *Proxy) failAnswer(pool *poolSnap, k *pcache.Key, msg []byte, v *msgView, out []byte) ([]byte, bool) {
+	if c := pool.cache; c != nil && c.Config().ServeStale > 0 {
+		if o, res, _ := c.Answer(out, k, msg, &v.View, p.now(), true); res != pcache.Miss {
+			c.CountStale()
 			return o, true
 		}
 	}
@@ -142,5 +143,5 @@ func (p *Proxy) failAnswer(pool *poolSnap, k *cacheKey, msg []byte, v *msgView, 
 // packet cache key, filled only when a cache is consulted.
 type msgView struct {
 	dnswire.View
-	key cacheKey
+	key pcache.Key
 }

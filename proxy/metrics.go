@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/pcache"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -268,7 +269,7 @@ var (
 
 func (c collector) collectCaches(ch chan<- prometheus.Metric) {
 	c.p.buildMu.Lock()
-	caches := make(map[string]*packetCache, len(c.p.caches))
+	caches := make(map[string]*pcache.Cache, len(c.p.caches))
 	for name, pc := range c.p.caches {
 		caches[name] = pc
 	}
@@ -281,16 +282,17 @@ func (c collector) collectCaches(ch chan<- prometheus.Metric) {
 	}
 	c.p.buildMu.Unlock()
 	for name, pc := range caches {
+		st := pc.Stats()
 		for _, e := range []struct {
 			event string
 			v     uint64
 		}{
-			{"hit", pc.hits.Load()}, {"miss", pc.misses.Load()}, {"stale", pc.stale.Load()},
-			{"store", pc.stores.Load()}, {"eviction", pc.evictions.Load()}, {"prefetch", pc.prefetches.Load()},
+			{"hit", st.Hits}, {"miss", st.Misses}, {"stale", st.Stale},
+			{"store", st.Stores}, {"eviction", st.Evictions}, {"prefetch", st.Prefetches},
 		} {
 			ch <- prometheus.MustNewConstMetric(descCacheEvents, prometheus.CounterValue, float64(e.v), name, e.event)
 		}
-		ch <- prometheus.MustNewConstMetric(descCacheEntries, prometheus.GaugeValue, float64(pc.size()), name)
+		ch <- prometheus.MustNewConstMetric(descCacheEntries, prometheus.GaugeValue, float64(pc.Len()), name)
 	}
 	for i := range hits {
 		line := ""
@@ -306,19 +308,19 @@ func (c collector) collectCaches(ch chan<- prometheus.Metric) {
 func (p *Proxy) PurgeCache(suffix string) (int, error) {
 	w := wireName(suffix)
 	p.buildMu.Lock()
-	caches := make([]*packetCache, 0, len(p.caches))
+	caches := make([]*pcache.Cache, 0, len(p.caches))
 	for _, pc := range p.caches {
 		caches = append(caches, pc)
 	}
 	p.buildMu.Unlock()
 	// Republish before returning: once the purge returns, XDP serves
 	// none of what it removed.
-	p.xdp.lock()
-	defer p.xdp.unlockPublishing()
 	n := 0
-	for _, pc := range caches {
-		n += pc.purge(w)
-	}
+	p.xdp.Apply(func() {
+		for _, pc := range caches {
+			n += pc.Purge(w)
+		}
+	})
 	return n, nil
 }
 

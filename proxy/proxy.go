@@ -17,8 +17,10 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/internal/udpsock"
+	"github.com/anyfront/anyfront/proxy/pcache"
 	"github.com/anyfront/anyfront/proxy/querylog"
 	"github.com/anyfront/anyfront/proxy/top"
+	"github.com/anyfront/anyfront/proxy/xdppublish"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -33,9 +35,9 @@ type Proxy struct {
 
 	snap      atomic.Pointer[snapshot]
 	buildMu   sync.Mutex
-	ups       map[string]*upstream    // guarded by buildMu
-	caches    map[string]*packetCache // by pool, guarded by buildMu
-	lats      map[string]*latencyHist // by pool, guarded by buildMu
+	ups       map[string]*upstream     // guarded by buildMu
+	caches    map[string]*pcache.Cache // by pool, guarded by buildMu
+	lats      map[string]*latencyHist  // by pool, guarded by buildMu
 	rebuildCh chan struct{}
 	// ruleHits counts matches per rule of hitsFor (guarded by buildMu).
 	ruleHits []atomic.Uint64
@@ -68,7 +70,7 @@ type Proxy struct {
 	qlog *querylog.Log
 	top  *top.Table
 	// xdp publishes the hottest cached answers to XDP; nil without it.
-	xdp *xdpPublisher
+	xdp *xdppublish.Publisher
 
 	// Stats are the proxy's counters, read by the metrics exporter.
 	Stats Stats
@@ -81,6 +83,10 @@ type Deps struct {
 	// Outcomes, when set, receives every backend query's outcome (for
 	// health checking from live traffic).
 	Outcomes state.OutcomeSink
+	// Answers, when set, is the XDP answer cache: the proxy publishes
+	// its default pool's hottest cached answers there when that pool's
+	// cache.xdp_entries is above 0.
+	Answers xdppublish.Dataplane
 }
 
 // New checks cfg and prepares a proxy; it opens no socket (Run does).
@@ -100,6 +106,9 @@ func New(cfg *config.Config, deps Deps) (*Proxy, error) {
 	p.waits.Base = cpus
 	p.dyn = newDynBlocks(log, p.epoch)
 	p.qlog, p.top = querylog.New(cfg.QueryLog, log), top.New(cfg.Top)
+	if deps.Answers != nil {
+		p.xdp = xdppublish.New(deps.Answers, log, p.now)
+	}
 	return p, nil
 }
 
@@ -186,12 +195,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 			s.timeoutLoop(stopTimeouts)
 		}()
 	}
-	stopXDP := make(chan struct{})
+	xdpCtx, stopXDP := context.WithCancel(context.Background())
 	xdpDone := make(chan struct{})
 	go func() {
 		defer close(xdpDone)
 		if p.xdp != nil {
-			p.xdp.run(stopXDP)
+			_ = p.xdp.Run(xdpCtx) // it returns only once ctx ends
 		}
 	}()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
@@ -210,7 +219,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.log.Error("state", "err", err)
 	}
 	// XDP stops answering for a proxy that stops.
-	close(stopXDP)
+	stopXDP()
 	<-xdpDone
 	// Stop taking queries but keep the UDP sockets open: answers to the
 	// queries in flight still leave through them. Client readers notice

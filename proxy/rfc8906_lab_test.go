@@ -90,7 +90,7 @@ func rfc8906Probes() []rfc8906Probe {
 // (extended included), the header flags but AD (anyfront's own error
 // answers never claim validation; unbound echoes the query's AD), EDNS
 // presence and version, and the section counts. Option values differ by
-// design: a cache hit's server cookie is anyfront's own (cacheopts.go).
+// design: a cache hit's server cookie is anyfront's own (pcache/clientopts.go).
 func rfc8906Summary(r *dns.Msg) string {
 	if r == nil {
 		return "no answer"

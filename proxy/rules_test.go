@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/pcache"
 
 	"github.com/miekg/dns"
 
@@ -169,7 +170,7 @@ rules:
 		t.Fatal(err)
 	}
 	hits := make([]atomic.Uint64, len(cfg.Rules))
-	pools := map[string]*poolSnap{"default": {name: "default", cache: &packetCache{}}, "corp": {name: "corp"}}
+	pools := map[string]*poolSnap{"default": {name: "default", cache: &pcache.Cache{}}, "corp": {name: "corp"}}
 	return compileRules(cfg.Rules, pools, hits), hits
 }
 

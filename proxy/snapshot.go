@@ -7,6 +7,7 @@ import (
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
 	"github.com/anyfront/anyfront/proxy/internal/udpsock"
+	"github.com/anyfront/anyfront/proxy/pcache"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -34,7 +35,7 @@ type poolSnap struct {
 	name  string
 	ups   []*upstream // usable: up and not drained, indexes match the policy's
 	pol   policy.Policy
-	cache *packetCache // nil: no cache
+	cache *pcache.Cache // nil: no cache
 	ecs   dnswire.ECSPolicy
 	// lat is the pool's recent answer latencies and hedging budget; it
 	// outlives snapshots, like the cache.
@@ -131,7 +132,7 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 		rtoCeil:  int64(min(cfg.Proxy.Timeout, cfg.Proxy.Deadline)),
 		retries:  min(cfg.Proxy.Retries, maxAttempts-1),
 	}
-	caches := map[string]*packetCache{}
+	caches := map[string]*pcache.Cache{}
 	lats := map[string]*latencyHist{}
 	for _, pr := range pools {
 		ps := &poolSnap{name: pr.Name}
@@ -139,8 +140,8 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 			// A cache outlives snapshots; a reload that changes its
 			// settings starts a new, empty one.
 			ps.cache = p.caches[pr.Name]
-			if ps.cache == nil || ps.cache.cfg != pc.Cache {
-				ps.cache = newPacketCache(pc.Cache)
+			if ps.cache == nil || ps.cache.Config() != pc.Cache {
+				ps.cache = pcache.New(pc.Cache)
 			}
 			if ps.cache != nil {
 				caches[pr.Name] = ps.cache
@@ -193,12 +194,10 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 			break
 		}
 	}
-	if p.xdp != nil && p.xdp.cfgSeen != cfg {
-		// A reload may change rules, the ACL or the cache: XDP forgets
-		// everything before they apply, and the next round republishes
-		// what still qualifies.
-		p.xdp.clear()
-		p.xdp.cfgSeen = cfg
+	if p.xdp != nil {
+		// XDP publishes from this snapshot on; after a reload it forgets
+		// everything before the new rules, ACL or cache apply.
+		p.xdp.Set(xdpSource(cfg, snap))
 	}
 	p.snap.Store(snap)
 	p.log.Debug("routing snapshot rebuilt", "pools", len(snap.pools), "backends", len(p.ups))

@@ -218,7 +218,7 @@ func (p *Proxy) answerStream(msg []byte, client, local netip.AddrPort, tr dnswir
 			rv := new(msgView)
 			if rv.ParseQuery(q) == nil {
 				rv.PlanECS(&pool.ecs, q, client.Addr())
-				rv.key.set(rv)
+				rv.key.Set(&rv.View)
 				p.forwardTCP(snap, pool, q, rv, true, client, local)
 			}
 		}()

@@ -165,7 +165,7 @@ pools:
     backends: [{name: r1, address: %q}]
     cache: {size: 1000, xdp_entries: 100}
 `, addr, ub.Addr)
-	l := runConfig(t, addr, yml, func(p *Proxy) { p.SetAnswerPublisher(xdp) })
+	l := runConfigDeps(t, addr, yml, Deps{Answers: xdp})
 
 	edns := func(q *dns.Msg, do bool) *dns.Msg { q.SetEdns0(1232, do); return q }
 	shapes := []struct {
@@ -229,9 +229,7 @@ pools:
 			// two answers; then again.
 			var fromXDP, fromProxy []byte
 			for try := 0; try < 5; try++ {
-				l.p.xdp.mu.Lock()
-				l.p.xdp.publishLocked()
-				l.p.xdp.mu.Unlock()
+				l.p.xdp.Apply(nil)
 				action, a := ask(t, q, s.v6)
 				if action != ebpf.XDP_TX {
 					t.Fatalf("XDP action %d, want XDP_TX", action)

@@ -87,7 +87,16 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if d.health, err = healthcheck.New(cfg, healthcheck.Deps{Store: d.store, Log: log.With("component", "healthcheck")}); err != nil {
 		return nil, err
 	}
-	d.proxy, err = proxy.New(cfg, proxy.Deps{Store: d.store, Log: log.With("component", "proxy"), Outcomes: d.health})
+	pdeps := proxy.Deps{Store: d.store, Log: log.With("component", "proxy"), Outcomes: d.health}
+	if cfg.XDP != nil {
+		if d.xdp, err = ebpf.New(cfg.XDP, log.With("component", "xdp")); err != nil {
+			return nil, err
+		}
+		// The hottest cached answers are served by XDP itself (pools
+		// with cache.xdp_entries above 0).
+		pdeps.Answers = d.xdp
+	}
+	d.proxy, err = proxy.New(cfg, pdeps)
 	if err != nil {
 		return nil, err
 	}
@@ -115,15 +124,9 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	if cfg.XDP != nil {
-		if d.xdp, err = ebpf.New(cfg.XDP, log.With("component", "xdp")); err != nil {
-			return nil, err
-		}
 		// Dynamic blocks reach the kernel too: blocked sources then cost
 		// nothing past the NIC.
 		d.proxy.SetBlocker(d.xdp)
-		// The hottest cached answers are served by XDP itself (pools
-		// with cache.xdp_entries above 0).
-		d.proxy.SetAnswerPublisher(d.xdp)
 		d.reg.MustRegister(d.xdp.Collector())
 	}
 	d.reg.MustRegister(

@@ -17,7 +17,7 @@ import (
 // not do ECS, which is what override means. An ECS the client sent and the
 // pool keeps is passed through both ways untouched.
 //
-// Cache (cache.go's cacheKey): an owned query's key carries the source
+// Cache (pcache.Key): an owned query's key carries the source
 // prefix sent (family, length, address bits). An answer whose returned
 // SCOPE is 0, or that has no ECS at all, holds for every subnet and is
 // stored under the key without that part, which every query of the pool

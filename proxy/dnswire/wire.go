@@ -82,7 +82,7 @@ type View struct {
 	// damaged records, TC set). Either keeps the query away from the cache: its
 	// answer is the backend's to give (RFC 8906: behave as the backend).
 	Signed, Malformed bool
-	// Opts are the query's per-client EDNS options (cacheopts.go).
+	// Opts are the query's per-client EDNS options (pcache/clientopts.go).
 	Opts ClientOpts
 	// ECS is what the query's pool does with EDNS Client Subnet (ECS.go).
 	ECS ECSPlan

@@ -1,4 +1,4 @@
-package proxy
+package xdppublish
 
 import (
 	"encoding/binary"
@@ -8,17 +8,16 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/anyfront/anyfront/proxy/dnswire"
 
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/ebpf/xdpanswer"
+	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/pcache"
 )
 
 // fakeAnswers records what the publisher hands the XDP map. The XDP side is
@@ -88,74 +87,64 @@ func wireToText(w string) string {
 	return s
 }
 
-// xdpRig is a proxy with one cached pool and a fake XDP map, not running:
-// the test calls publishLocked itself, one round at a time.
-type xdpRig struct {
-	p    *Proxy
-	c    *packetCache
-	pub  *fakeAnswers
-	skew int64 // the publisher's clock runs this far ahead of the proxy's
+// rig is a publisher over one cache and a fake XDP map, not running: the
+// test runs one round at a time.
+type rig struct {
+	c   *pcache.Cache
+	x   *Publisher
+	pub *fakeAnswers
+	src Source
+	now int64 // the clock of the cache and the publisher
 }
 
-func newXDPRig(t *testing.T, entries int, rules string) *xdpRig {
-	return newXDPRigPool(t, entries, "", rules)
+func newRig(t *testing.T, entries int) *rig {
+	return newRigCfg(t, config.Cache{Size: 1000, XDPEntries: entries, Prefetch: true, MaxTTL: 24 * time.Hour, MaxNegativeTTL: time.Hour})
 }
 
-// newXDPRigPool is newXDPRig with poolExtra in the default pool's config.
-func newXDPRigPool(t *testing.T, entries int, poolExtra, rules string) *xdpRig {
+func newRigCfg(t *testing.T, cc config.Cache) *rig {
 	t.Helper()
-	yml := fmt.Sprintf(`listen: [{address: "127.0.0.1:53"}]
-acl: ["192.0.2.0/24"]
-pools:
-  default:
-    backends: [{name: r1, address: "127.0.0.1:5301"}]
-    cache: {size: 1000, xdp_entries: %d, prefetch: true}
-%s  other:
-    backends: [{name: r2, address: "127.0.0.1:5302"}]
-%s`, entries, poolExtra, rules)
-	cfg, err := config.Parse("xdp.yaml", []byte(yml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newPacketCache(cfg.Pools["default"].Cache)
-	def := &poolSnap{name: "default", cache: c}
-	pools := map[string]*poolSnap{"default": def, "other": {name: "other"}}
-	p := &Proxy{epoch: time.Now().Add(-time.Hour), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		caches: map[string]*packetCache{"default": c}}
-	p.cfg.Store(cfg)
-	p.snap.Store(&snapshot{def: def, acl: cfg.ACL,
-		rules: compileRules(cfg.Rules, pools, make([]atomic.Uint64, len(cfg.Rules)))})
-	pub := &fakeAnswers{hits: map[xdpanswer.AnswerKey]uint64{}}
-	p.SetAnswerPublisher(pub)
-	r := &xdpRig{p: p, c: c, pub: pub}
-	p.xdp.now = func() int64 { return p.now() + r.skew }
+	r := &rig{c: pcache.New(cc), pub: &fakeAnswers{hits: map[xdpanswer.AnswerKey]uint64{}}, now: int64(time.Hour)}
+	r.x = New(r.pub, slog.New(slog.NewTextHandler(io.Discard, nil)), func() int64 { return r.now })
+	r.src = Source{Config: &config.Config{}, Cache: r.c, ACL: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
+	r.x.Set(r.src)
 	return r
 }
 
-// store caches resp as the answer to q, as if it arrived age ago.
-func (r *xdpRig) store(t *testing.T, q *dns.Msg, resp *dns.Msg, age time.Duration) {
+// keyed parses q and returns it with its cache key.
+func keyed(t testing.TB, q *dns.Msg) ([]byte, *dnswire.View, *pcache.Key) {
 	t.Helper()
-	_, v := keyed(t, q)
-	r.c.store(&v.key, pack(t, resp), r.p.now()-int64(age))
+	raw := pack(t, q)
+	v := new(dnswire.View)
+	if err := v.ParseQuery(raw); err != nil {
+		t.Fatal(err)
+	}
+	k := new(pcache.Key)
+	k.Set(v)
+	return raw, v, k
+}
+
+// store caches resp as the answer to q, as if it arrived age ago.
+func (r *rig) store(t *testing.T, q *dns.Msg, resp *dns.Msg, age time.Duration) {
+	t.Helper()
+	_, _, k := keyed(t, q)
+	r.c.Store(k, pack(t, resp), r.now-int64(age))
 }
 
 // hit asks the cache n times for q.
-func (r *xdpRig) hit(t *testing.T, q *dns.Msg, n int) {
+func (r *rig) hit(t *testing.T, q *dns.Msg, n int) {
 	t.Helper()
-	raw, v := keyed(t, q)
+	raw, v, k := keyed(t, q)
 	for i := 0; i < n; i++ {
-		if _, res, _ := r.c.answer(nil, &v.key, raw, v, r.p.now(), false); res != cacheHit {
+		if _, res, _ := r.c.Answer(nil, k, raw, v, r.now, false); res != pcache.Hit {
 			t.Fatalf("%s: not a cache hit", q.Question[0].Name)
 		}
 	}
 }
 
 // round runs one publishing round, a second after the last one.
-func (r *xdpRig) round() []xdpanswer.Answer {
-	r.skew += int64(time.Second)
-	r.p.xdp.mu.Lock()
-	r.p.xdp.publishLocked()
-	r.p.xdp.mu.Unlock()
+func (r *rig) round() []xdpanswer.Answer {
+	r.now += int64(time.Second)
+	r.x.Apply(nil)
 	return r.pub.last()
 }
 
@@ -178,7 +167,7 @@ func reply(t *testing.T, q *dns.Msg, rrs ...string) *dns.Msg {
 }
 
 func TestXDPPublishesTheHottest(t *testing.T) {
-	r := newXDPRig(t, 2, "")
+	r := newRig(t, 2)
 	qs := []*dns.Msg{query("a.demo.test.", dns.TypeA), query("b.demo.test.", dns.TypeA), query("c.demo.test.", dns.TypeA)}
 	for i, q := range qs {
 		r.store(t, q, reply(t, q, fmt.Sprintf("%s 300 IN A 192.0.2.%d", q.Question[0].Name, i+1)), 3*time.Second)
@@ -244,8 +233,10 @@ func TestXDPPublishesTheHottest(t *testing.T) {
 	})
 
 	t.Run("a purge republishes before it returns", func(t *testing.T) {
-		if n, err := r.p.PurgeCache("b.demo.test."); err != nil || n != 1 {
-			t.Fatalf("purge: %d, %v", n, err)
+		n := 0
+		r.x.Apply(func() { n = r.c.Purge([]byte("\x01b\x04demo\x04test\x00")) })
+		if n != 1 {
+			t.Fatalf("purged %d, want 1", n)
 		}
 		if got := r.pub.last(); len(got) != 0 {
 			t.Errorf("after the purge XDP still holds %v", names(got))
@@ -253,31 +244,23 @@ func TestXDPPublishesTheHottest(t *testing.T) {
 	})
 }
 
-func TestXDPPublishesOnlyWhatNoRuleTouches(t *testing.T) {
+func TestXDPPublishesOnlyPlainAnswers(t *testing.T) {
 	edns := func(q *dns.Msg) *dns.Msg { q.SetEdns0(1232, true); return q }
 	for _, tt := range []struct {
-		name  string
-		rules string
-		q     *dns.Msg
-		resp  func(t *testing.T, q *dns.Msg) *dns.Msg
-		age   time.Duration
-		want  bool
+		name      string
+		ruleTouch bool // a rule may touch the name
+		q         *dns.Msg
+		resp      func(t *testing.T, q *dns.Msg) *dns.Msg
+		age       time.Duration
+		want      bool
 	}{
 		{name: "a plain answer", want: true},
 		{name: "EDNS with DO", q: edns(query("x.demo.test.", dns.TypeA)), want: true},
-		{name: "a rule for another suffix", rules: `rules: [{match: {qname_suffix: ["other.test."]}, action: {pool: other}}]`, want: true},
-		{name: "a rule for another type", rules: `rules: [{match: {qtype: [AAAA]}, action: {refuse: true}}]`, want: true},
-		{name: "a dnswire.TCP-only rule", rules: `rules: [{match: {transport: [tcp]}, action: {drop: true}}]`, want: true},
-		{name: "a catch-all rule to the default pool", rules: `rules: [{action: {pool: default}}]`, want: true},
-		{name: "a catch-all rule to it without the cache", rules: `rules: [{action: {nocache: true}}]`},
-		{name: "a rule on the name", rules: `rules: [{match: {qname_suffix: ["demo.test."]}, action: {pool: other}}]`},
-		{name: "a rule on clients", rules: `rules: [{match: {client: ["192.0.2.0/25"]}, action: {refuse: true}}]`},
-		{name: "a rate limit that may apply", rules: `rules: [{match: {qname: ["x.demo.test."]}, action: {ratelimit: {qps: 10}}}]`},
-		{name: "a negation", rules: `rules: [{match: {not: {qname_suffix: ["other.test."]}}, action: {log: true}}]`},
+		{name: "a rule may touch it", ruleTouch: true},
 		{name: "an answer with an EDNS option", q: edns(query("x.demo.test.", dns.TypeA)), resp: func(t *testing.T, q *dns.Msg) *dns.Msg {
 			m := reply(t, q, "x.demo.test. 300 IN A 192.0.2.1")
 			// An Extended DNS Error stays in the entry; a COOKIE would
-			// not (cacheopts.go), so it would not stop XDP.
+			// not (pcache/clientopts.go), so it would not stop XDP.
 			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer, ExtraText: "x"})
 			return m
 		}},
@@ -286,7 +269,7 @@ func TestXDPPublishesOnlyWhatNoRuleTouches(t *testing.T) {
 			m := reply(t, q)
 			m.Rcode = dns.RcodeServerFailure
 			return m
-		}, rules: "", want: false},
+		}, want: false},
 		{name: "larger than XDP takes", resp: func(t *testing.T, q *dns.Msg) *dns.Msg {
 			var rrs []string
 			for i := 0; i < 40; i++ {
@@ -297,10 +280,15 @@ func TestXDPPublishesOnlyWhatNoRuleTouches(t *testing.T) {
 		{name: "inside the prefetch window", age: 280 * time.Second},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newXDPRig(t, 10, tt.rules)
+			cc := config.Cache{Size: 1000, XDPEntries: 10, Prefetch: true, MaxTTL: 24 * time.Hour, MaxNegativeTTL: time.Hour}
 			if tt.name == "SERVFAIL" {
-				r.c.cfg.TemporaryFailureTTL = time.Minute
+				cc.TemporaryFailureTTL = time.Minute
 			}
+			r := newRigCfg(t, cc)
+			r.src.RuleFree = func(name []byte, qtype uint16) bool {
+				return !tt.ruleTouch || string(name) != "\x01x\x04demo\x04test\x00" || qtype != dns.TypeA
+			}
+			r.x.Set(r.src)
 			q := tt.q
 			if q == nil {
 				q = query("x.demo.test.", dns.TypeA)
@@ -318,14 +306,83 @@ func TestXDPPublishesOnlyWhatNoRuleTouches(t *testing.T) {
 	}
 }
 
-// A pool that adds ECS keys its answers by client subnet: XDP, which does
-// not look at the subnet, gets none of them.
+// A pool whose answers depend on the client's subnet gets none published:
+// XDP does not look at the subnet.
 func TestXDPLeavesECSPoolsAlone(t *testing.T) {
-	r := newXDPRigPool(t, 10, "    ecs: {add: true}\n", "")
+	r := newRig(t, 10)
+	r.src.ClientSubnet = true
+	r.x.Set(r.src)
 	q := query("x.demo.test.", dns.TypeA)
 	r.store(t, q, reply(t, q, "x.demo.test. 300 IN A 192.0.2.1"), 0)
 	r.hit(t, q, 3)
 	if got := r.round(); len(got) != 0 {
 		t.Errorf("published %v from a pool with ECS", names(got))
+	}
+}
+
+// A source from a new config (a reload) empties the map before Set
+// returns; the next round publishes again what still qualifies.
+func TestXDPReloadEmptiesTheMapFirst(t *testing.T) {
+	r := newRig(t, 10)
+	q := query("x.demo.test.", dns.TypeA)
+	r.store(t, q, reply(t, q, "x.demo.test. 300 IN A 192.0.2.1"), 0)
+	r.hit(t, q, 3)
+	if got := r.round(); len(got) != 1 {
+		t.Fatalf("published %v, want the one answer", names(got))
+	}
+	r.x.Set(r.src) // a rebuild of the same config changes nothing
+	if got := r.pub.last(); len(got) != 1 {
+		t.Fatalf("a rebuild of the same config emptied the map")
+	}
+	r.src.Config = &config.Config{}
+	r.x.Set(r.src)
+	if got := r.pub.last(); len(got) != 0 {
+		t.Fatalf("after a reload XDP still holds %v", names(got))
+	}
+	r.hit(t, q, 3)
+	if got := r.round(); len(got) != 1 {
+		t.Errorf("the round after the reload published %v, want the answer again", names(got))
+	}
+}
+
+func pack(t testing.TB, m *dns.Msg) []byte {
+	t.Helper()
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func query(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.Id = 0x1234
+	return m
+}
+
+// XDP's counts are cumulative per answer in its map; one that falls was
+// removed and inserted again, and counts from zero.
+func TestXDPHitsCountOnceEach(t *testing.T) {
+	r := newRig(t, 10)
+	q := query("x.demo.test.", dns.TypeA)
+	r.store(t, q, reply(t, q, "x.demo.test. 300 IN A 192.0.2.1"), 0)
+	r.hit(t, q, 4)
+	got := r.round()
+	if len(got) != 1 {
+		t.Fatalf("published %v, want the one answer", names(got))
+	}
+	k := got[0].Key
+	for _, n := range []uint64{10, 10, 4} {
+		r.pub.mu.Lock()
+		r.pub.hits[k] = n
+		r.pub.mu.Unlock()
+		r.round()
+	}
+	// 4, then halved each round: 2+10 (ten new), 6+0, 3+4 (re-inserted).
+	var rate float32
+	r.c.Hottest(1, 1, 0, func(*pcache.Entry) bool { return true }, func(e *pcache.Entry) { rate = e.Rate })
+	if rate != 7 {
+		t.Errorf("rate %v, want 7", rate)
 	}
 }

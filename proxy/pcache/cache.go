@@ -1,4 +1,4 @@
-package proxy
+package pcache
 
 import (
 	"encoding/binary"
@@ -6,13 +6,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anyfront/anyfront/proxy/dnswire"
-
 	"github.com/anyfront/anyfront/config"
-	"github.com/anyfront/anyfront/proxy/policy"
+	"github.com/anyfront/anyfront/proxy/dnswire"
 )
 
-// The packet cache stores whole answers as wire bytes, keyed by what changes
+// The cache stores whole answers as wire bytes, keyed by what changes
 // an answer: the lowercased name, type, class, whether the query had EDNS and
 // which version, and the DO and CD bits. A hit copies the stored bytes, puts
 // the client's ID and question in, and lowers every TTL by the entry's age:
@@ -22,62 +20,14 @@ const (
 	// cacheShards spreads the lock: a hit locks one shard of 64, so hits
 	// from different workers rarely meet.
 	cacheShards = 64
-	// staleTTL is the TTL of an answer served stale (RFC 8767 suggests 30s).
-	staleTTL = 30
+	// StaleTTL is the TTL of an answer served stale (RFC 8767 suggests 30s).
+	StaleTTL = 30
 	// maxTTLOffsets bounds how many records an entry may hold: answers
 	// with more are not cached (a 64 KiB answer has at most a few hundred).
 	maxTTLOffsets = 512
 	// maxCachedAnswer bounds one entry's size.
 	maxCachedAnswer = 8192
 )
-
-// cacheKey is the part of a query that decides its answer, flattened.
-// Where ECS is in use the key goes on with the client's subnet (ecs.go).
-type cacheKey struct {
-	buf [dnswire.MaxNameLen + 8 + dnswire.ECSMaxData + 1]byte
-	n   int
-	h   uint64
-	// base and hb are the key without its ECS part: where answers valid
-	// for every subnet live. shared says to look there after a miss.
-	base   int
-	hb     uint64
-	shared bool
-	// skip keeps the query out of the cache (a malformed ECS).
-	skip bool
-}
-
-func (k *cacheKey) set(v *msgView) {
-	n := copy(k.buf[:], v.Name())
-	binary.BigEndian.PutUint16(k.buf[n:], v.QType)
-	binary.BigEndian.PutUint16(k.buf[n+2:], v.QClass)
-	var flags byte
-	if v.HasOPT {
-		flags |= 1
-		k.buf[n+5] = byte(v.EDNSTTL >> 16) // EDNS version
-	} else {
-		k.buf[n+5] = 0
-	}
-	if v.DO() {
-		flags |= 2
-	}
-	if v.Flags&dnswire.FlagCD != 0 {
-		flags |= 4
-	}
-	k.buf[n+4] = flags
-	k.n = n + 6
-	k.base = k.n
-	k.appendECS(&v.ECS)
-	if v.Bypass() {
-		k.skip = true // its answer is the backend's to give (cacheopts.go)
-	}
-	k.h = policy.HashName(k.buf[:k.n])
-	k.hb = k.h
-	if k.base != k.n {
-		k.hb = policy.HashName(k.buf[:k.base])
-	}
-}
-
-func (k *cacheKey) bytes() []byte { return k.buf[:k.n] }
 
 // entry is one cached answer.
 type entry struct {
@@ -93,11 +43,10 @@ type entry struct {
 	// refreshing is set while a prefetch for the entry is in flight.
 	refreshing bool
 	hits       uint64
-	// For the XDP answer cache (xdpanswers.go): hits per second, decayed;
-	// hits when the rate was last updated; XDP's own count last seen.
+	// rate is hits per second, decayed, and seenHits the hits when it
+	// was last updated (Hottest, hot.go).
 	rate     float32
 	seenHits uint64
-	xdpHits  uint64
 }
 
 // cacheShard is one lock's worth of the cache.
@@ -110,19 +59,26 @@ type cacheShard struct {
 	entries int
 }
 
-// packetCache is one pool's cache.
-type packetCache struct {
+// Cache is one pool's packet cache. Its methods are safe for concurrent
+// use; a nil *Cache is no cache, and only New makes a usable one.
+type Cache struct {
 	cfg    config.Cache
 	shards [cacheShards]cacheShard
 
 	hits, misses, stale, stores, evictions, prefetches atomic.Uint64
+	// hot is Hottest's scratch, reused across calls.
+	hot struct {
+		sync.Mutex
+		cands []hotCand
+	}
 }
 
-func newPacketCache(cfg config.Cache) *packetCache {
+// New returns a cache of cfg.Size entries, or nil when the size is 0.
+func New(cfg config.Cache) *Cache {
 	if cfg.Size <= 0 {
 		return nil
 	}
-	c := &packetCache{cfg: cfg}
+	c := &Cache{cfg: cfg}
 	per := (cfg.Size + cacheShards - 1) / cacheShards
 	for i := range c.shards {
 		c.shards[i].cap = per
@@ -131,28 +87,33 @@ func newPacketCache(cfg config.Cache) *packetCache {
 	return c
 }
 
-func (c *packetCache) shard(h uint64) *cacheShard { return &c.shards[h>>58] }
+// Config is the configuration the cache was made with.
+func (c *Cache) Config() config.Cache { return c.cfg }
 
-// cacheResult says what answer returned.
-type cacheResult uint8
+func (c *Cache) shard(h uint64) *cacheShard { return &c.shards[h>>58] }
 
+// Result says what Answer returned.
+type Result uint8
+
+// What Answer found.
 const (
-	cacheMiss cacheResult = iota
-	cacheHit
-	cacheStale // an expired entry within serve_stale, answered with TTL 30
+	Miss  Result = iota
+	Hit          // a fresh entry
+	Stale        // an expired entry within serve_stale, answered with TTL 30
 )
 
-// answer appends the cached answer for the query in msg (parsed into v, key
+// Answer appends the cached answer for the query in msg (parsed into v, key
 // k): the client's ID and question, every TTL lowered by the entry's age.
 // With stale set it also accepts an entry expired less than serve_stale ago.
 // prefetch is set when the caller should refresh the entry now (claimed: no
-// other caller gets it until the refresh stores).
-func (c *packetCache) answer(dst []byte, k *cacheKey, msg []byte, v *msgView, now int64, stale bool) (out []byte, res cacheResult, prefetch bool) {
+// other caller gets it until the refresh stores). now is the caller's
+// monotonic clock in nanoseconds, the same for every call.
+func (c *Cache) Answer(dst []byte, k *Key, msg []byte, v *dnswire.View, now int64, stale bool) (out []byte, res Result, prefetch bool) {
 	if k.skip {
-		return dst, cacheMiss, false
+		return dst, Miss, false
 	}
 	out, res, prefetch = c.answerKey(dst, k, msg, v, now, stale)
-	if res == cacheMiss && k.shared {
+	if res == Miss && k.shared {
 		// Not cached for this subnet: maybe for every subnet (ecs.go).
 		n, h := k.n, k.h
 		k.n, k.h = k.base, k.hb
@@ -162,20 +123,20 @@ func (c *packetCache) answer(dst []byte, k *cacheKey, msg []byte, v *msgView, no
 	return out, res, prefetch
 }
 
-func (c *packetCache) answerKey(dst []byte, k *cacheKey, msg []byte, v *msgView, now int64, stale bool) (out []byte, res cacheResult, prefetch bool) {
+func (c *Cache) answerKey(dst []byte, k *Key, msg []byte, v *dnswire.View, now int64, stale bool) (out []byte, res Result, prefetch bool) {
 	sh := c.shard(k.h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.find(k)
 	switch {
 	case e == nil:
-		return dst, cacheMiss, false
+		return dst, Miss, false
 	case now < e.expires:
-		res = cacheHit
+		res = Hit
 	case stale && now < e.expires+int64(c.cfg.ServeStale):
-		res = cacheStale
+		res = Stale
 	default:
-		return dst, cacheMiss, false
+		return dst, Miss, false
 	}
 	e.used = true
 	e.hits++
@@ -191,8 +152,8 @@ func (c *packetCache) answerKey(dst []byte, k *cacheKey, msg []byte, v *msgView,
 	for _, off := range e.ttls {
 		t := binary.BigEndian.Uint32(out[off:])
 		switch {
-		case res == cacheStale:
-			t = staleTTL
+		case res == Stale:
+			t = StaleTTL
 		case t > age:
 			t -= age
 		default:
@@ -202,17 +163,22 @@ func (c *packetCache) answerKey(dst []byte, k *cacheKey, msg []byte, v *msgView,
 	}
 	// Prefetch an entry still asked for in the last tenth of its life (at
 	// least its last second); shorter TTLs than 2s are not worth it.
-	window := max(int64(e.ttl)*int64(time.Second)/10, int64(time.Second))
-	if res == cacheHit && c.cfg.Prefetch && e.ttl >= 2 && !e.refreshing && e.expires-now <= window {
+	if res == Hit && c.cfg.Prefetch && e.ttl >= 2 && !e.refreshing && e.expires-now <= prefetchWindow(e.ttl) {
 		e.refreshing = true
 		prefetch = true
 	}
 	return dst, res, prefetch
 }
 
-func (sh *cacheShard) find(k *cacheKey) *entry {
+// prefetchWindow is how long before its expiry an entry of ttl seconds
+// may be refreshed: its last tenth, at least its last second.
+func prefetchWindow(ttl uint32) int64 {
+	return max(int64(ttl)*int64(time.Second)/10, int64(time.Second))
+}
+
+func (sh *cacheShard) find(k *Key) *entry {
 	for _, x := range sh.index[k.h] {
-		if string(x.key) == string(k.bytes()) {
+		if string(x.key) == string(k.Bytes()) {
 			return x
 		}
 	}
@@ -234,14 +200,14 @@ func (sh *cacheShard) unindex(e *entry) {
 	}
 }
 
-// store caches a backend's answer to the query keyed by k, if it may be
+// Store caches a backend's answer to the query keyed by k, if it may be
 // cached: NOERROR or NXDOMAIN (SERVFAIL only with temporary_failure_ttl), not
-// truncated, every record parsable.
-func (c *packetCache) store(k *cacheKey, resp []byte, now int64) {
+// truncated, every record parsable. resp is copied, never kept.
+func (c *Cache) Store(k *Key, resp []byte, now int64) {
 	if k.skip || len(resp) > maxCachedAnswer || len(resp) < dnswire.HeaderLen {
 		return
 	}
-	var v msgView
+	var v dnswire.View
 	if v.ParseHeader(resp) != nil || v.Flags&dnswire.FlagTC != 0 || v.QDCount != 1 {
 		return
 	}
@@ -312,20 +278,20 @@ func (c *packetCache) store(k *cacheKey, resp []byte, now int64) {
 	c.insert(k, resp, ttlOffs[:n], now, d)
 }
 
-func (c *packetCache) insert(k *cacheKey, resp []byte, ttls []uint16, now int64, d time.Duration) {
+func (c *Cache) insert(k *Key, resp []byte, ttls []uint16, now int64, d time.Duration) {
 	sh := c.shard(k.h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.find(k) // a refresh updates in place and keeps its ring slot
 	if e == nil {
 		e = sh.newEntry(c)
-		e.key = append(e.key[:0], k.bytes()...)
+		e.key = append(e.key[:0], k.Bytes()...)
 		e.hash = k.h
 		sh.index[k.h] = append(sh.index[k.h], e)
 	}
 	e.answer = append(e.answer[:0], resp...)
 	e.ttls = append(e.ttls[:0], ttls...)
-	// Per-client options are no later client's (cacheopts.go).
+	// Per-client options are no later client's (clientopts.go).
 	if removed, at := dnswire.StripClientOpts(&e.answer); removed > 0 {
 		for i, off := range e.ttls {
 			if int(off) >= at {
@@ -344,7 +310,7 @@ func (c *packetCache) insert(k *cacheKey, resp []byte, ttls []uint16, now int64,
 // when the shard is full: the hand skips (and clears) entries hit since it
 // last passed. An evicted entry is reused whole, buffers included, so a full
 // cache stores without allocating.
-func (sh *cacheShard) newEntry(c *packetCache) *entry {
+func (sh *cacheShard) newEntry(c *Cache) *entry {
 	if len(sh.ring) < sh.cap {
 		e := &entry{}
 		sh.ring = append(sh.ring, e)
@@ -368,9 +334,9 @@ func (sh *cacheShard) newEntry(c *packetCache) *entry {
 	}
 }
 
-// purge removes every entry whose name ends in suffix (lowercase wire
+// Purge removes every entry whose name ends in suffix (lowercase wire
 // format; the root removes everything) and returns how many it removed.
-func (c *packetCache) purge(suffix []byte) int {
+func (c *Cache) Purge(suffix []byte) int {
 	removed := 0
 	for i := range c.shards {
 		sh := &c.shards[i]
@@ -404,8 +370,8 @@ func nameEndsWith(key, suffix []byte) bool {
 	return len(suffix) == 1 // the root
 }
 
-// size is the number of entries cached.
-func (c *packetCache) size() int {
+// Len is the number of entries cached.
+func (c *Cache) Len() int {
 	n := 0
 	for i := range c.shards {
 		sh := &c.shards[i]

@@ -1,4 +1,4 @@
-package proxy
+package pcache
 
 import (
 	"fmt"
@@ -15,14 +15,14 @@ func cacheCfg(size int) config.Cache {
 }
 
 // keyed parses a query and fills its cache key.
-func keyed(t testing.TB, q *dns.Msg) ([]byte, *msgView) {
+func keyed(t testing.TB, q *dns.Msg) ([]byte, *qview) {
 	t.Helper()
 	raw := pack(t, q)
-	v := new(msgView)
+	v := new(qview)
 	if err := v.ParseQuery(raw); err != nil {
 		t.Fatal(err)
 	}
-	v.key.set(v)
+	v.key.Set(&v.View)
 	return raw, v
 }
 
@@ -56,7 +56,7 @@ func TestCacheKey(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, v := keyed(t, tt.q())
-			if got := string(v.key.bytes()) == string(bv.key.bytes()); got != tt.same {
+			if got := string(v.key.Bytes()) == string(bv.key.Bytes()); got != tt.same {
 				t.Errorf("same key = %v", got)
 			}
 		})
@@ -68,24 +68,24 @@ func TestCacheKey(t *testing.T) {
 	e2.IsEdns0().SetVersion(1)
 	_, v1 := keyed(t, e1)
 	_, v2 := keyed(t, e2)
-	if string(v1.key.bytes()) == string(v2.key.bytes()) {
+	if string(v1.key.Bytes()) == string(v2.key.Bytes()) {
 		t.Error("EDNS versions 0 and 1 share a key")
 	}
 }
 
 func TestCacheStoreAndAnswer(t *testing.T) {
-	c := newPacketCache(cacheCfg(1000))
+	c := New(cacheCfg(1000))
 	q := query("www.example.", dns.TypeA)
 	raw, v := keyed(t, q)
 	sec := int64(time.Second)
-	c.store(&v.key, answerA(t, q, 300, 100), 0)
+	c.Store(&v.key, answerA(t, q, 300, 100), 0)
 
 	t.Run("a hit lowers every TTL by the entry's age and echoes ID and question", func(t *testing.T) {
 		q2 := query("WWW.Example.", dns.TypeA)
 		q2.Id = 0xBEEF
 		raw2, v2 := keyed(t, q2)
-		out, res, _ := c.answer(nil, &v2.key, raw2, v2, 40*sec, false)
-		if res != cacheHit {
+		out, res, _ := c.Answer(nil, &v2.key, raw2, &v2.View, 40*sec, false)
+		if res != Hit {
 			t.Fatalf("res = %v", res)
 		}
 		var m dns.Msg
@@ -100,34 +100,34 @@ func TestCacheStoreAndAnswer(t *testing.T) {
 		}
 	})
 	t.Run("the entry lives for the smallest TTL", func(t *testing.T) {
-		if _, res, _ := c.answer(nil, &v.key, raw, v, 101*sec, false); res != cacheMiss {
+		if _, res, _ := c.Answer(nil, &v.key, raw, &v.View, 101*sec, false); res != Miss {
 			t.Errorf("res = %v after the smallest TTL", res)
 		}
 	})
 	t.Run("an expired entry answers stale with TTL 30 within serve_stale", func(t *testing.T) {
-		out, res, _ := c.answer(nil, &v.key, raw, v, 150*sec, true)
-		if res != cacheStale {
+		out, res, _ := c.Answer(nil, &v.key, raw, &v.View, 150*sec, true)
+		if res != Stale {
 			t.Fatalf("res = %v", res)
 		}
 		var m dns.Msg
 		if err := m.Unpack(out); err != nil {
 			t.Fatal(err)
 		}
-		if m.Answer[0].Header().Ttl != staleTTL {
+		if m.Answer[0].Header().Ttl != StaleTTL {
 			t.Errorf("stale TTL %d", m.Answer[0].Header().Ttl)
 		}
-		if _, res, _ := c.answer(nil, &v.key, raw, v, 100*sec+int64(time.Minute)+sec, true); res != cacheMiss {
+		if _, res, _ := c.Answer(nil, &v.key, raw, &v.View, 100*sec+int64(time.Minute)+sec, true); res != Miss {
 			t.Errorf("answered stale past serve_stale")
 		}
 	})
 	t.Run("a hit near expiry asks for one prefetch", func(t *testing.T) {
-		_, _, pf := c.answer(nil, &v.key, raw, v, 95*sec, false)
-		_, _, again := c.answer(nil, &v.key, raw, v, 96*sec, false)
+		_, _, pf := c.Answer(nil, &v.key, raw, &v.View, 95*sec, false)
+		_, _, again := c.Answer(nil, &v.key, raw, &v.View, 96*sec, false)
 		if !pf || again {
 			t.Errorf("prefetch %v then %v, want true then false", pf, again)
 		}
-		c.store(&v.key, answerA(t, q, 300, 100), 96*sec) // the refresh lands
-		if _, res, pf := c.answer(nil, &v.key, raw, v, 97*sec, false); res != cacheHit || pf {
+		c.Store(&v.key, answerA(t, q, 300, 100), 96*sec) // the refresh lands
+		if _, res, pf := c.Answer(nil, &v.key, raw, &v.View, 97*sec, false); res != Hit || pf {
 			t.Errorf("after refresh: %v %v", res, pf)
 		}
 	})
@@ -163,20 +163,20 @@ func TestCacheWhatIsStored(t *testing.T) {
 		{"a zero TTL is not cached", answerA(t, q, 0), 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newPacketCache(cacheCfg(100))
+			c := New(cacheCfg(100))
 			raw, v := keyed(t, q)
-			c.store(&v.key, tt.resp, 0)
-			_, res, _ := c.answer(nil, &v.key, raw, v, int64(tt.life)-1, false)
+			c.Store(&v.key, tt.resp, 0)
+			_, res, _ := c.Answer(nil, &v.key, raw, &v.View, int64(tt.life)-1, false)
 			if tt.life == 0 {
-				if res != cacheMiss {
+				if res != Miss {
 					t.Errorf("cached")
 				}
 				return
 			}
-			if res != cacheHit {
+			if res != Hit {
 				t.Fatalf("not cached for %v", tt.life)
 			}
-			if _, res, _ := c.answer(nil, &v.key, raw, v, int64(tt.life), false); res != cacheMiss {
+			if _, res, _ := c.Answer(nil, &v.key, raw, &v.View, int64(tt.life), false); res != Miss {
 				t.Errorf("still fresh at %v", tt.life)
 			}
 		})
@@ -184,20 +184,20 @@ func TestCacheWhatIsStored(t *testing.T) {
 }
 
 func TestCacheEvictionKeepsHotEntries(t *testing.T) {
-	c := newPacketCache(cacheCfg(4 * cacheShards))
+	c := New(cacheCfg(4 * cacheShards))
 	hotQ := query("hot.example.", dns.TypeA)
 	hotRaw, hot := keyed(t, hotQ)
-	c.store(&hot.key, answerA(t, hotQ, 300), 0)
+	c.Store(&hot.key, answerA(t, hotQ, 300), 0)
 	for i := 0; i < 5000; i++ {
 		q := query(fmt.Sprintf("cold%d.example.", i), dns.TypeA)
 		_, v := keyed(t, q)
-		c.store(&v.key, answerA(t, q, 300), 0)
+		c.Store(&v.key, answerA(t, q, 300), 0)
 		// The hot name is asked for between every cold store.
-		if _, res, _ := c.answer(nil, &hot.key, hotRaw, hot, 1, false); res != cacheHit {
+		if _, res, _ := c.Answer(nil, &hot.key, hotRaw, &hot.View, 1, false); res != Hit {
 			t.Fatalf("the hot entry was evicted after %d cold stores", i+1)
 		}
 	}
-	if n := c.size(); n > 4*cacheShards {
+	if n := c.Len(); n > 4*cacheShards {
 		t.Errorf("size %d over the bound %d", n, 4*cacheShards)
 	}
 	if c.evictions.Load() < 5000-4*cacheShards {
@@ -206,47 +206,47 @@ func TestCacheEvictionKeepsHotEntries(t *testing.T) {
 }
 
 func TestCachePurge(t *testing.T) {
-	c := newPacketCache(cacheCfg(1000))
+	c := New(cacheCfg(1000))
 	for _, n := range []string{"a.corp.example.", "b.corp.example.", "xcorp.example.", "www.test."} {
 		q := query(n, dns.TypeA)
 		_, v := keyed(t, q)
-		c.store(&v.key, answerA(t, q, 300), 0)
+		c.Store(&v.key, answerA(t, q, 300), 0)
 	}
-	if got := c.purge(wireName("corp.example.")); got != 2 {
+	if got := c.Purge(wireName(t, "corp.example.")); got != 2 {
 		t.Errorf("purged %d under corp.example., want 2", got)
 	}
-	if c.size() != 2 {
-		t.Errorf("size %d after purge", c.size())
+	if c.Len() != 2 {
+		t.Errorf("size %d after purge", c.Len())
 	}
-	if got := c.purge(wireName(".")); got != 2 || c.size() != 0 {
-		t.Errorf("purge all removed %d, left %d", got, c.size())
+	if got := c.Purge(wireName(t, ".")); got != 2 || c.Len() != 0 {
+		t.Errorf("purge all removed %d, left %d", got, c.Len())
 	}
 }
 
 func BenchmarkCacheHit(b *testing.B) {
-	c := newPacketCache(cacheCfg(1000))
+	c := New(cacheCfg(1000))
 	q := query("www.example.", dns.TypeA)
 	raw, v := keyed(b, q)
-	c.store(&v.key, answerA(b, q, 300, 300), 0)
+	c.Store(&v.key, answerA(b, q, 300, 300), 0)
 	out := make([]byte, 0, 512)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		v.ParseQuery(raw)
-		v.key.set(v)
-		out, _, _ = c.answer(out[:0], &v.key, raw, v, 1, false)
+		v.key.Set(&v.View)
+		out, _, _ = c.Answer(out[:0], &v.key, raw, &v.View, 1, false)
 	}
 }
 
 func TestCacheHitAllocatesNothing(t *testing.T) {
-	c := newPacketCache(cacheCfg(1000))
+	c := New(cacheCfg(1000))
 	q := query("www.example.", dns.TypeA)
 	raw, v := keyed(t, q)
-	c.store(&v.key, answerA(t, q, 300, 300), 0)
+	c.Store(&v.key, answerA(t, q, 300, 300), 0)
 	out := make([]byte, 0, 512)
 	if n := testing.AllocsPerRun(1000, func() {
 		v.ParseQuery(raw)
-		v.key.set(v)
-		out, _, _ = c.answer(out[:0], &v.key, raw, v, 1, false)
+		v.key.Set(&v.View)
+		out, _, _ = c.Answer(out[:0], &v.key, raw, &v.View, 1, false)
 	}); n != 0 {
 		t.Errorf("%v allocations per hit", n)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package pcache
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ func FuzzECS(f *testing.F) {
 	f.Add(ecsQuery(f, 4096, true, "203.0.113.0/24"), []byte{}, byte(2))
 	f.Add(ecsQuery(f, 1232, false, "2001:db8::/48"), []byte{}, byte(7))
 	q := ecsQuery(f, 4096, true, "")
-	var v msgView
+	var v qview
 	if err := v.ParseQuery(q); err != nil {
 		f.Fatal(err)
 	}
@@ -46,12 +46,12 @@ func FuzzECS(f *testing.F) {
 		if flags&4 != 0 {
 			client = netip.MustParseAddr("2001:db8:ffff:ffff::1")
 		}
-		var v msgView
+		var v qview
 		if v.ParseQuery(q) != nil {
 			return
 		}
 		v.PlanECS(&pol, q, client)
-		v.key.set(&v)
+		v.key.Set(&v.View)
 		if v.key.n > len(v.key.buf) || v.key.base > v.key.n {
 			t.Fatalf("key length %d/%d past its buffer", v.key.base, v.key.n)
 		}
@@ -64,7 +64,7 @@ func FuzzECS(f *testing.F) {
 			if len(out) > len(q)+dnswire.ECSMaxGrowth {
 				t.Fatalf("grew by %d bytes, at most %d", len(out)-len(q), dnswire.ECSMaxGrowth)
 			}
-			var fv msgView
+			var fv dnswire.View
 			if err := fv.ParseQuery(out); err != nil || !bytes.Equal(fv.Name(), v.Name()) || !fv.HasOPT {
 				t.Fatalf("edited query: %v, name %q, OPT %v", err, fv.Name(), fv.HasOPT)
 			}
@@ -73,21 +73,21 @@ func FuzzECS(f *testing.F) {
 				t.Fatalf("edited query's ECS % x (ok %v), want % x", out[s:e], ok, v.ECS.Data[:v.ECS.DLen])
 			}
 		}
-		var rv msgView
-		if dnswire.MatchResponse(resp, &rv.View, q[dnswire.HeaderLen:v.QEnd]) != nil {
+		var rv dnswire.View
+		if dnswire.MatchResponse(resp, &rv, q[dnswire.HeaderLen:v.QEnd]) != nil {
 			return
 		}
 		for _, mode := range []dnswire.ECSMode{dnswire.ECSAddOPT, dnswire.ECSAddOption, dnswire.ECSReplace} {
 			r, w := bytes.Clone(resp), rv
-			n, _, ok := dnswire.StripECS(r, &w.View, mode)
+			n, _, ok := dnswire.StripECS(r, &w, mode)
 			if n > len(r) || n < w.QEnd {
 				t.Fatalf("mode %d: length %d of %d", mode, n, len(r))
 			}
 			if !ok {
 				continue
 			}
-			var check msgView
-			if err := dnswire.MatchResponse(r[:n], &check.View, q[dnswire.HeaderLen:v.QEnd]); err != nil || check.ARCount != w.ARCount {
+			var check dnswire.View
+			if err := dnswire.MatchResponse(r[:n], &check, q[dnswire.HeaderLen:v.QEnd]); err != nil || check.ARCount != w.ARCount {
 				t.Fatalf("mode %d: cut answer %v, ARCOUNT %d vs view %d", mode, err, check.ARCount, w.ARCount)
 			}
 		}

@@ -1,14 +1,14 @@
-package proxy
+package ebpf
 
 import (
 	"net/netip"
 	"os"
 	"testing"
 
-	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/config"
-	"github.com/anyfront/anyfront/ebpf"
+	"github.com/anyfront/anyfront/proxy/dnswire"
 )
 
 // FuzzXDPAgreesWithParser is the differential fuzz target of the XDP fast
@@ -21,8 +21,8 @@ import (
 // target skips.
 func FuzzXDPAgreesWithParser(f *testing.F) {
 	for _, s := range [][]byte{
-		fuzzQuery(f, "www.example.", 1, false),
-		fuzzQuery(f, "www.example.", 1, true),
+		plainQuery("www.example.", dns.TypeA, nil),
+		plainQuery("www.example.", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, true) }),
 		{},
 		{0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0},                       // QDCOUNT 0
 		{0x12, 0x34, 0x81, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1},        // QR=1
@@ -44,7 +44,7 @@ func FuzzXDPAgreesWithParser(f *testing.F) {
 	if os.Geteuid() != 0 {
 		f.Skip("loading the XDP program needs root")
 	}
-	xdp, err := ebpf.NewRunner(&config.XDP{Mode: "generic", VIPs: []netip.AddrPort{xdpVIP4}})
+	xdp, err := NewRunner(&config.XDP{Mode: "generic", VIPs: []netip.AddrPort{vip4}})
 	if err != nil {
 		f.Fatalf("load the XDP program: %v", err)
 	}
@@ -53,17 +53,17 @@ func FuzzXDPAgreesWithParser(f *testing.F) {
 		if len(payload) > 1400 { // one Ethernet frame, no fragments
 			return
 		}
-		action, _, err := xdp.Run(xdpFrame(xdpClient4, xdpVIP4, payload))
+		action, _, err := xdp.Run(frame{src: client4, dst: vip4, payload: payload}.bytes())
 		if err != nil {
 			t.Fatal(err)
 		}
-		var v msgView
+		var v dnswire.View
 		perr := v.ParseQuery(payload)
 		proxyDrops := perr != nil && perr != dnswire.ErrOpcode && perr != dnswire.ErrQDCount
 		switch {
-		case action != ebpf.XDP_DROP && action != ebpf.XDP_PASS:
+		case action != XDP_DROP && action != XDP_PASS:
 			t.Fatalf("XDP action %d for a query with no answer published and no rate limit", action)
-		case (action == ebpf.XDP_DROP) != proxyDrops:
+		case (action == XDP_DROP) != proxyDrops:
 			t.Errorf("XDP action %d, the proxy's parser says %v, for\n% x", action, perr, payload)
 		}
 	})

@@ -1,4 +1,4 @@
-package proxy
+package pcache
 
 import (
 	"encoding/binary"
@@ -39,7 +39,7 @@ func TestSipHash24Vector(t *testing.T) {
 // and padding are not replayed to the next one; EDE describes the answer
 // and stays, and TTLs after the OPT still age.
 func TestCacheStoresNoClientOptions(t *testing.T) {
-	c := newPacketCache(cacheCfg(100))
+	c := New(cacheCfg(100))
 	q1 := withOpts(query("www.example.", dns.TypeA), cookieOpt("0102030405060708"))
 	raw1, v1 := keyed(t, q1)
 	r := new(dns.Msg)
@@ -56,17 +56,17 @@ func TestCacheStoresNoClientOptions(t *testing.T) {
 	}
 	glue, _ := dns.NewRR("ns.example. 300 IN A 192.0.2.53")
 	r.Extra = []dns.RR{opt, glue} // a record after the OPT: its TTL moves
-	c.store(&v1.key, pack(t, r), 0)
+	c.Store(&v1.key, pack(t, r), 0)
 	_ = raw1
 
 	q2 := withOpts(query("www.example.", dns.TypeA))
 	raw2, v2 := keyed(t, q2)
 	now := int64(100 * time.Second)
-	out, res, _ := c.answer(nil, &v2.key, raw2, v2, now, false)
-	if res != cacheHit {
+	out, res, _ := c.Answer(nil, &v2.key, raw2, &v2.View, now, false)
+	if res != Hit {
 		t.Fatal("no hit")
 	}
-	out = withCookie(out, 0, raw2, v2, netip.MustParseAddr("192.0.2.7"), now)
+	out = WithCookie(out, 0, raw2, &v2.View, netip.MustParseAddr("192.0.2.7"), now)
 	m := unpack(t, out)
 	o := m.IsEdns0()
 	if o == nil {
@@ -85,7 +85,7 @@ func TestCacheStoresNoClientOptions(t *testing.T) {
 // TestCacheHitEchoesClientCookie: a hit answers the asking client's cookie
 // with a server cookie of anyfront's own (RFC 9018 layout).
 func TestCacheHitEchoesClientCookie(t *testing.T) {
-	c := newPacketCache(cacheCfg(100))
+	c := New(cacheCfg(100))
 	q1 := withOpts(query("www.example.", dns.TypeA))
 	_, v1 := keyed(t, q1)
 	r := new(dns.Msg)
@@ -94,17 +94,17 @@ func TestCacheHitEchoesClientCookie(t *testing.T) {
 	r.Answer = append(r.Answer, rr)
 	r.SetEdns0(1232, false)
 	now := int64(1_800_000_000) * int64(time.Second)
-	c.store(&v1.key, pack(t, r), now)
+	c.Store(&v1.key, pack(t, r), now)
 
 	client := netip.MustParseAddr("2001:db8::7")
 	for _, cc := range []string{"a1a2a3a4a5a6a7a8", "b1b2b3b4b5b6b7b8" + "0100000000000000" + "0000000000000000"} {
 		q2 := withOpts(query("www.example.", dns.TypeA), cookieOpt(cc))
 		raw2, v2 := keyed(t, q2)
-		out, res, _ := c.answer(make([]byte, 2, 512), &v2.key, raw2, v2, now, false)
-		if res != cacheHit {
+		out, res, _ := c.Answer(make([]byte, 2, 512), &v2.key, raw2, &v2.View, now, false)
+		if res != Hit {
 			t.Fatal("a cookie changed the key: no hit")
 		}
-		out = withCookie(out, 2, raw2, v2, client, now)
+		out = WithCookie(out, 2, raw2, &v2.View, client, now)
 		m := unpack(t, out[2:])
 		var got *dns.EDNS0_COOKIE
 		for _, o := range m.IsEdns0().Option {
@@ -131,9 +131,9 @@ func TestCacheHitEchoesClientCookie(t *testing.T) {
 		out := make([]byte, 0, 512)
 		if n := testing.AllocsPerRun(1000, func() {
 			v2.ParseQuery(raw2)
-			v2.key.set(v2)
-			out, _, _ = c.answer(out[:0], &v2.key, raw2, v2, now, false)
-			out = withCookie(out, 0, raw2, v2, client, now)
+			v2.key.Set(&v2.View)
+			out, _, _ = c.Answer(out[:0], &v2.key, raw2, &v2.View, now, false)
+			out = WithCookie(out, 0, raw2, &v2.View, client, now)
 		}); n != 0 {
 			t.Errorf("%v allocations per hit with a cookie", n)
 		}
@@ -209,11 +209,11 @@ func TestCacheBypass(t *testing.T) {
 func TestParseQueryRFC8906(t *testing.T) {
 	hdrOnly := make([]byte, dnswire.HeaderLen)
 	binary.BigEndian.PutUint16(hdrOnly[2:], 15<<11) // opcode 15, nothing else
-	var v msgView
+	var v dnswire.View
 	if err := v.ParseQuery(hdrOnly); err != dnswire.ErrOpcode {
 		t.Errorf("header-only opcode 15: %v, want %v", err, dnswire.ErrOpcode)
 	}
-	if r := dnswire.AppendReply(nil, hdrOnly, &v.View, dnswire.RcodeNotImp); binary.BigEndian.Uint16(r[2:])&dnswire.FlagRA != 0 {
+	if r := dnswire.AppendReply(nil, hdrOnly, &v, dnswire.RcodeNotImp); binary.BigEndian.Uint16(r[2:])&dnswire.FlagRA != 0 {
 		t.Error("NOTIMP sets RA")
 	}
 	tc := query("www.example.", dns.TypeA)
@@ -222,7 +222,7 @@ func TestParseQueryRFC8906(t *testing.T) {
 	if err := v.ParseQuery(raw); err != nil || !v.Malformed {
 		t.Fatalf("TC query: %v, malformed %v; want it parsed and kept from the cache", err, v.Malformed)
 	}
-	m := unpack(t, dnswire.AppendReply(nil, raw, &v.View, dnswire.RcodeFormErr))
+	m := unpack(t, dnswire.AppendReply(nil, raw, &v, dnswire.RcodeFormErr))
 	if m.Rcode != dns.RcodeFormatError || m.RecursionAvailable || len(m.Question) != 1 || m.Question[0].Name != "www.example." {
 		t.Errorf("FORMERR: %v; want FORMERR, no RA, the question echoed", m)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package pcache
 
 import (
 	"crypto/rand"
@@ -36,7 +36,7 @@ var zeros [cookieOptLen]byte
 // answerCookie adds to a cached answer, out[start:], the COOKIE a server
 // gives the query's client cookie, when it sent one. An answer without an
 // OPT (the backend had no EDNS) gets none, as it would from the backend.
-func (c *cookieSecret) answerCookie(out []byte, start int, msg []byte, v *msgView, client []byte, now int64) []byte {
+func (c *cookieSecret) answerCookie(out []byte, start int, msg []byte, v *dnswire.View, client []byte, now int64) []byte {
 	if v.Opts.CookieOff == 0 {
 		return out
 	}
@@ -76,8 +76,10 @@ func newCookieSecret() *cookieSecret {
 	return &cookieSecret{binary.LittleEndian.Uint64(b[:]), binary.LittleEndian.Uint64(b[8:])}
 }
 
-// withCookie is answerCookie for a hit answered to client.
-func withCookie(out []byte, start int, msg []byte, v *msgView, client netip.Addr, now int64) []byte {
+// WithCookie adds to a hit, out[start:], answered to client for the query
+// in msg (parsed into v), the COOKIE a server gives the query's client
+// cookie, if it sent one. now is the caller's clock in nanoseconds.
+func WithCookie(out []byte, start int, msg []byte, v *dnswire.View, client netip.Addr, now int64) []byte {
 	if v.Opts.CookieOff == 0 {
 		return out
 	}
