@@ -66,6 +66,13 @@ func runProxy(t testing.TB, yml string) *lab {
 // with the test. before, if given, sees the proxy before it runs.
 func runConfig(t testing.TB, addr, yml string, before ...func(*Proxy)) *lab {
 	t.Helper()
+	return runConfigDeps(t, addr, yml, Deps{}, before...)
+}
+
+// runConfigDeps is runConfig with deps (a Blocker, say); it sets their
+// Store and Log.
+func runConfigDeps(t testing.TB, addr, yml string, deps Deps, before ...func(*Proxy)) *lab {
+	t.Helper()
 	l := &lab{addr: addr}
 	cfg, err := config.Parse("lab.yaml", []byte(yml))
 	if err != nil {
@@ -78,7 +85,8 @@ func runConfig(t testing.TB, addr, yml string, before ...func(*Proxy)) *lab {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if l.p, err = New(cfg, Deps{Store: l.store, Log: log}); err != nil {
+	deps.Store, deps.Log = l.store, log
+	if l.p, err = New(cfg, deps); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range before {

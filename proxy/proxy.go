@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/dynblock"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -34,9 +35,6 @@ type Proxy struct {
 	caches    map[string]*packetCache // by pool, guarded by buildMu
 	lats      map[string]*latencyHist // by pool, guarded by buildMu
 	rebuildCh chan struct{}
-	// ruleHits counts matches per rule of hitsFor (guarded by buildMu).
-	ruleHits []atomic.Uint64
-	hitsFor  *config.Config
 
 	shards []*shard
 	udpLns []*udpListener
@@ -56,8 +54,9 @@ type Proxy struct {
 	// stopping is set when Run's context ends: readers stop taking queries.
 	stopping atomic.Bool
 
-	// dyn holds the dynamic blocks and their detectors.
-	dyn *dynBlocks
+	// dyn holds the dynamic blocks and their detectors; Reload
+	// reconfigures them.
+	dyn *dynblock.Blocks
 	// qlog is the dnstap query log and top the top clients and names
 	// (querylog.go, top.go); nil when off. Set by New, never changed.
 	qlog *queryLog
@@ -76,6 +75,9 @@ type Deps struct {
 	// Outcomes, when set, receives every backend query's outcome (for
 	// health checking from live traffic).
 	Outcomes state.OutcomeSink
+	// Blocker, when set, receives every new dynamic block as well (the
+	// XDP blocklist); see dynblock.Blocker.
+	Blocker dynblock.Blocker
 }
 
 // New checks cfg and prepares a proxy; it opens no socket (Run does).
@@ -92,7 +94,8 @@ func New(cfg *config.Config, deps Deps) (*Proxy, error) {
 	}
 	p := &Proxy{store: deps.Store, log: log, outcomes: deps.Outcomes, epoch: time.Now(), ups: map[string]*upstream{}, rebuildCh: make(chan struct{}, 1)}
 	p.cfg.Store(cfg)
-	p.dyn = newDynBlocks(log, p.epoch)
+	p.dyn = dynblock.New(log, p.epoch, deps.Blocker)
+	p.dyn.Reconfigure(cfg.DynBlocks)
 	p.qlog, p.top = newQueryLog(cfg.QueryLog, log), newTopTable(cfg.Top)
 	return p, nil
 }
@@ -105,6 +108,7 @@ func (p *Proxy) now() int64 { return int64(time.Since(p.epoch)) }
 func (p *Proxy) Reload(cfg *config.Config) {
 	configChanged(p.cfg.Load(), cfg, p.log)
 	p.reloadObservers(cfg)
+	p.dyn.Reconfigure(cfg.DynBlocks)
 	p.cfg.Store(cfg)
 	select {
 	case p.rebuildCh <- struct{}{}:

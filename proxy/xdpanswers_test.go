@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,8 +122,8 @@ pools:
 	p := &Proxy{epoch: time.Now().Add(-time.Hour), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		caches: map[string]*packetCache{"default": c}}
 	p.cfg.Store(cfg)
-	p.snap.Store(&snapshot{def: def, acl: cfg.ACL,
-		rules: compileRules(cfg.Rules, pools, make([]atomic.Uint64, len(cfg.Rules)))})
+	set, routes := compiledRules(p, cfg, pools)
+	p.snap.Store(&snapshot{def: def, acl: cfg.ACL, rules: set, ruleRoutes: routes})
 	pub := &fakeAnswers{hits: map[xdpanswer.AnswerKey]uint64{}}
 	p.SetAnswerPublisher(pub)
 	r := &xdpRig{p: p, c: c, pub: pub}

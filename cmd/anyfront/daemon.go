@@ -86,7 +86,18 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if d.health, err = healthcheck.New(cfg, healthcheck.Deps{Store: d.store, Log: log.With("component", "healthcheck")}); err != nil {
 		return nil, err
 	}
-	d.proxy, err = proxy.New(cfg, proxy.Deps{Store: d.store, Log: log.With("component", "proxy"), Outcomes: d.health})
+	if cfg.XDP != nil {
+		if d.xdp, err = ebpf.New(cfg.XDP, log.With("component", "xdp")); err != nil {
+			return nil, err
+		}
+	}
+	pdeps := proxy.Deps{Store: d.store, Log: log.With("component", "proxy"), Outcomes: d.health}
+	if d.xdp != nil {
+		// Dynamic blocks reach the kernel too: blocked sources then cost
+		// nothing past the NIC.
+		pdeps.Blocker = d.xdp
+	}
+	d.proxy, err = proxy.New(cfg, pdeps)
 	if err != nil {
 		return nil, err
 	}
@@ -113,13 +124,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if d.admin, err = admin.New(cfg.Admin, adeps); err != nil {
 		return nil, err
 	}
-	if cfg.XDP != nil {
-		if d.xdp, err = ebpf.New(cfg.XDP, log.With("component", "xdp")); err != nil {
-			return nil, err
-		}
-		// Dynamic blocks reach the kernel too: blocked sources then cost
-		// nothing past the NIC.
-		d.proxy.SetBlocker(d.xdp)
+	if d.xdp != nil {
 		// The hottest cached answers are served by XDP itself (pools
 		// with cache.xdp_entries above 0).
 		d.proxy.SetAnswerPublisher(d.xdp)

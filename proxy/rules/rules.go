@@ -1,9 +1,18 @@
-package proxy
+// Package rules owns the config's rules once compiled: matching a query's
+// facts (name, type, opcode, flags, client, transport) first match wins,
+// the answers rules make themselves (refuse, drop, rcode, spoof, truncate),
+// the per-source rate limiters and log limiters, and the hit counters and
+// admin view of the rules in force.
+//
+// A Set is compiled once per config and lives as long as that config: its
+// counters and limiters carry over every snapshot rebuilt for the same
+// config. It is a leaf: it never imports proxy and knows no socket, pool or
+// cache; a rule that forwards names its pool, and the proxy core resolves
+// the name. It counts only its own rules' hits and limits; what its answers
+// add to the proxy's counters, the core counts from the Outcome.
+package rules
 
 import (
-	"github.com/anyfront/anyfront/proxy/dnswire"
-	"github.com/miekg/dns"
-
 	"cmp"
 	"math"
 	"math/rand/v2"
@@ -12,7 +21,10 @@ import (
 	"sync/atomic"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/cidrset"
 	"github.com/anyfront/anyfront/proxy/policy"
+	"github.com/miekg/dns"
 )
 
 // actionKind is what a matching rule does.
@@ -29,37 +41,54 @@ const (
 	actLog                         // a log line, then the next rule
 )
 
-// rule is a compiled first-match-wins rule.
-type rule struct {
+// Set is a config's rules, compiled, in order. It is built once per
+// config and shared by every snapshot of that config.
+type Set struct {
+	cfg   *config.Config
+	rules []Rule
+}
+
+// Rule is a compiled first-match-wins rule.
+type Rule struct {
 	matcher
 	kind actionKind
-	pool *poolSnap // actForward; nil means the default pool
+	// pool is the pool an actForward rule sends to, the default one
+	// resolved.
+	pool string
 	// nocache says the answer to a query this rule forwards is neither
-	// looked up in nor stored into the packet cache. The rule's pool is
-	// already a cache-less view of the configured one, so the hot path
-	// needs no check of its own; the flag is there for code that wants it.
+	// looked up in nor stored into the packet cache.
 	nocache bool
-	// uncached is pool without its cache, for queries whose answers must
-	// not be cached (opcodes other than QUERY: the cache key has none).
-	uncached *poolSnap
-	spoof4   [][4]byte
-	spoof6   [][16]byte
-	cname    []byte // wire format; actSpoof with a CNAME target
-	rcode    int    // actRcode
-	rl       *rateLimiter
-	rlOver   actionKind // actDrop, actRefuse or actTruncate
-	logs     *logLimiter
-	hits     *atomic.Uint64
-	line     int
-	index    int
+	spoof4  [][4]byte
+	spoof6  [][16]byte
+	cname   []byte // wire format; actSpoof with a CNAME target
+	rcode   int    // actRcode
+	rl      *rateLimiter
+	rlOver  actionKind // actDrop, actRefuse or actTruncate
+	logs    *logLimiter
+	hits    atomic.Uint64
+	line    int
+	index   int
 }
+
+// Index is the rule's position in its Set, from 0.
+func (r *Rule) Index() int { return r.index }
+
+// Forwards reports whether the rule sends the query on, to Pool.
+func (r *Rule) Forwards() bool { return r.kind == actForward }
+
+// Pool is the pool a forwarding rule sends to ("default", or the only pool,
+// when the rule names none).
+func (r *Rule) Pool() string { return r.pool }
+
+// NoCache reports whether a forwarding rule's answers bypass the cache.
+func (r *Rule) NoCache() bool { return r.nocache }
 
 // matcher is a compiled match: every condition set must hold.
 type matcher struct {
 	names    nameSet // exact names
 	suffixes nameSet
 	qtypes   []uint16
-	clients  cidrSet
+	clients  cidrset.Set
 	// opcodes is a bit per opcode; 0 matches any.
 	opcodes uint16
 	rd      int8 // -1 any, 0 RD clear, 1 RD set
@@ -72,15 +101,15 @@ type matcher struct {
 	not  *matcher
 }
 
-// queryFacts is what rules match on, gathered once per query.
-type queryFacts struct {
-	v      *msgView
-	client netip.Addr // unmapped
-	tr     dnswire.Transport
+// Query is what rules match on, gathered once per query.
+type Query struct {
+	View      *dnswire.View
+	Client    netip.Addr // unmapped
+	Transport dnswire.Transport
 }
 
-func (m *matcher) match(q *queryFacts) bool {
-	v := q.v
+func (m *matcher) match(q *Query) bool {
+	v := q.View
 	if m.opcodes != 0 && m.opcodes&(1<<v.Opcode()) == 0 {
 		return false
 	}
@@ -90,7 +119,7 @@ func (m *matcher) match(q *queryFacts) bool {
 	if m.rd >= 0 && (v.Flags&dnswire.FlagRD != 0) != (m.rd == 1) {
 		return false
 	}
-	if m.transports != 0 && m.transports&q.tr == 0 {
+	if m.transports != 0 && m.transports&q.Transport == 0 {
 		return false
 	}
 	if !m.names.empty() && !m.names.has(v.Name()) {
@@ -99,7 +128,7 @@ func (m *matcher) match(q *queryFacts) bool {
 	if !m.suffixes.empty() && !m.suffixes.hasSuffixOf(v.Name()) {
 		return false
 	}
-	if !m.clients.empty() && !m.clients.contains(q.client) {
+	if !m.clients.Empty() && !m.clients.Contains(q.Client) {
 		return false
 	}
 	for i := range m.all {
@@ -131,7 +160,7 @@ func compileMatch(c *config.Match) matcher {
 		names:    newNameSet(c.QName),
 		suffixes: newNameSet(c.QNameSuffix),
 		qtypes:   c.QType,
-		clients:  newCIDRSet(c.Client),
+		clients:  cidrset.New(c.Client),
 		rd:       -1,
 	}
 	for _, op := range c.Opcode {
@@ -195,7 +224,7 @@ func newNameSet(names []string) nameSet {
 	}
 	var es []entry
 	for _, n := range names {
-		w := wireName(n)
+		w := WireName(n)
 		es = append(es, entry{policy.HashName(w), w})
 	}
 	slices.SortFunc(es, func(a, b entry) int { return cmp.Compare(a.h, b.h) })
@@ -235,9 +264,9 @@ func (s *nameSet) hasSuffixOf(w []byte) bool {
 	return false
 }
 
-// wireName turns a lowercase presentation name ("example.com.") into wire
+// WireName turns a lowercase presentation name ("example.com.") into wire
 // format. Config validation has already checked the labels.
-func wireName(name string) []byte {
+func WireName(name string) []byte {
 	// miekg/dns packs escapes (\. and \DDD) the way a resolver reads them;
 	// lowercase after packing, so an escaped byte is folded like any other.
 	buf := make([]byte, dnswire.MaxNameLen+1)
@@ -256,44 +285,49 @@ func wireName(name string) []byte {
 	return w
 }
 
-// compileRules turns the config's rules into the snapshot's. hits carries
-// the per-rule counters across rebuilds of the same config. A rule that
-// forwards without caching gets a cache-less view of its pool.
-func compileRules(cfg []config.Rule, pools map[string]*poolSnap, hits []atomic.Uint64) []rule {
-	out := make([]rule, 0, len(cfg))
-	for i := range cfg {
-		rc := &cfg[i]
-		r := rule{matcher: compileMatch(&rc.Match), hits: &hits[i], line: rc.Line, index: i}
+// Compile turns cfg's rules into a Set. A rule that forwards without
+// naming a pool goes to the default one: "default", or the only pool
+// (config validation asks nocache without a pool for one of the two).
+func Compile(cfg *config.Config) *Set {
+	s := &Set{cfg: cfg, rules: make([]Rule, len(cfg.Rules))}
+	def := defaultPoolName(cfg.Pools)
+	for i := range cfg.Rules {
+		rc := &cfg.Rules[i]
+		r := &s.rules[i]
+		r.matcher, r.line, r.index = compileMatch(&rc.Match), rc.Line, i
 		if !namesOpcode(&rc.Match) {
 			// RFC 8906: other opcodes get NOTIMP unless a rule asks
 			// for them by name.
 			r.opcodes = 1 << 0
 		}
-		compileAction(&r, &rc.Action, pools)
-		out = append(out, r)
+		compileAction(r, &rc.Action, def)
 	}
-	return out
+	return s
 }
 
-func compileAction(r *rule, a *config.Action, pools map[string]*poolSnap) {
+// Config is the config s was compiled from.
+func (s *Set) Config() *config.Config {
+	if s == nil {
+		return nil
+	}
+	return s.cfg
+}
+
+// Len is the number of rules.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.rules)
+}
+
+// At is the rule at index i.
+func (s *Set) At(i int) *Rule { return &s.rules[i] }
+
+func compileAction(r *Rule, a *config.Action, def string) {
 	switch {
 	case a.Pool != "" || a.NoCache:
-		r.kind = actForward
-		if a.Pool != "" {
-			r.pool = pools[a.Pool]
-		} else {
-			r.pool = pools[defaultPoolName(pools)]
-		}
-		r.uncached = r.pool
-		if r.pool != nil && r.pool.cache != nil {
-			nc := *r.pool
-			nc.cache = nil
-			r.uncached = &nc
-		}
-		if a.NoCache {
-			r.nocache = true
-			r.pool = r.uncached
-		}
+		r.kind, r.pool, r.nocache = actForward, cmp.Or(a.Pool, def), a.NoCache
 	case a.Refuse:
 		r.kind = actRefuse
 	case a.Drop:
@@ -312,7 +346,7 @@ func compileAction(r *rule, a *config.Action, pools map[string]*poolSnap) {
 			}
 		}
 	case a.SpoofCNAME != "":
-		r.kind, r.cname = actSpoof, wireName(a.SpoofCNAME)
+		r.kind, r.cname = actSpoof, WireName(a.SpoofCNAME)
 	case a.Truncate:
 		r.kind = actTruncate
 	case a.RateLimit != nil:
@@ -329,9 +363,8 @@ func compileAction(r *rule, a *config.Action, pools map[string]*poolSnap) {
 }
 
 // defaultPoolName is the pool queries no rule routes go to: "default", or
-// the only pool (config validation asks nocache without a pool for one of
-// the two).
-func defaultPoolName(pools map[string]*poolSnap) string {
+// the only pool.
+func defaultPoolName(pools map[string]*config.Pool) string {
 	if _, ok := pools["default"]; ok || len(pools) != 1 {
 		return "default"
 	}
@@ -341,25 +374,37 @@ func defaultPoolName(pools map[string]*poolSnap) string {
 	return ""
 }
 
-// carryRuleState hands the per-source rate limiters and log limiters of
-// prev's rules to the same rules in rules, so a snapshot rebuilt for a
-// backend's change of state (same config, same hit counters) does not
-// give every source a fresh burst. TODO(lead): in rebuild, use
-// snap.rules = carryRuleState(compileRules(...), p.snap.Load()).
-func carryRuleState(rules []rule, prev *snapshot) []rule {
-	if prev == nil {
-		return rules
+// MayMatch says whether r could match a UDP query of opcode QUERY for name
+// (lowercase wire format) and qtype from some client: it answers false
+// only when a condition on the name, type, opcode or transport rules the
+// query out whoever sends it. The XDP answer publisher asks it, so that
+// only answers no rule could touch are served past the proxy.
+func (r *Rule) MayMatch(name []byte, qtype uint16) bool { return r.mayMatch(name, qtype) }
+
+func (m *matcher) mayMatch(name []byte, qtype uint16) bool {
+	if m.opcodes != 0 && m.opcodes&1 == 0 {
+		return false
 	}
-	for i := range rules {
-		if i >= len(prev.rules) || prev.rules[i].hits != rules[i].hits || prev.rules[i].kind != rules[i].kind {
-			continue
-		}
-		if prev.rules[i].rl != nil {
-			rules[i].rl = prev.rules[i].rl
-		}
-		if prev.rules[i].logs != nil {
-			rules[i].logs = prev.rules[i].logs
+	if len(m.qtypes) > 0 && !slices.Contains(m.qtypes, qtype) {
+		return false
+	}
+	if m.transports != 0 && m.transports&dnswire.UDP == 0 {
+		return false
+	}
+	if !m.names.empty() && !m.names.has(name) {
+		return false
+	}
+	if !m.suffixes.empty() && !m.suffixes.hasSuffixOf(name) {
+		return false
+	}
+	for i := range m.all {
+		if !m.all[i].mayMatch(name, qtype) {
+			return false
 		}
 	}
-	return rules
+	if len(m.any) > 0 && !slices.ContainsFunc(m.any, func(a matcher) bool { return a.mayMatch(name, qtype) }) {
+		return false
+	}
+	// A negation may hold for some client or coin toss: assume it does.
+	return true
 }
