@@ -7,6 +7,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/rules"
+	"github.com/anyfront/anyfront/state"
 )
 
 // compiledRules compiles cfg's rules and routes them to pools, as rebuild
@@ -84,5 +85,36 @@ rules:
 	again := *cfg
 	if p.ruleSetFor(&again) == first {
 		t.Error("a new config kept the old rule set")
+	}
+}
+
+func TestReloadReconfiguresDynamicBlocks(t *testing.T) {
+	parse := func(extra string) *config.Config {
+		t.Helper()
+		cfg, err := config.Parse("d.yaml", []byte("pools:\n  default: {backends: [{name: a, address: \"127.0.0.1:1\"}]}\n"+extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	store, err := state.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(parse(""), Deps{Store: store, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.dyn.On() {
+		t.Fatal("dynamic blocks on without a dynamic_blocks section")
+	}
+	// The reload itself turns them on, before any packet arrives.
+	p.Reload(parse("dynamic_blocks:\n  detectors: [{kind: queries, rate: 1, window: 1s}]\n"))
+	if !p.dyn.On() {
+		t.Fatal("a reload with dynamic_blocks did not turn them on")
+	}
+	p.Reload(parse(""))
+	if p.dyn.On() {
+		t.Fatal("a reload without dynamic_blocks did not turn them off")
 	}
 }

@@ -401,3 +401,29 @@ func BenchmarkRules10k(b *testing.B) {
 		}
 	}
 }
+
+func TestStatus(t *testing.T) {
+	rules := compileYAML(t, `
+  - {match: {qname: [rl.test]}, action: {ratelimit: {qps: 1, burst: 1}}}
+  - {match: {qname_suffix: [test]}, action: {refuse: true}}
+`)
+	q := testQuery{name: "rl.test.", qtype: dns.TypeA}.facts(t)
+	for i := 0; i < 3; i++ {
+		rules.Eval(q, nil, int64(time.Hour))
+	}
+	st := rules.Status()
+	if len(st) != 2 || st[0].Index != 0 || st[1].Index != 1 || st[0].Line == 0 || st[1].Line != st[0].Line+1 {
+		t.Fatalf("%+v", st)
+	}
+	// The burst passes to the next rule; the two over it stop at the limit.
+	if st[0].Hits != 3 || st[0].Limited == nil || *st[0].Limited != 2 || st[1].Hits != 1 || st[1].Limited != nil {
+		t.Errorf("counters: %+v %+v", st[0], st[1])
+	}
+	if st[1].Action["refuse"] != true || st[1].Match["qname_suffix"].([]string)[0] != "test." {
+		t.Errorf("view: %+v", st[1])
+	}
+	var none *Set
+	if got := none.Status(); got == nil || len(got) != 0 || none.Len() != 0 {
+		t.Errorf("a nil set lists %v", got)
+	}
+}
