@@ -76,7 +76,7 @@ func TestRoles(t *testing.T) {
 					t.Errorf("token %q: %d, want %d", tok, r.code, want.code)
 				}
 				unchanged(t)
-				if len(fb.Blocks().([]map[string]any)) != 1 {
+				if len(fb.BlockList()) != 1 {
 					t.Fatal("a refused call lifted a block")
 				}
 				line := "role=" + want.role + " remote=127.0.0.1:"

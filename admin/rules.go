@@ -5,36 +5,45 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/anyfront/anyfront/proxy/dynblock"
+	"github.com/anyfront/anyfront/proxy/rules"
 )
 
-// Rules lists the proxy's rules with their hit counters. Its Rules value
-// is marshalled as-is under GET /api/v1/rules.
+// Rules lists the proxy's rules with their hit counters, in order, for
+// GET /api/v1/rules (the JSON of rules.Status).
 type Rules interface {
-	Rules() any
+	RuleList() []rules.Status
 }
 
-// Blocks lists and lifts the proxy's dynamic blocks. Blocks is marshalled
-// as-is under GET /api/v1/blocks; Unblock returns an error only when the
-// prefix is not blocked.
+// Blocks lists and lifts the proxy's dynamic blocks: BlockList for
+// GET /api/v1/blocks (the JSON of dynblock.Status); Unblock returns an
+// error only when the prefix is not blocked.
 type Blocks interface {
-	Blocks() any
+	BlockList() []dynblock.Status
 	Unblock(netip.Prefix) error
 }
 
 func (s *Server) getRules(w http.ResponseWriter, _ *http.Request) {
-	if s.deps.Rules == nil {
-		writeJSON(w, http.StatusOK, []any{})
-		return
+	var list []rules.Status
+	if s.deps.Rules != nil {
+		list = s.deps.Rules.RuleList()
 	}
-	writeRaw(w, "rules", s.deps.Rules.Rules())
+	if list == nil {
+		list = []rules.Status{} // [], not null
+	}
+	writeRaw(w, "rules", list)
 }
 
 func (s *Server) getBlocks(w http.ResponseWriter, _ *http.Request) {
-	if s.deps.Blocks == nil {
-		writeJSON(w, http.StatusOK, []any{})
-		return
+	var list []dynblock.Status
+	if s.deps.Blocks != nil {
+		list = s.deps.Blocks.BlockList()
 	}
-	writeRaw(w, "blocks", s.deps.Blocks.Blocks())
+	if list == nil {
+		list = []dynblock.Status{} // [], not null
+	}
+	writeRaw(w, "blocks", list)
 }
 
 // writeRaw marshals v first, so a value that cannot be encoded is a clean

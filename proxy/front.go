@@ -5,6 +5,7 @@ import (
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
 	"github.com/anyfront/anyfront/proxy/pcache"
+	"github.com/anyfront/anyfront/proxy/rules"
 )
 
 // verdict is what the shared front-end checks decided.
@@ -29,11 +30,11 @@ func (p *Proxy) frontOn(tr dnswire.Transport, snap *snapshot, v *msgView, msg []
 	if parseErr == nil {
 		p.top.Observe(client, v.Name())
 	}
-	dyn := p.dynBlocks()
-	if dyn == nil {
+	dyn := p.dyn
+	if !dyn.On() {
 		return p.frontChecks(tr, snap, v, msg, parseErr, client, out)
 	}
-	if blocked, refuse := dyn.admit(client, p.now()); blocked {
+	if blocked, refuse := dyn.Admit(client, p.now()); blocked {
 		if refuse && (parseErr == nil || parseErr == dnswire.ErrOpcode || parseErr == dnswire.ErrQDCount) {
 			return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeRefused)
 		}
@@ -42,7 +43,7 @@ func (p *Proxy) frontOn(tr dnswire.Transport, snap *snapshot, v *msgView, msg []
 	start := len(out)
 	vd, pool, o := p.frontChecks(tr, snap, v, msg, parseErr, client, out)
 	if (vd == vReply || vd == vPrefetch) && len(o) >= start+dnswire.HeaderLen {
-		dyn.observe(client, int(o[start+3]&0xF), len(o)-start, p.now())
+		dyn.Observe(client, int(o[start+3]&0xF), len(o)-start, p.now())
 	}
 	return vd, pool, o
 }
@@ -72,20 +73,20 @@ func (p *Proxy) frontChecks(tr dnswire.Transport, snap *snapshot, v *msgView, ms
 		return vDrop, nil, out
 	}
 	pool := snap.def
-	var r *rule
-	if len(snap.rules) > 0 {
-		q := queryFacts{v: v, client: client.Unmap(), tr: tr}
-		r = evalRules(snap.rules, &q, p.log, p.now())
+	var r *rules.Rule
+	if len(snap.ruleRoutes) > 0 {
+		q := rules.Query{View: &v.View, Client: client.Unmap(), Transport: tr}
+		r = snap.rules.Eval(&q, p.log, p.now())
 	}
 	switch {
 	case r == nil && parseErr == dnswire.ErrOpcode:
 		p.Stats.NotImp.Add(1)
 		return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeNotImp)
 	case r == nil:
-	case r.kind == actForward && parseErr == dnswire.ErrOpcode:
-		pool = r.uncached
-	case r.kind == actForward:
-		pool = r.pool
+	case r.Forwards() && parseErr == dnswire.ErrOpcode:
+		pool = snap.ruleRoutes[r.Index()].uncached
+	case r.Forwards():
+		pool = snap.ruleRoutes[r.Index()].pool
 	default:
 		vd, o := p.ruleAnswer(r, tr, msg, v, out)
 		return vd, nil, o

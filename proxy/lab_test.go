@@ -69,8 +69,8 @@ func runConfig(t testing.TB, addr, yml string, before ...func(*Proxy)) *lab {
 	return runConfigDeps(t, addr, yml, Deps{}, before...)
 }
 
-// runConfigDeps is runConfig with deps for New; their Store and Log are
-// the lab's.
+// runConfigDeps is runConfig with deps (a Blocker, say); it sets their
+// Store and Log.
 func runConfigDeps(t testing.TB, addr, yml string, deps Deps, before ...func(*Proxy)) *lab {
 	t.Helper()
 	l := &lab{addr: addr}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
 	"github.com/anyfront/anyfront/proxy/pcache"
+	"github.com/anyfront/anyfront/proxy/rules"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -44,8 +45,8 @@ type Stats struct {
 	RuleSpoofed       atomic.Uint64
 	// Rcodes counts forwarded answers by rcode (0-15).
 	Rcodes [16]atomic.Uint64
-	// RuleActions counts the answers rules made, by ruleAction.
-	RuleActions [numRuleActions]atomic.Uint64
+	// RuleActions counts the answers rules made, by rules.Outcome.
+	RuleActions [rules.NumOutcomes]atomic.Uint64
 }
 
 func (s *Stats) countMalformed(err error) {
@@ -195,7 +196,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEvents, s.ReadErrors.Load(), "read_error")
 	counter(descEvents, s.SendErrors.Load(), "send_error")
 	counter(descEvents, s.TCPConnsRefused.Load(), "tcp_connection_refused")
-	for i, name := range ruleActionNames {
+	for i, name := range rules.OutcomeNames {
 		counter(descRuleActions, s.RuleActions[i].Load(), name)
 	}
 	c.p.collectObservers(ch)
@@ -223,7 +224,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.p.buildMu.Unlock()
 	c.collectCaches(ch)
-	c.p.collectDynBlocks(ch)
+	c.p.collectRulesAndBlocks(ch)
 	for proto, t := range c.p.TransportStats() {
 		counter(descTransport, t.Conns, proto, "connection")
 		counter(descTransport, t.HandshakeFailures, proto, "handshake_failure")
@@ -263,7 +264,6 @@ var (
 	descCacheEvents  = prometheus.NewDesc("anyfront_proxy_cache_events_total", "Packet cache lookups and changes, by pool and event (hit, miss, stale, store, eviction, prefetch).", []string{"pool", "event"}, nil)
 	descCacheEntries = prometheus.NewDesc("anyfront_proxy_cache_entries", "Answers held in the packet cache.", []string{"pool"}, nil)
 	descTransport    = prometheus.NewDesc("anyfront_proxy_transport_events_total", "DoT, dnswire.DoH, dnswire.DoQ and PROXY protocol events, by protocol and event.", []string{"protocol", "event"}, nil)
-	descRuleHits     = prometheus.NewDesc("anyfront_proxy_rule_hits_total", "Queries matched by each rule, by its position and config line.", []string{"rule", "line"}, nil)
 	descRuleActions  = prometheus.NewDesc("anyfront_proxy_rule_actions_total", "Answers rules made, by action (refuse, drop, spoof, nxdomain, rcode, truncate).", []string{"action"}, nil)
 )
 
@@ -272,13 +272,6 @@ func (c collector) collectCaches(ch chan<- prometheus.Metric) {
 	caches := make(map[string]*pcache.Cache, len(c.p.caches))
 	for name, pc := range c.p.caches {
 		caches[name] = pc
-	}
-	hits := c.p.ruleHits
-	var lines []int
-	if c.p.hitsFor != nil {
-		for _, r := range c.p.hitsFor.Rules {
-			lines = append(lines, r.Line)
-		}
 	}
 	c.p.buildMu.Unlock()
 	for name, pc := range caches {
@@ -293,13 +286,6 @@ func (c collector) collectCaches(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descCacheEvents, prometheus.CounterValue, float64(e.v), name, e.event)
 		}
 		ch <- prometheus.MustNewConstMetric(descCacheEntries, prometheus.GaugeValue, float64(pc.Len()), name)
-	}
-	for i := range hits {
-		line := ""
-		if i < len(lines) {
-			line = strconv.Itoa(lines[i])
-		}
-		ch <- prometheus.MustNewConstMetric(descRuleHits, prometheus.CounterValue, float64(hits[i].Load()), strconv.Itoa(i), line)
 	}
 }
 

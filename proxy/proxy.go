@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/dynblock"
 	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 	"github.com/anyfront/anyfront/proxy/pcache"
 	"github.com/anyfront/anyfront/proxy/querylog"
@@ -39,9 +40,6 @@ type Proxy struct {
 	caches    map[string]*pcache.Cache // by pool, guarded by buildMu
 	lats      map[string]*latencyHist  // by pool, guarded by buildMu
 	rebuildCh chan struct{}
-	// ruleHits counts matches per rule of hitsFor (guarded by buildMu).
-	ruleHits []atomic.Uint64
-	hitsFor  *config.Config
 
 	shards []*shard
 	udpLns []*udpListener
@@ -63,8 +61,9 @@ type Proxy struct {
 	// waits is the UDP readers' budget of raw waits (udpsock.Recv).
 	waits udpsock.WaitBudget
 
-	// dyn holds the dynamic blocks and their detectors.
-	dyn *dynBlocks
+	// dyn holds the dynamic blocks and their detectors; Reload
+	// reconfigures them.
+	dyn *dynblock.Blocks
 	// qlog is the dnstap query log and top the top clients and names
 	// (observers.go); nil when off. Set by New, never changed.
 	qlog *querylog.Log
@@ -87,6 +86,9 @@ type Deps struct {
 	// its default pool's hottest cached answers there when that pool's
 	// cache.xdp_entries is above 0.
 	Answers xdppublish.Dataplane
+	// Blocker, when set, receives every new dynamic block as well (the
+	// XDP blocklist); see dynblock.Blocker.
+	Blocker dynblock.Blocker
 }
 
 // New checks cfg and prepares a proxy; it opens no socket (Run does).
@@ -104,7 +106,8 @@ func New(cfg *config.Config, deps Deps) (*Proxy, error) {
 	p := &Proxy{store: deps.Store, log: log, outcomes: deps.Outcomes, epoch: time.Now(), ups: map[string]*upstream{}, rebuildCh: make(chan struct{}, 1)}
 	p.cfg.Store(cfg)
 	p.waits.Base = cpus
-	p.dyn = newDynBlocks(log, p.epoch)
+	p.dyn = dynblock.New(log, p.epoch, deps.Blocker)
+	p.dyn.Reconfigure(cfg.DynBlocks)
 	p.qlog, p.top = querylog.New(cfg.QueryLog, log), top.New(cfg.Top)
 	if deps.Answers != nil {
 		p.xdp = xdppublish.New(deps.Answers, log, p.now)
@@ -120,6 +123,7 @@ func (p *Proxy) now() int64 { return int64(time.Since(p.epoch)) }
 func (p *Proxy) Reload(cfg *config.Config) {
 	configChanged(p.cfg.Load(), cfg, p.log)
 	p.reloadObservers(cfg)
+	p.dyn.Reconfigure(cfg.DynBlocks)
 	p.cfg.Store(cfg)
 	select {
 	case p.rebuildCh <- struct{}{}:

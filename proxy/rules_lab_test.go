@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,18 +262,46 @@ func TestLabRulesReload(t *testing.T) {
 	}
 }
 
+// fakeBlocker records the blocks that would go to the XDP blocklist.
+type fakeBlocker struct {
+	mu     sync.Mutex
+	blocks map[netip.Prefix]time.Time
+}
+
+func (f *fakeBlocker) Block(p netip.Prefix, until time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.blocks == nil {
+		f.blocks = map[netip.Prefix]time.Time{}
+	}
+	f.blocks[p] = until
+	return nil
+}
+
+func (f *fakeBlocker) has(p netip.Prefix) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.blocks[p]
+	return ok
+}
+
 func TestLabDynBlockNXDOMAINFlood(t *testing.T) {
 	testlab.RequireBinary(t, "unbound")
 	ub := testlab.StartUnbound(t, testlab.UnboundOptions{})
-	l := runProxy(t, fmt.Sprintf(`pools:
+	port, err := testlab.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	fb := &fakeBlocker{}
+	l := runConfigDeps(t, addr, fmt.Sprintf(`listen: [{address: %q}]
+pools:
   default: {backends: [{name: d1, address: %q}], cache: {size: 1000}}
 dynamic_blocks:
   action: refuse
   detectors:
     - {kind: rcode, rcode: NXDOMAIN, rate: 20, window: 1s, block_for: 1s}
-`, ub.Addr))
-	fb := &fakeBlocker{}
-	l.p.SetBlocker(fb)
+`, addr, ub.Addr), Deps{Blocker: fb})
 	const flooder, bystander = "127.0.0.1", "127.0.0.2"
 	ask := func(src, network, name string) *dns.Msg {
 		t.Helper()
@@ -305,8 +334,8 @@ dynamic_blocks:
 		if len(blocks) != 1 || blocks[0].Prefix != "127.0.0.1/32" || blocks[0].Dropped < 2 {
 			t.Errorf("blocks: %+v", blocks)
 		}
-		if _, ok := fb.blocks[netip.MustParsePrefix("127.0.0.1/32")]; !ok {
-			t.Errorf("not sent to XDP: %v", fb.blocks)
+		if !fb.has(netip.MustParsePrefix("127.0.0.1/32")) {
+			t.Error("not sent to XDP")
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for ask(flooder, "udp", "www.demo.test.").Rcode == dns.RcodeRefused {

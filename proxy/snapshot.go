@@ -13,6 +13,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/policy"
+	"github.com/anyfront/anyfront/proxy/rules"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -22,8 +23,13 @@ import (
 type snapshot struct {
 	pools []*poolSnap
 	def   *poolSnap // pool "default" or else the first one
-	rules []rule
-	acl   []netip.Prefix
+	// rules are the config's, shared by every snapshot of that config;
+	// ruleRoutes are their pools here, by rule index: empty when there
+	// are no rules, nil while a rule's pool is not in the store yet (no
+	// rule applies until it is).
+	rules      *rules.Set
+	ruleRoutes []ruleRoute
+	acl        []netip.Prefix
 	// A query's fate, in nanoseconds: its whole budget, and the floor and
 	// ceiling of one attempt's timeout (each backend's RTO in between).
 	deadline, rtoFloor, rtoCeil int64
@@ -178,22 +184,9 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 	for _, ps := range snap.pools {
 		byName[ps.name] = ps
 	}
-	if p.hitsFor != cfg {
-		// Counters follow the rule list they count; a reload starts afresh.
-		p.ruleHits, p.hitsFor = make([]atomic.Uint64, len(cfg.Rules)), cfg
-	}
-	// Rate limiters carry over a rebuild of the same config, so a backend
-	// changing state does not hand every source a fresh burst.
-	snap.rules = carryRuleState(compileRules(cfg.Rules, byName, p.ruleHits), p.snap.Load())
-	for _, r := range snap.rules {
-		if r.kind == actForward && r.pool == nil {
-			// Config validation names only existing pools; a pool can
-			// be missing only while state catches up with a reload.
-			snap.rules = nil
-			p.log.Warn("rules wait for their pools to reach the state store")
-			break
-		}
-	}
+	// Counters follow the rule list they count: a reload starts afresh.
+	snap.rules = p.ruleSetFor(cfg)
+	snap.ruleRoutes = p.routeRules(snap.rules, byName)
 	if p.xdp != nil {
 		// XDP publishes from this snapshot on; after a reload it forgets
 		// everything before the new rules, ACL or cache apply.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,7 +60,8 @@ pools:
 	c := pcache.New(cfg.Pools["default"].Cache)
 	def := &poolSnap{name: "default", cache: c}
 	pools := map[string]*poolSnap{"default": def, "other": {name: "other"}}
-	snap := &snapshot{def: def, acl: cfg.ACL, rules: compileRules(cfg.Rules, pools, make([]atomic.Uint64, len(cfg.Rules)))}
+	set, routes := compiledRules(&Proxy{}, cfg, pools)
+	snap := &snapshot{def: def, acl: cfg.ACL, rules: set, ruleRoutes: routes}
 
 	now := int64(time.Hour)
 	q := query("x.demo.test.", dns.TypeA)

@@ -93,8 +93,10 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 			return nil, err
 		}
 		// The hottest cached answers are served by XDP itself (pools
-		// with cache.xdp_entries above 0).
+		// with cache.xdp_entries above 0), and dynamic blocks reach the
+		// kernel too: blocked sources then cost nothing past the NIC.
 		pdeps.Answers = d.xdp
+		pdeps.Blocker = d.xdp
 	}
 	d.proxy, err = proxy.New(cfg, pdeps)
 	if err != nil {
@@ -123,10 +125,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if d.admin, err = admin.New(cfg.Admin, adeps); err != nil {
 		return nil, err
 	}
-	if cfg.XDP != nil {
-		// Dynamic blocks reach the kernel too: blocked sources then cost
-		// nothing past the NIC.
-		d.proxy.SetBlocker(d.xdp)
+	if d.xdp != nil {
 		d.reg.MustRegister(d.xdp.Collector())
 	}
 	d.reg.MustRegister(

@@ -1,4 +1,4 @@
-package proxy
+package dynblock
 
 import (
 	"errors"
@@ -53,9 +53,13 @@ dynamic_blocks:
 	return cfg
 }
 
-func newTestDyn(t testing.TB, section string) *dynBlocks {
-	d := newDynBlocks(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now())
-	d.reconfigure(dynConfig(t, section))
+func newTestDyn(t testing.TB, section string, blocker ...Blocker) *Blocks {
+	var b Blocker
+	if len(blocker) > 0 {
+		b = blocker[0]
+	}
+	d := New(slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now(), b)
+	d.Reconfigure(dynConfig(t, section).DynBlocks)
 	return d
 }
 
@@ -76,41 +80,40 @@ func TestSlidingWindow(t *testing.T) {
 }
 
 func TestDynBlockNXDOMAINFlood(t *testing.T) {
+	fb := &fakeBlocker{}
 	d := newTestDyn(t, `
   v4_prefix: 24
   max_blocks: 2
   detectors:
     - {kind: rcode, rcode: NXDOMAIN, rate: 10, window: 1s, block_for: 5s}
-`)
-	fb := &fakeBlocker{}
-	d.blocker.Store(&blockerBox{fb})
+`, fb)
 	flooder := netip.MustParseAddr("198.51.100.7")
 	neighbour := netip.MustParseAddr("198.51.100.200") // same /24
 	other := netip.MustParseAddr("192.0.2.1")
 	now := int64(time.Hour)
 	for i := 0; i < 9; i++ {
-		d.observe(flooder, dnswire.RcodeNXDomain, 100, now)
-		d.observe(other, dnswire.RcodeNXDomain, 100, now)
-		d.observe(other, dnswire.RcodeNoError, 100, now)
+		d.Observe(flooder, dnswire.RcodeNXDomain, 100, now)
+		d.Observe(other, dnswire.RcodeNXDomain, 100, now)
+		d.Observe(other, dnswire.RcodeNoError, 100, now)
 	}
-	if blocked, _ := d.admit(flooder, now); blocked {
+	if blocked, _ := d.Admit(flooder, now); blocked {
 		t.Fatal("blocked under the rate")
 	}
 	for i := 0; i < 5; i++ {
-		d.observe(flooder, dnswire.RcodeNXDomain, 100, now)
-		d.observe(other, dnswire.RcodeNoError, 100, now)
+		d.Observe(flooder, dnswire.RcodeNXDomain, 100, now)
+		d.Observe(other, dnswire.RcodeNoError, 100, now)
 	}
-	if blocked, refuse := d.admit(neighbour, now); !blocked || refuse {
+	if blocked, refuse := d.Admit(neighbour, now); !blocked || refuse {
 		t.Fatalf("the flooding /24 is not dropped: blocked %v refuse %v", blocked, refuse)
 	}
-	if blocked, _ := d.admit(other, now); blocked {
+	if blocked, _ := d.Admit(other, now); blocked {
 		t.Fatal("a source under the rate is blocked")
 	}
 	want := netip.MustParsePrefix("198.51.100.0/24")
 	if _, ok := fb.blocks[want]; !ok || len(fb.blocks) != 1 {
 		t.Errorf("XDP got %v, want %s", fb.blocks, want)
 	}
-	list := d.list(now)
+	list := d.List(now)
 	if len(list) != 1 || list[0].Prefix != want.String() || list[0].Dropped != 1 {
 		t.Errorf("list: %+v", list)
 	}
@@ -119,44 +122,44 @@ func TestDynBlockNXDOMAINFlood(t *testing.T) {
 	}
 	t.Run("the block expires by itself", func(t *testing.T) {
 		later := now + int64(5*time.Second)
-		if blocked, _ := d.admit(flooder, later); blocked {
+		if blocked, _ := d.Admit(flooder, later); blocked {
 			t.Error("still blocked after block_for")
 		}
-		if len(d.list(later)) != 0 || d.n.Load() != 0 {
-			t.Errorf("expired block still listed: %+v (n=%d)", d.list(later), d.n.Load())
+		if len(d.List(later)) != 0 || d.n.Load() != 0 {
+			t.Errorf("expired block still listed: %+v (n=%d)", d.List(later), d.n.Load())
 		}
 	})
 	t.Run("the bound on blocks holds", func(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			src := netip.AddrFrom4([4]byte{203, 0, byte(i), 1})
 			for j := 0; j < 20; j++ {
-				d.observe(src, dnswire.RcodeNXDomain, 100, now)
+				d.Observe(src, dnswire.RcodeNXDomain, 100, now)
 			}
 		}
-		if got := len(d.list(now)); got != 2 || d.overflow.Load() != 3 {
+		if got := len(d.List(now)); got != 2 || d.overflow.Load() != 3 {
 			t.Errorf("%d blocks with max_blocks 2, overflow %d", got, d.overflow.Load())
 		}
 		// Expired blocks make room again.
 		later := now + int64(6*time.Second)
 		for j := 0; j < 20; j++ {
-			d.observe(other, dnswire.RcodeNXDomain, 100, later)
+			d.Observe(other, dnswire.RcodeNXDomain, 100, later)
 		}
-		if l := d.list(later); len(l) != 1 || l[0].Prefix != "192.0.2.0/24" {
+		if l := d.List(later); len(l) != 1 || l[0].Prefix != "192.0.2.0/24" {
 			t.Errorf("after expiry: %+v", l)
 		}
 	})
 	t.Run("unblock lifts a block, here and in XDP", func(t *testing.T) {
 		later := now + int64(6*time.Second)
-		if err := d.unblock(netip.MustParsePrefix("192.0.2.0/24"), later); err != nil {
+		if err := d.Unblock(netip.MustParsePrefix("192.0.2.0/24"), later); err != nil {
 			t.Fatal(err)
 		}
-		if blocked, _ := d.admit(other, later); blocked {
+		if blocked, _ := d.Admit(other, later); blocked {
 			t.Error("still blocked")
 		}
 		if len(fb.lifted) != 1 {
 			t.Errorf("XDP unblocks: %v", fb.lifted)
 		}
-		if err := d.unblock(netip.MustParsePrefix("192.0.2.0/24"), later); !errors.Is(err, ErrNoBlock) {
+		if err := d.Unblock(netip.MustParsePrefix("192.0.2.0/24"), later); !errors.Is(err, ErrNoBlock) {
 			t.Errorf("second unblock: %v", err)
 		}
 	})
@@ -173,59 +176,24 @@ func TestDynBlockQueryRateAndBytes(t *testing.T) {
 	a := netip.MustParseAddr("2001:db8:1:2::1")
 	sameNet := netip.MustParseAddr("2001:db8:1:2::ffff") // same /64
 	for i := 0; i < 100; i++ {
-		if blocked, _ := d.admit(a, now); blocked {
+		if blocked, _ := d.Admit(a, now); blocked {
 			t.Fatalf("query %d blocked", i)
 		}
 	}
-	if blocked, refuse := d.admit(sameNet, now); !blocked || !refuse {
+	if blocked, refuse := d.Admit(sameNet, now); !blocked || !refuse {
 		t.Fatalf("query 101 from the /64: blocked %v refuse %v", blocked, refuse)
 	}
 	big := netip.MustParseAddr("192.0.2.9")
-	d.observe(big, 0, 9000, now)
-	if blocked, _ := d.admit(big, now); blocked {
+	d.Observe(big, 0, 9000, now)
+	if blocked, _ := d.Admit(big, now); blocked {
 		t.Fatal("blocked under the byte rate")
 	}
-	d.observe(big, 0, 2000, now)
-	if blocked, _ := d.admit(big, now); !blocked {
+	d.Observe(big, 0, 2000, now)
+	if blocked, _ := d.Admit(big, now); !blocked {
 		t.Fatal("not blocked over the byte rate")
 	}
-	if l := d.list(now); len(l) != 2 {
+	if l := d.List(now); len(l) != 2 {
 		t.Errorf("list %+v", l)
-	}
-}
-
-func TestSrcTableBound(t *testing.T) {
-	tab := newSrcTable[int64](srcShards * 4)
-	for i := 0; i < 10000; i++ {
-		k := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
-		sh := tab.shard(k)
-		sh.mu.Lock()
-		v, fresh := sh.get(k)
-		if !fresh {
-			t.Fatalf("%s is not new", k)
-		}
-		*v = int64(i)
-		sh.mu.Unlock()
-	}
-	total := 0
-	for i := range tab.shards {
-		if n := tab.shards[i].len(); n > 4 {
-			t.Fatalf("shard %d holds %d entries, bound 4", i, n)
-		} else {
-			total += n
-		}
-	}
-	if total < srcShards*3 {
-		t.Errorf("only %d entries kept", total)
-	}
-	// The most recent entries survive.
-	k := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 39, 15}), 32) // i = 9999
-	sh := tab.shard(k)
-	sh.mu.Lock()
-	v, fresh := sh.get(k)
-	sh.mu.Unlock()
-	if fresh || *v != 9999 {
-		t.Errorf("the newest entry was evicted (fresh %v, %d)", fresh, *v)
 	}
 }
 
@@ -234,16 +202,21 @@ func TestDynBlockReconfigure(t *testing.T) {
   detectors: [{kind: queries, rate: 1, window: 1s}]
 `)
 	c1 := d.conf.Load()
-	d.reconfigure(dynConfig(t, `
+	section := dynConfig(t, `
   detectors: [{kind: queries, rate: 1000, window: 1s}]
-`))
+`).DynBlocks
+	d.Reconfigure(section)
 	c2 := d.conf.Load()
 	if c2.gen == c1.gen || c2.tab != c1.tab {
 		t.Error("a reload must restart measures and keep the table")
 	}
+	d.Reconfigure(section)
+	if d.conf.Load() != c2 {
+		t.Error("the same section again must change nothing")
+	}
 	cfg, _ := config.Parse("n.yaml", []byte(`pools: {default: {backends: [{name: a, address: "127.0.0.1:1"}]}}`))
-	d.reconfigure(cfg)
-	if d.conf.Load() != nil {
+	d.Reconfigure(cfg.DynBlocks)
+	if d.conf.Load() != nil || d.On() {
 		t.Error("removing the section must turn dynamic blocks off")
 	}
 }
@@ -262,8 +235,8 @@ func TestDynBlockAllocs(t *testing.T) {
 	now := int64(time.Hour)
 	run := func() {
 		for _, a := range addrs {
-			d.admit(a, now)
-			d.observe(a, dnswire.RcodeNXDomain, 100, now)
+			d.Admit(a, now)
+			d.Observe(a, dnswire.RcodeNXDomain, 100, now)
 		}
 		now += int64(time.Millisecond)
 	}
@@ -286,8 +259,8 @@ func BenchmarkDynBlockAdmit(b *testing.B) {
 		for pb.Next() {
 			a := netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})
 			now := int64(time.Since(start))
-			d.admit(a, now)
-			d.observe(a, dnswire.RcodeNXDomain, 100, now)
+			d.Admit(a, now)
+			d.Observe(a, dnswire.RcodeNXDomain, 100, now)
 			i++
 		}
 	})
@@ -306,8 +279,8 @@ func TestDynBlockConcurrentBound(t *testing.T) {
 			for i := 0; i < 5000; i++ {
 				a := netip.AddrFrom4([4]byte{10, byte(g), byte(i >> 8), byte(i)})
 				now := int64(time.Hour) + int64(i)*int64(10*time.Microsecond)
-				d.admit(a, now)
-				d.admit(a, now)
+				d.Admit(a, now)
+				d.Admit(a, now)
 				if n := d.n.Load(); n > 50 {
 					t.Errorf("%d blocks counted, bound 50", n)
 					return
@@ -316,7 +289,7 @@ func TestDynBlockConcurrentBound(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got, n := len(d.list(int64(time.Hour))), d.n.Load(); int64(got) != n {
+	if got, n := len(d.List(int64(time.Hour))), d.n.Load(); int64(got) != n {
 		t.Errorf("listed %d, counted %d", got, n)
 	}
 	if d.created.Load() <= 50 {
@@ -324,27 +297,24 @@ func TestDynBlockConcurrentBound(t *testing.T) {
 	}
 }
 
-type dynCollector struct{ p *Proxy }
+type dynCollector struct{ d *Blocks }
 
 func (dynCollector) Describe(chan<- *prometheus.Desc)      {}
-func (c dynCollector) Collect(ch chan<- prometheus.Metric) { c.p.collectDynBlocks(ch) }
+func (c dynCollector) Collect(ch chan<- prometheus.Metric) { c.d.Collect(ch) }
 
 func TestDynBlockMetrics(t *testing.T) {
-	p := &Proxy{log: slog.New(slog.NewTextHandler(io.Discard, nil)), epoch: time.Now()}
-	p.dyn = newDynBlocks(p.log, p.epoch)
-	p.cfg.Store(dynConfig(t, `
+	d := newTestDyn(t, `
   detectors: [{kind: queries, rate: 1, window: 1s}]
-`))
-	d := p.dynBlocks()
-	if d == nil {
-		t.Fatal("no engine for a config with dynamic_blocks")
+`)
+	if !d.On() {
+		t.Fatal("dynamic blocks off for a config with dynamic_blocks")
 	}
-	now := p.now()
+	now := int64(time.Hour)
 	for i := 0; i < 5; i++ {
-		d.admit(netip.MustParseAddr("192.0.2.1"), now)
+		d.Admit(netip.MustParseAddr("192.0.2.1"), now)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(dynCollector{p})
+	reg.MustRegister(dynCollector{d})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +333,7 @@ func TestDynBlockMetrics(t *testing.T) {
 	if got["anyfront_proxy_dynblock_blocks"] != 1 || got["anyfront_proxy_dynblock_created_total"] != 1 || got["anyfront_proxy_dynblock_queries_total,drop"] < 3 {
 		t.Errorf("%v", got)
 	}
-	if l := p.BlockList(); len(l) != 1 || l[0].Reason != "over 1 queries/s" {
+	if l := d.List(now); len(l) != 1 || l[0].Reason != "over 1 queries/s" {
 		t.Errorf("%+v", l)
 	}
 }

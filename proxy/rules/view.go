@@ -1,4 +1,4 @@
-package proxy
+package rules
 
 import (
 	"strconv"
@@ -8,8 +8,9 @@ import (
 	"github.com/anyfront/anyfront/config"
 )
 
-// RuleStatus is one rule as GET /api/v1/rules shows it.
-type RuleStatus struct {
+// Status is one rule as GET /api/v1/rules shows it: its match and action
+// as the config gives them, and its counters.
+type Status struct {
 	Index  int            `json:"index"` // position in the list, from 0
 	Line   int            `json:"line"`  // in the config file
 	Match  map[string]any `json:"match"`
@@ -19,31 +20,18 @@ type RuleStatus struct {
 	Limited *uint64 `json:"limited,omitempty"`
 }
 
-// Rules lists the rules in force with their counters ([]RuleStatus), for
-// GET /api/v1/rules.
-func (p *Proxy) Rules() any { return p.RuleList() }
-
-// RuleList lists the rules in force with their counters, in order.
-func (p *Proxy) RuleList() []RuleStatus {
-	p.buildMu.Lock()
-	cfg, hits := p.hitsFor, p.ruleHits
-	p.buildMu.Unlock()
-	out := []RuleStatus{}
-	if cfg == nil {
+// Status lists the rules with their counters, in order; an empty list (not
+// nil, so it encodes as []) for a nil Set.
+func (s *Set) Status() []Status {
+	out := []Status{}
+	if s == nil {
 		return out
 	}
-	var compiled []rule
-	if snap := p.snap.Load(); snap != nil {
-		compiled = snap.rules
-	}
-	for i := range cfg.Rules {
-		r := &cfg.Rules[i]
-		st := RuleStatus{Index: i, Line: r.Line, Match: matchView(&r.Match), Action: actionView(&r.Action)}
-		if i < len(hits) {
-			st.Hits = hits[i].Load()
-		}
-		if i < len(compiled) && compiled[i].rl != nil && compiled[i].hits == &hits[i] {
-			n := compiled[i].rl.limited.Load()
+	for i := range s.cfg.Rules {
+		rc, r := &s.cfg.Rules[i], &s.rules[i]
+		st := Status{Index: i, Line: rc.Line, Match: matchView(&rc.Match), Action: actionView(&rc.Action), Hits: r.hits.Load()}
+		if r.rl != nil {
+			n := r.rl.limited.Load()
 			st.Limited = &n
 		}
 		out = append(out, st)
@@ -146,4 +134,15 @@ func actionView(a *config.Action) map[string]any {
 		v["nocache"] = true
 	}
 	return v
+}
+
+var rcodeNames = [16]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE", "DSOTYPENI"}
+
+// rcodeName is an rcode's name, or its number where it has none: the same
+// names as the proxy's metrics.
+func rcodeName(rc int) string {
+	if n := rcodeNames[rc&0xF]; n != "" {
+		return n
+	}
+	return strconv.Itoa(rc)
 }

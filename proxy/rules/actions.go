@@ -1,4 +1,4 @@
-package proxy
+package rules
 
 import (
 	"encoding/binary"
@@ -7,29 +7,24 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anyfront/anyfront/proxy/dnswire"
-
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/srctable"
 )
 
 // ruleLogInterval spaces the log lines of one log rule: ten a second say
 // what a rule sees without letting a flood fill the disk.
 const ruleLogInterval = int64(100 * time.Millisecond)
 
-// matchRule is evalRules for a UDP query, without logging, at time 0.
-func matchRule(rules []rule, v *msgView, client netip.Addr) *rule {
-	q := queryFacts{v: v, client: client.Unmap(), tr: dnswire.UDP}
-	return evalRules(rules, &q, nil, 0)
-}
-
-// evalRules returns the first rule that matches and decides the query, or
-// nil. Rules that log, rate limit (under the rate) or truncate a query that
-// did not come over UDP count their hit and go on to the next rule.
-func evalRules(rules []rule, q *queryFacts, log *slog.Logger, now int64) *rule {
-	for i := range rules {
-		r := &rules[i]
+// Eval returns the first rule that matches and decides the query, or nil.
+// Rules that log, rate limit (under the rate) or truncate a query that did
+// not come over UDP count their hit and go on to the next rule. now is
+// monotonic nanoseconds (the rate limiters' and log limiters' clock).
+func (s *Set) Eval(q *Query, log *slog.Logger, now int64) *Rule {
+	for i := range s.rules {
+		r := &s.rules[i]
 		if !r.match(q) {
 			continue
 		}
@@ -39,12 +34,12 @@ func evalRules(rules []rule, q *queryFacts, log *slog.Logger, now int64) *rule {
 			r.logs.log(log, r, q, now)
 			continue
 		case actRateLimit:
-			if r.rl.allow(q.client, now) {
+			if r.rl.allow(q.Client, now) {
 				continue
 			}
 			r.rl.limited.Add(1)
 		case actTruncate:
-			if q.tr != dnswire.UDP {
+			if q.Transport != dnswire.UDP {
 				continue
 			}
 		}
@@ -53,9 +48,10 @@ func evalRules(rules []rule, q *queryFacts, log *slog.Logger, now int64) *rule {
 	return nil
 }
 
-// ruleAnswer is what a rule that does not forward does to the query: the
-// verdict and the answer appended to out.
-func (p *Proxy) ruleAnswer(r *rule, tr dnswire.Transport, msg []byte, v *msgView, out []byte) (verdict, []byte) {
+// Answer is what a rule that does not forward does to the query msg (parsed
+// into v) that came over tr: the outcome, for the caller's counters, and
+// the answer appended to out (nothing for Drop).
+func (r *Rule) Answer(tr dnswire.Transport, msg []byte, v *dnswire.View, out []byte) (Outcome, []byte) {
 	kind := r.kind
 	if kind == actRateLimit {
 		kind = r.rlOver
@@ -65,48 +61,42 @@ func (p *Proxy) ruleAnswer(r *rule, tr dnswire.Transport, msg []byte, v *msgView
 	}
 	switch kind {
 	case actRefuse:
-		p.Stats.RuleRefused.Add(1)
-		p.Stats.RuleActions[raRefuse].Add(1)
-		return vReply, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeRefused)
+		return Refuse, dnswire.AppendReply(out, msg, v, dnswire.RcodeRefused)
 	case actSpoof:
-		p.Stats.RuleSpoofed.Add(1)
-		p.Stats.RuleActions[raSpoof].Add(1)
-		return vReply, appendSpoof(out, msg, v, r)
+		return Spoof, appendSpoof(out, msg, v, r)
 	case actRcode:
+		o := Rcode
 		if r.rcode == dnswire.RcodeNXDomain {
-			p.Stats.RuleActions[raNXDomain].Add(1)
-		} else {
-			p.Stats.RuleActions[raRcode].Add(1)
+			o = NXDomain
 		}
-		return vReply, dnswire.AppendReply(out, msg, &v.View, r.rcode)
+		return o, dnswire.AppendReply(out, msg, v, r.rcode)
 	case actTruncate:
-		p.Stats.RuleActions[raTruncate].Add(1)
 		start := len(out)
-		out = dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeNoError)
+		out = dnswire.AppendReply(out, msg, v, dnswire.RcodeNoError)
 		binary.BigEndian.PutUint16(out[start+2:], binary.BigEndian.Uint16(out[start+2:])|dnswire.FlagTC)
-		return vReply, out
+		return Truncate, out
 	}
-	p.Stats.RuleDropped.Add(1)
-	p.Stats.RuleActions[raDrop].Add(1)
-	return vDrop, out
+	return Drop, out
 }
 
-// ruleAction indexes Stats.RuleActions: the answers rules make, each
-// counted once whichever rule made it (a rate limit's over-limit answer
-// included), for anyfront_proxy_rule_actions_total.
-type ruleAction uint8
+// Outcome is what a rule's own answer was: the proxy counts each once
+// whichever rule made it (a rate limit's over-limit answer included), for
+// anyfront_proxy_rule_actions_total.
+type Outcome uint8
 
+// The outcomes, in the order of OutcomeNames.
 const (
-	raRefuse ruleAction = iota
-	raDrop
-	raSpoof
-	raNXDomain
-	raRcode // any other rcode
-	raTruncate
-	numRuleActions
+	Refuse Outcome = iota
+	Drop
+	Spoof
+	NXDomain
+	Rcode // any other rcode
+	Truncate
+	NumOutcomes
 )
 
-var ruleActionNames = [numRuleActions]string{"refuse", "drop", "spoof", "nxdomain", "rcode", "truncate"}
+// OutcomeNames are the outcomes' metric labels.
+var OutcomeNames = [NumOutcomes]string{"refuse", "drop", "spoof", "nxdomain", "rcode", "truncate"}
 
 // logLimiter spaces one rule's log lines; lines it holds back are counted
 // and reported with the next one.
@@ -115,7 +105,7 @@ type logLimiter struct {
 	suppressed atomic.Uint64
 }
 
-func (l *logLimiter) log(log *slog.Logger, r *rule, q *queryFacts, now int64) {
+func (l *logLimiter) log(log *slog.Logger, r *Rule, q *Query, now int64) {
 	n := l.next.Load()
 	if now < n || !l.next.CompareAndSwap(n, now+ruleLogInterval) {
 		l.suppressed.Add(1)
@@ -124,18 +114,16 @@ func (l *logLimiter) log(log *slog.Logger, r *rule, q *queryFacts, now int64) {
 	if log == nil {
 		return
 	}
-	log.Info("rule matched", "rule", r.index, "line", r.line, "qname", dnswire.PresentName(q.v.Name()),
-		"qtype", dns.Type(q.v.QType).String(), "client", q.client, "transport", dnswire.TransportName(q.tr),
+	log.Info("rule matched", "rule", r.index, "line", r.line, "qname", dnswire.PresentName(q.View.Name()),
+		"qtype", dns.Type(q.View.QType).String(), "client", q.Client, "transport", dnswire.TransportName(q.Transport),
 		"suppressed", l.suppressed.Swap(0))
 }
-
-// dnswire.PresentName turns a wire name into text, for logs only.
 
 // rateLimiter is a ratelimit action's per-source-prefix GCRA (a token
 // bucket kept as one timestamp): a bounded table, so a spoofed flood from
 // many sources costs memory only up to the bound.
 type rateLimiter struct {
-	tab      *srcTable[int64] // theoretical arrival time per prefix
+	tab      *srctable.Table[int64] // theoretical arrival time per prefix
 	v4, v6   int
 	interval int64 // nanoseconds per query at the rate
 	tau      int64 // how far ahead of now the arrival time may run (burst)
@@ -145,23 +133,23 @@ type rateLimiter struct {
 func newRateLimiter(c *config.RuleRateLimit) *rateLimiter {
 	interval := int64(time.Second) / int64(max(c.QPS, 1))
 	return &rateLimiter{
-		tab: newSrcTable[int64](c.MaxSources), v4: c.V4Prefix, v6: c.V6Prefix,
+		tab: srctable.New[int64](c.MaxSources), v4: c.V4Prefix, v6: c.V6Prefix,
 		interval: interval, tau: interval * int64(max(c.Burst, 1)-1),
 	}
 }
 
 // allow reports whether a query from client now is within the rate.
 func (rl *rateLimiter) allow(client netip.Addr, now int64) bool {
-	key := sourcePrefix(client, rl.v4, rl.v6)
-	sh := rl.tab.shard(key)
-	sh.mu.Lock()
-	tat, _ := sh.get(key)
+	key := srctable.SourcePrefix(client, rl.v4, rl.v6)
+	sh := rl.tab.Shard(key)
+	sh.Lock()
+	tat, _ := sh.Get(key)
 	t := max(*tat, now)
 	ok := t-now <= rl.tau
 	if ok {
 		*tat = t + rl.interval
 	}
-	sh.mu.Unlock()
+	sh.Unlock()
 	return ok
 }
 
@@ -169,9 +157,9 @@ func (rl *rateLimiter) allow(client netip.Addr, now int64) bool {
 // for an A query, AAAA for AAAA, and NOERROR with no answer for any other
 // type, as a resolver would answer a name that has only addresses. A CNAME
 // rule answers every type with the CNAME.
-func appendSpoof(dst, query []byte, v *msgView, r *rule) []byte {
+func appendSpoof(dst, query []byte, v *dnswire.View, r *Rule) []byte {
 	start := len(dst)
-	dst = dnswire.AppendReply(dst, query, &v.View, dnswire.RcodeNoError)
+	dst = dnswire.AppendReply(dst, query, v, dnswire.RcodeNoError)
 	// appendReply wrote header, question and maybe OPT; the answers go
 	// between question and OPT, so rebuild the tail.
 	tailAt := start + v.QEnd

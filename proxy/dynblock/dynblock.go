@@ -1,4 +1,13 @@
-package proxy
+// Package dynblock owns dynamic blocks: sliding-window detectors per source
+// prefix (queries, answers by rcode, response bytes), the blocks they put
+// in place with their expiry and bound, the list and early lift the admin
+// API shows, and the hand-off of each new block to another layer (the XDP
+// blocklist) through Blocker.
+//
+// It is a leaf: it never imports proxy, knows no socket or packet (only a
+// client address, an rcode and a size), and is reconfigured by the proxy
+// when the config changes, never by the packet path.
+package dynblock
 
 import (
 	"errors"
@@ -12,6 +21,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/internal/srctable"
 )
 
 // Blocker takes dynamic blocks to another layer, the XDP blocklist: the
@@ -40,21 +50,22 @@ const (
 	detBytes
 )
 
-// dynBlocks measures every source prefix with sliding windows and blocks
+// Blocks measures every source prefix with sliding windows and blocks
 // the ones that go over a detector's rate. Measuring takes one lock of 64
 // per query and per answer; checking blocks takes none while there are
-// none.
-type dynBlocks struct {
-	log   *slog.Logger
-	epoch time.Time // p.now() counts from it
+// none. Times ("now") are monotonic nanoseconds since the epoch given to
+// New.
+type Blocks struct {
+	log     *slog.Logger
+	epoch   time.Time // now counts from it
+	blocker Blocker   // nil: blocks stay here
 
-	mu      sync.Mutex // serialises reconfiguration
-	conf    atomic.Pointer[dynConf]
-	forCfg  atomic.Pointer[config.Config]
-	blocker atomic.Pointer[blockerBox]
-	gen     uint64 // guarded by mu
+	mu     sync.Mutex // serialises reconfiguration
+	conf   atomic.Pointer[dynConf]
+	forCfg *config.DynBlocks // guarded by mu
+	gen    uint64            // guarded by mu
 
-	blocks [srcShards]blockShard
+	blocks [srctable.Shards]blockShard
 	n      atomic.Int64 // blocks in force (some may have expired unseen)
 
 	dropped  atomic.Uint64 // queries dropped by a block
@@ -63,8 +74,6 @@ type dynBlocks struct {
 	overflow atomic.Uint64 // blocks not put in place: max_blocks reached
 	xdpErrs  atomic.Uint64 // Blocker failures
 }
-
-type blockerBox struct{ b Blocker }
 
 // dynConf is a compiled dynamic_blocks section.
 type dynConf struct {
@@ -76,7 +85,7 @@ type dynConf struct {
 	onQuery    bool // some detector counts queries
 	onAnswer   bool // some detector counts answers
 	maxTracked int
-	tab        *srcTable[dynWindows] // kept across reloads that keep max_tracked
+	tab        *srctable.Table[dynWindows] // kept across reloads that keep max_tracked
 }
 
 type dynDet struct {
@@ -125,27 +134,29 @@ type blockShard struct {
 }
 
 type dynBlock struct {
-	until   int64 // p.now() time
+	until   int64 // monotonic, as now
 	since   time.Time
 	reason  string
 	dropped uint64
 }
 
-func newDynBlocks(log *slog.Logger, epoch time.Time) *dynBlocks {
-	return &dynBlocks{log: log, epoch: epoch}
+// New makes dynamic blocks, off until Reconfigure is given a section. Times
+// count from epoch; every new block goes to blocker too when it is not nil.
+func New(log *slog.Logger, epoch time.Time, blocker Blocker) *Blocks {
+	return &Blocks{log: log, epoch: epoch, blocker: blocker}
 }
 
-// reconfigure compiles cfg's dynamic_blocks section. Measurements restart
-// when the detectors change; blocks in force stay until they expire.
-func (d *dynBlocks) reconfigure(cfg *config.Config) {
+// Reconfigure compiles a config's dynamic_blocks section (nil turns dynamic
+// blocks off). Measurements restart with every new section; blocks in
+// force stay until they expire. The same section again changes nothing.
+func (d *Blocks) Reconfigure(c *config.DynBlocks) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.forCfg.Load() == cfg {
+	if d.forCfg == c {
 		return
 	}
-	defer d.forCfg.Store(cfg)
+	d.forCfg = c
 	old := d.conf.Load()
-	c := cfg.DynBlocks
 	if c == nil {
 		d.conf.Store(nil)
 		return
@@ -171,19 +182,22 @@ func (d *dynBlocks) reconfigure(cfg *config.Config) {
 	if old != nil && old.maxTracked == nc.maxTracked {
 		nc.tab = old.tab
 	} else {
-		nc.tab = newSrcTable[dynWindows](nc.maxTracked)
+		nc.tab = srctable.New[dynWindows](nc.maxTracked)
 	}
 	d.conf.Store(nc)
 }
 
-// admit checks a query from client against the blocks and counts it. It
+// On reports whether dynamic blocks are configured. It is nil-safe.
+func (d *Blocks) On() bool { return d != nil && d.conf.Load() != nil }
+
+// Admit checks a query from client against the blocks and counts it. It
 // returns blocked and, for a blocked query, whether to refuse (else drop).
-func (d *dynBlocks) admit(client netip.Addr, now int64) (blocked, refuse bool) {
+func (d *Blocks) Admit(client netip.Addr, now int64) (blocked, refuse bool) {
 	c := d.conf.Load()
 	if c == nil {
 		return false, false
 	}
-	key := sourcePrefix(client, c.v4, c.v6)
+	key := srctable.SourcePrefix(client, c.v4, c.v6)
 	if d.n.Load() > 0 && d.isBlocked(key, now) {
 		d.countBlocked(c)
 		return true, c.refuse
@@ -199,7 +213,7 @@ func (d *dynBlocks) admit(client netip.Addr, now int64) (blocked, refuse bool) {
 	return false, false
 }
 
-func (d *dynBlocks) countBlocked(c *dynConf) {
+func (d *Blocks) countBlocked(c *dynConf) {
 	if c.refuse {
 		d.refused.Add(1)
 	} else {
@@ -207,13 +221,13 @@ func (d *dynBlocks) countBlocked(c *dynConf) {
 	}
 }
 
-// observe counts an answer of size bytes with rcode sent to client.
-func (d *dynBlocks) observe(client netip.Addr, rcode, size int, now int64) {
+// Observe counts an answer of size bytes with rcode sent to client.
+func (d *Blocks) Observe(client netip.Addr, rcode, size int, now int64) {
 	c := d.conf.Load()
 	if c == nil || !c.onAnswer {
 		return
 	}
-	key := sourcePrefix(client, c.v4, c.v6)
+	key := srctable.SourcePrefix(client, c.v4, c.v6)
 	if det := d.measure(c, key, now, rcode, size); det >= 0 {
 		d.block(c, key, &c.dets[det], now)
 	}
@@ -221,11 +235,11 @@ func (d *dynBlocks) observe(client netip.Addr, rcode, size int, now int64) {
 
 // measure adds a query (rcode < 0) or an answer to key's windows and
 // returns the first detector over its limit, or -1.
-func (d *dynBlocks) measure(c *dynConf, key netip.Prefix, now int64, rcode, size int) int {
-	sh := c.tab.shard(key)
+func (d *Blocks) measure(c *dynConf, key netip.Prefix, now int64, rcode, size int) int {
+	sh := c.tab.Shard(key)
 	over := -1
-	sh.mu.Lock()
-	w, _ := sh.get(key)
+	sh.Lock()
+	w, _ := sh.Get(key)
 	if w.gen != c.gen {
 		*w = dynWindows{gen: c.gen}
 	}
@@ -248,17 +262,17 @@ func (d *dynBlocks) measure(c *dynConf, key netip.Prefix, now int64, rcode, size
 			w.w[i] = slidingWindow{}
 		}
 	}
-	sh.mu.Unlock()
+	sh.Unlock()
 	return over
 }
 
-func (d *dynBlocks) blockShard(key netip.Prefix) *blockShard {
-	return &d.blocks[prefixHash(key)%srcShards]
+func (d *Blocks) blockShard(key netip.Prefix) *blockShard {
+	return &d.blocks[srctable.PrefixHash(key)%srctable.Shards]
 }
 
 // isBlocked reports whether key is blocked now, counting the query
 // against the block; it removes an expired block.
-func (d *dynBlocks) isBlocked(key netip.Prefix, now int64) bool {
+func (d *Blocks) isBlocked(key netip.Prefix, now int64) bool {
 	sh := d.blockShard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -277,7 +291,7 @@ func (d *dynBlocks) isBlocked(key netip.Prefix, now int64) bool {
 
 // block puts key under a block for det's time, or extends its block. No
 // two block locks are ever held at once (sweep takes them one by one).
-func (d *dynBlocks) block(c *dynConf, key netip.Prefix, det *dynDet, now int64) {
+func (d *Blocks) block(c *dynConf, key netip.Prefix, det *dynDet, now int64) {
 	until := now + det.blockFor
 	sh := d.blockShard(key)
 	if d.extend(sh, key, until, now) {
@@ -307,8 +321,8 @@ func (d *dynBlocks) block(c *dynConf, key netip.Prefix, det *dynDet, now int64) 
 	sh.mu.Unlock()
 	d.created.Add(1)
 	d.log.Warn("dynamic block", "prefix", key, "reason", det.reason, "until", wall.UTC().Format(time.RFC3339))
-	if bb := d.blocker.Load(); bb != nil {
-		if err := bb.b.Block(key, wall); err != nil {
+	if d.blocker != nil {
+		if err := d.blocker.Block(key, wall); err != nil {
 			d.xdpErrs.Add(1)
 			d.log.Error("dynamic block in XDP", "prefix", key, "err", err)
 		}
@@ -316,7 +330,7 @@ func (d *dynBlocks) block(c *dynConf, key netip.Prefix, det *dynDet, now int64) 
 }
 
 // extend lengthens key's block if it is in force and reports whether it was.
-func (d *dynBlocks) extend(sh *blockShard, key netip.Prefix, until, now int64) bool {
+func (d *Blocks) extend(sh *blockShard, key netip.Prefix, until, now int64) bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if b := sh.m[key]; b != nil && b.until > now {
@@ -328,7 +342,7 @@ func (d *dynBlocks) extend(sh *blockShard, key netip.Prefix, until, now int64) b
 
 // reserve counts one more block if the bound allows, sweeping expired
 // blocks first when it does not.
-func (d *dynBlocks) reserve(c *dynConf, now int64) bool {
+func (d *Blocks) reserve(c *dynConf, now int64) bool {
 	for swept := false; ; swept = true {
 		for {
 			n := d.n.Load()
@@ -347,7 +361,7 @@ func (d *dynBlocks) reserve(c *dynConf, now int64) bool {
 }
 
 // sweep removes expired blocks from every shard, one lock at a time.
-func (d *dynBlocks) sweep(now int64) {
+func (d *Blocks) sweep(now int64) {
 	for i := range d.blocks {
 		sh := &d.blocks[i]
 		sh.mu.Lock()

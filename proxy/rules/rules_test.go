@@ -1,21 +1,38 @@
-package proxy
+package rules
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/anyfront/anyfront/proxy/dnswire"
-	"github.com/anyfront/anyfront/proxy/pcache"
 
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/dnswire"
 )
+
+func pack(t testing.TB, m *dns.Msg) []byte {
+	t.Helper()
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func query(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	return m
+}
+
+// matchRule is Eval for a UDP query, without logging, at time 0.
+func matchRule(s *Set, v *dnswire.View, client netip.Addr) *Rule {
+	q := Query{View: v, Client: client.Unmap(), Transport: dnswire.UDP}
+	return s.Eval(&q, nil, 0)
+}
 
 func TestNameSet(t *testing.T) {
 	s := newNameSet([]string{"corp.example.", "Blocked.Test.", "."})
@@ -31,7 +48,7 @@ func TestNameSet(t *testing.T) {
 		{"www.example.com.", true, true},
 		{"WWW.Example.COM.", true, true},
 	} {
-		w := wireName(tt.name)
+		w := WireName(tt.name)
 		if got := s.hasSuffixOf(w); got != tt.suffix {
 			t.Errorf("suffix %s = %v", tt.name, got)
 		}
@@ -40,10 +57,10 @@ func TestNameSet(t *testing.T) {
 		}
 	}
 	noRoot := newNameSet([]string{"corp.example."})
-	if noRoot.hasSuffixOf(wireName("xcorp.example.")) {
+	if noRoot.hasSuffixOf(WireName("xcorp.example.")) {
 		t.Error("a suffix must end at a label boundary")
 	}
-	if !noRoot.hasSuffixOf(wireName("x.corp.example.")) || noRoot.hasSuffixOf(wireName("example.")) {
+	if !noRoot.hasSuffixOf(WireName("x.corp.example.")) || noRoot.hasSuffixOf(WireName("example.")) {
 		t.Error("suffix matching is wrong")
 	}
 }
@@ -62,9 +79,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	corp := &poolSnap{name: "corp"}
-	hits := make([]atomic.Uint64, len(cfg.Rules))
-	rules := compileRules(cfg.Rules, map[string]*poolSnap{"corp": corp}, hits)
+	rules := Compile(cfg)
 	stranger := netip.MustParseAddr("203.0.113.7")
 	local := netip.MustParseAddr("127.0.0.1")
 	for _, tt := range []struct {
@@ -83,32 +98,25 @@ rules:
 		{"a v4-mapped client matches v4 prefixes", "any.test.", dns.TypeA, netip.AddrFrom16(stranger.As16()), 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			var v msgView
+			var v dnswire.View
 			if err := v.ParseQuery(pack(t, query(tt.qname, tt.qtype))); err != nil {
 				t.Fatal(err)
 			}
-			r := matchRule(rules, &v, tt.client)
-			got := -1
-			for i := range rules {
-				if r == &rules[i] {
-					got = i
-				}
-			}
-			if got != tt.want {
+			if got := ruleIndex(matchRule(rules, &v, tt.client)); got != tt.want {
 				t.Errorf("matched rule %d, want %d", got, tt.want)
 			}
 		})
 	}
-	if hits[0].Load() != 1 || hits[3].Load() != 2 {
-		t.Errorf("hit counters: %d %d", hits[0].Load(), hits[3].Load())
+	if rules.At(0).hits.Load() != 1 || rules.At(3).hits.Load() != 2 {
+		t.Errorf("hit counters: %d %d", rules.At(0).hits.Load(), rules.At(3).hits.Load())
 	}
-	if rules[0].pool != corp {
+	if !rules.At(0).Forwards() || rules.At(0).Pool() != "corp" {
 		t.Error("pool action not resolved")
 	}
 }
 
 func TestAppendSpoof(t *testing.T) {
-	r := &rule{spoof4: [][4]byte{{192, 0, 2, 99}}, spoof6: [][16]byte{netip.MustParseAddr("2001:db8::99").As16()}}
+	r := &Rule{spoof4: [][4]byte{{192, 0, 2, 99}}, spoof6: [][16]byte{netip.MustParseAddr("2001:db8::99").As16()}}
 	for _, tt := range []struct {
 		qtype uint16
 		edns  bool
@@ -123,7 +131,7 @@ func TestAppendSpoof(t *testing.T) {
 			q.SetEdns0(1232, true)
 		}
 		raw := pack(t, q)
-		var v msgView
+		var v dnswire.View
 		if err := v.ParseQuery(raw); err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +166,7 @@ func TestAppendSpoof(t *testing.T) {
 
 // compileYAML compiles the rules of a config whose pools are default and
 // corp.
-func compileYAML(t testing.TB, rules string) ([]rule, []atomic.Uint64) {
+func compileYAML(t testing.TB, rules string) *Set {
 	t.Helper()
 	cfg, err := config.Parse("r.yaml", []byte(`
 pools:
@@ -169,9 +177,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	hits := make([]atomic.Uint64, len(cfg.Rules))
-	pools := map[string]*poolSnap{"default": {name: "default", cache: &pcache.Cache{}}, "corp": {name: "corp"}}
-	return compileRules(cfg.Rules, pools, hits), hits
+	return Compile(cfg)
 }
 
 type testQuery struct {
@@ -183,12 +189,12 @@ type testQuery struct {
 	noRD   bool
 }
 
-func (tq testQuery) facts(t testing.TB) *queryFacts {
+func (tq testQuery) facts(t testing.TB) *Query {
 	t.Helper()
 	m := query(tq.name, tq.qtype)
 	m.Opcode = tq.opcode
 	m.RecursionDesired = !tq.noRD
-	v := new(msgView)
+	v := new(dnswire.View)
 	if err := v.ParseQuery(pack(t, m)); err != nil && err != dnswire.ErrOpcode {
 		t.Fatal(err)
 	}
@@ -200,20 +206,18 @@ func (tq testQuery) facts(t testing.TB) *queryFacts {
 	if tr == 0 {
 		tr = dnswire.UDP
 	}
-	return &queryFacts{v: v, client: netip.MustParseAddr(c).Unmap(), tr: tr}
+	return &Query{View: v, Client: netip.MustParseAddr(c).Unmap(), Transport: tr}
 }
 
-func ruleIndex(rules []rule, r *rule) int {
-	for i := range rules {
-		if r == &rules[i] {
-			return i
-		}
+func ruleIndex(r *Rule) int {
+	if r == nil {
+		return -1
 	}
-	return -1
+	return r.Index()
 }
 
 func TestRuleMatches(t *testing.T) {
-	rules, _ := compileYAML(t, `
+	rules := compileYAML(t, `
   - {match: {opcode: [NOTIFY]}, action: {pool: corp}}
   - {match: {rd: false, qname_suffix: [norecurse.test]}, action: {refuse: true}}
   - {match: {transport: [tcp, dot], qname_suffix: [streams.test]}, action: {nxdomain: true}}
@@ -245,7 +249,7 @@ func TestRuleMatches(t *testing.T) {
 		{"a tiny probability practically never matches", testQuery{name: "never.test.", qtype: dns.TypeA}, -1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ruleIndex(rules, evalRules(rules, tt.q.facts(t), nil, 0)); got != tt.want {
+			if got := ruleIndex(rules.Eval(tt.q.facts(t), nil, 0)); got != tt.want {
 				t.Errorf("matched rule %d, want %d", got, tt.want)
 			}
 		})
@@ -253,59 +257,59 @@ func TestRuleMatches(t *testing.T) {
 }
 
 func TestRuleProbability(t *testing.T) {
-	rules, hits := compileYAML(t, `
+	rules := compileYAML(t, `
   - {match: {probability: 0.25}, action: {drop: true}}
 `)
 	q := testQuery{name: "p.test.", qtype: dns.TypeA}.facts(t)
 	const n = 20000
 	for i := 0; i < n; i++ {
-		evalRules(rules, q, nil, 0)
+		rules.Eval(q, nil, 0)
 	}
-	if got := float64(hits[0].Load()) / n; got < 0.22 || got > 0.28 {
+	if got := float64(rules.At(0).hits.Load()) / n; got < 0.22 || got > 0.28 {
 		t.Errorf("probability 0.25 matched %.3f of queries", got)
 	}
 }
 
 func TestRuleActionsCompile(t *testing.T) {
-	rules, _ := compileYAML(t, `
+	rules := compileYAML(t, `
   - {match: {qname: [nc.test]}, action: {nocache: true}}
   - {match: {qname: [nc2.test]}, action: {pool: default, nocache: true}}
   - {match: {qname: [c.test]}, action: {pool: default}}
   - {match: {qname: [cn.test]}, action: {spoof_cname: Target.Example}}
 `)
 	for i := 0; i < 2; i++ {
-		if r := rules[i]; r.kind != actForward || !r.nocache || r.pool == nil || r.pool.cache != nil || r.pool.name != "default" {
-			t.Errorf("rule %d: nocache must forward to a cache-less view of default, got %+v", i, r.pool)
+		if r := rules.At(i); !r.Forwards() || !r.NoCache() || r.Pool() != "default" {
+			t.Errorf("rule %d: nocache must forward to default without the cache, got pool %q nocache %v", i, r.Pool(), r.NoCache())
 		}
 	}
-	if rules[2].pool.cache == nil || rules[2].nocache {
+	if rules.At(2).NoCache() {
 		t.Error("a plain pool rule lost its cache")
 	}
-	if string(rules[3].cname) != "\x06target\x07example\x00" {
-		t.Errorf("cname %q", rules[3].cname)
+	if string(rules.At(3).cname) != "\x06target\x07example\x00" {
+		t.Errorf("cname %q", rules.At(3).cname)
 	}
 }
 
 func TestRuleNonTerminal(t *testing.T) {
-	rules, hits := compileYAML(t, `
+	rules := compileYAML(t, `
   - {match: {qname_suffix: [test]}, action: {log: true}}
   - {match: {qname_suffix: [tc.test]}, action: {truncate: true}}
   - {match: {qname_suffix: [rl.test]}, action: {ratelimit: {qps: 10, burst: 5, v4_prefix: 24}}}
   - {match: {qname_suffix: [test]}, action: {pool: corp}}
 `)
 	t.Run("log goes on to the next rule", func(t *testing.T) {
-		if got := ruleIndex(rules, evalRules(rules, testQuery{name: "a.test.", qtype: dns.TypeA}.facts(t), nil, 0)); got != 3 {
+		if got := ruleIndex(rules.Eval(testQuery{name: "a.test.", qtype: dns.TypeA}.facts(t), nil, 0)); got != 3 {
 			t.Errorf("got %d", got)
 		}
-		if hits[0].Load() != 1 || hits[3].Load() != 1 {
-			t.Errorf("hits %d %d", hits[0].Load(), hits[3].Load())
+		if rules.At(0).hits.Load() != 1 || rules.At(3).hits.Load() != 1 {
+			t.Errorf("hits %d %d", rules.At(0).hits.Load(), rules.At(3).hits.Load())
 		}
 	})
 	t.Run("truncate decides dnswire.UDP and passes dnswire.TCP on", func(t *testing.T) {
-		if got := ruleIndex(rules, evalRules(rules, testQuery{name: "tc.test.", qtype: dns.TypeA}.facts(t), nil, 0)); got != 1 {
+		if got := ruleIndex(rules.Eval(testQuery{name: "tc.test.", qtype: dns.TypeA}.facts(t), nil, 0)); got != 1 {
 			t.Errorf("udp: %d", got)
 		}
-		if got := ruleIndex(rules, evalRules(rules, testQuery{name: "tc.test.", qtype: dns.TypeA, tr: dnswire.TCP}.facts(t), nil, 0)); got != 3 {
+		if got := ruleIndex(rules.Eval(testQuery{name: "tc.test.", qtype: dns.TypeA, tr: dnswire.TCP}.facts(t), nil, 0)); got != 3 {
 			t.Errorf("tcp: %d", got)
 		}
 	})
@@ -314,28 +318,28 @@ func TestRuleNonTerminal(t *testing.T) {
 		other := testQuery{name: "x.rl.test.", qtype: dns.TypeA, client: "198.51.101.7"}.facts(t)
 		now := int64(time.Hour)
 		for i := 0; i < 5; i++ {
-			if got := ruleIndex(rules, evalRules(rules, q, nil, now)); got != 3 {
+			if got := ruleIndex(rules.Eval(q, nil, now)); got != 3 {
 				t.Fatalf("query %d of the burst: rule %d", i, got)
 			}
 		}
-		if got := ruleIndex(rules, evalRules(rules, q, nil, now)); got != 2 {
+		if got := ruleIndex(rules.Eval(q, nil, now)); got != 2 {
 			t.Fatalf("over the burst: rule %d, want the ratelimit rule", got)
 		}
-		if got := ruleIndex(rules, evalRules(rules, other, nil, now)); got != 3 {
+		if got := ruleIndex(rules.Eval(other, nil, now)); got != 3 {
 			t.Fatalf("another /24 is limited too: %d", got)
 		}
-		if got := ruleIndex(rules, evalRules(rules, q, nil, now+int64(100*time.Millisecond))); got != 3 {
+		if got := ruleIndex(rules.Eval(q, nil, now+int64(100*time.Millisecond))); got != 3 {
 			t.Fatalf("after 1/qps: rule %d", got)
 		}
-		if rules[2].rl.limited.Load() != 1 {
-			t.Errorf("limited = %d", rules[2].rl.limited.Load())
+		if rules.At(2).rl.limited.Load() != 1 {
+			t.Errorf("limited = %d", rules.At(2).rl.limited.Load())
 		}
 	})
 }
 
 func TestLogLimiter(t *testing.T) {
 	var l logLimiter
-	r := &rule{}
+	r := &Rule{}
 	q := testQuery{name: "a.test.", qtype: dns.TypeA}.facts(t)
 	for i := int64(0); i < 100; i++ {
 		l.log(nil, r, q, i*int64(time.Millisecond)) // 100 lines asked over 100ms
@@ -345,62 +349,13 @@ func TestLogLimiter(t *testing.T) {
 	}
 }
 
-func TestCIDRSet(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var ps []netip.Prefix
-	for i := 0; i < 2000; i++ {
-		var p netip.Prefix
-		if i%2 == 0 {
-			a := netip.AddrFrom4([4]byte{byte(rng.UintN(256)), byte(rng.UintN(256)), byte(rng.UintN(256)), byte(rng.UintN(256))})
-			p = netip.PrefixFrom(a, 8+int(rng.UintN(25))).Masked()
-		} else {
-			var b [16]byte
-			b[0], b[1], b[2], b[3] = 0x20, 0x01, 0x0d, 0xb8
-			for j := 4; j < 16; j++ {
-				b[j] = byte(rng.UintN(256))
-			}
-			p = netip.PrefixFrom(netip.AddrFrom16(b), 32+int(rng.UintN(97))).Masked()
-		}
-		ps = append(ps, p)
-	}
-	ps = append(ps, netip.MustParsePrefix("::ffff:203.0.113.0/120")) // mapped: means 203.0.113.0/24
-	s := newCIDRSet(ps)
-	if len(s.small) != 0 {
-		t.Fatal("a big set must not be scanned")
-	}
-	linear := func(a netip.Addr) bool {
-		for _, p := range ps {
-			if canonicalPrefix(p).Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
-	probe := func(a netip.Addr) {
-		if got, want := s.contains(a), linear(a); got != want {
-			t.Fatalf("%s: contains %v, linear scan %v", a, got, want)
-		}
-	}
-	for _, p := range ps {
-		probe(canonicalPrefix(p).Addr()) // every listed prefix is found
-	}
-	probe(netip.MustParseAddr("203.0.113.77"))
-	for i := 0; i < 20000; i++ {
-		probe(netip.AddrFrom4([4]byte{byte(rng.UintN(256)), byte(rng.UintN(256)), byte(rng.UintN(256)), byte(rng.UintN(256))}))
-		var b [16]byte
-		b[0], b[1], b[2], b[3] = 0x20, 0x01, 0x0d, 0xb8
-		b[4] = byte(rng.UintN(256))
-		probe(netip.AddrFrom16(b))
-	}
-}
-
 func TestAppendSpoofCNAME(t *testing.T) {
-	r := &rule{cname: wireName("portal.example.net.")}
+	r := &Rule{cname: WireName("portal.example.net.")}
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX} {
 		q := query("Www.Example.Org.", qtype)
 		q.SetEdns0(1232, false)
 		raw := pack(t, q)
-		var v msgView
+		var v dnswire.View
 		if err := v.ParseQuery(raw); err != nil {
 			t.Fatal(err)
 		}
@@ -427,49 +382,48 @@ func BenchmarkRules10k(b *testing.B) {
 	sb.WriteString("  - {match: {client: [\"192.0.2.0/24\", \"198.51.100.0/24\", \"2001:db8::/32\", \"10.0.0.0/8\", \"172.16.0.0/12\", \"192.168.0.0/16\", \"100.64.0.0/10\", \"203.0.113.0/24\", \"169.254.0.0/16\"]}, action: {refuse: true}}\n")
 	sb.WriteString("  - {match: {qtype: [ANY]}, action: {refuse: true}}\n")
 	sb.WriteString("  - {action: {pool: default}}\n")
-	rules, _ := compileYAML(b, sb.String())
+	rules := compileYAML(b, sb.String())
 	q := testQuery{name: "www.some.long.name.under.example.com.", qtype: dns.TypeA}.facts(b)
 	hit := testQuery{name: "a.b.blocked42.example42.com.", qtype: dns.TypeA}.facts(b)
-	if r := evalRules(rules, q, nil, 0); ruleIndex(rules, r) != 3 {
-		b.Fatalf("miss matched rule %d", ruleIndex(rules, r))
+	if r := rules.Eval(q, nil, 0); ruleIndex(r) != 3 {
+		b.Fatalf("miss matched rule %d", ruleIndex(r))
 	}
-	if r := evalRules(rules, hit, nil, 0); ruleIndex(rules, r) != 0 {
-		b.Fatalf("hit matched rule %d", ruleIndex(rules, r))
+	if r := rules.Eval(hit, nil, 0); ruleIndex(r) != 0 {
+		b.Fatalf("hit matched rule %d", ruleIndex(r))
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if i&1 == 0 {
-			evalRules(rules, q, nil, 0)
+			rules.Eval(q, nil, 0)
 		} else {
-			evalRules(rules, hit, nil, 0)
+			rules.Eval(hit, nil, 0)
 		}
 	}
 }
 
-func TestCarryRuleState(t *testing.T) {
-	cfg, err := config.Parse("r.yaml", []byte(`
-pools:
-  default: {backends: [{name: a, address: "127.0.0.1:1"}]}
-rules:
-  - {action: {ratelimit: {qps: 10}}}
-  - {action: {log: true}}
-`))
-	if err != nil {
-		t.Fatal(err)
+func TestStatus(t *testing.T) {
+	rules := compileYAML(t, `
+  - {match: {qname: [rl.test]}, action: {ratelimit: {qps: 1, burst: 1}}}
+  - {match: {qname_suffix: [test]}, action: {refuse: true}}
+`)
+	q := testQuery{name: "rl.test.", qtype: dns.TypeA}.facts(t)
+	for i := 0; i < 3; i++ {
+		rules.Eval(q, nil, int64(time.Hour))
 	}
-	pools := map[string]*poolSnap{"default": {name: "default"}}
-	hits := make([]atomic.Uint64, 2)
-	first := &snapshot{rules: compileRules(cfg.Rules, pools, hits)}
-	again := carryRuleState(compileRules(cfg.Rules, pools, hits), first)
-	if again[0].rl != first.rules[0].rl || again[1].logs != first.rules[1].logs {
-		t.Error("a rebuild of the same config lost its limiters")
+	st := rules.Status()
+	if len(st) != 2 || st[0].Index != 0 || st[1].Index != 1 || st[0].Line == 0 || st[1].Line != st[0].Line+1 {
+		t.Fatalf("%+v", st)
 	}
-	fresh := carryRuleState(compileRules(cfg.Rules, pools, make([]atomic.Uint64, 2)), first)
-	if fresh[0].rl == first.rules[0].rl {
-		t.Error("a new config kept the old limiters")
+	// The burst passes to the next rule; the two over it stop at the limit.
+	if st[0].Hits != 3 || st[0].Limited == nil || *st[0].Limited != 2 || st[1].Hits != 1 || st[1].Limited != nil {
+		t.Errorf("counters: %+v %+v", st[0], st[1])
 	}
-	if carryRuleState(fresh, nil)[0].rl != fresh[0].rl {
-		t.Error("no previous snapshot")
+	if st[1].Action["refuse"] != true || st[1].Match["qname_suffix"].([]string)[0] != "test." {
+		t.Errorf("view: %+v", st[1])
+	}
+	var none *Set
+	if got := none.Status(); got == nil || len(got) != 0 || none.Len() != 0 {
+		t.Errorf("a nil set lists %v", got)
 	}
 }

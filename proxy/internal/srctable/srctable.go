@@ -1,4 +1,11 @@
-package proxy
+// Package srctable is a bounded, sharded table of per-source-prefix state
+// (rate limiter arrival times, dynamic block windows): a spoofed flood from
+// many sources costs memory only up to the bound, and a steady state
+// allocates nothing.
+//
+// It is a leaf shared by proxy/rules and proxy/dynblock: it knows no
+// config, packet or counter, and never imports proxy.
+package srctable
 
 import (
 	"encoding/binary"
@@ -6,57 +13,64 @@ import (
 	"sync"
 )
 
-// srcShards is how many locks a per-source table is split over: enough
-// that workers on different sources rarely meet on one.
-const srcShards = 64
+// Shards is how many locks a table is split over: enough that workers on
+// different sources rarely meet on one.
+const Shards = 64
 
-// srcTable is a bounded table of per-source-prefix state, split into
+// Table is a bounded table of per-source-prefix state, split into
 // shards by a hash of the prefix, each with its own lock and its own least
 // recently used order: when a shard is full, its least recently seen
 // prefix is forgotten. Entries live in one slice per shard and are linked
 // by index, so a steady state allocates nothing.
-type srcTable[T any] struct {
+type Table[T any] struct {
 	perShard int
-	shards   [srcShards]srcShard[T]
+	shards   [Shards]Shard[T]
 }
 
-type srcShard[T any] struct {
+// Shard is one lock's part of a Table: Lock it around Get.
+type Shard[T any] struct {
 	mu   sync.Mutex
 	idx  map[netip.Prefix]int32
-	ents []srcEnt[T]
+	ents []entry[T]
 	// head is the most recently used entry, tail the least; -1 when empty.
 	head, tail int32
 	cap        int      // entries at most
 	_          [32]byte // keep shards' locks off one cache line
 }
 
-type srcEnt[T any] struct {
+type entry[T any] struct {
 	key        netip.Prefix
 	prev, next int32
 	val        T
 }
 
-// newSrcTable makes a table of at most about n entries.
-func newSrcTable[T any](n int) *srcTable[T] {
-	t := &srcTable[T]{perShard: max(1, (n+srcShards-1)/srcShards)}
+// New makes a table of at most about n entries.
+func New[T any](n int) *Table[T] {
+	t := &Table[T]{perShard: max(1, (n+Shards-1)/Shards)}
 	for i := range t.shards {
 		t.shards[i].head, t.shards[i].tail, t.shards[i].cap = -1, -1, t.perShard
 	}
 	return t
 }
 
-// shard is the shard that holds key; lock its mu around get.
-func (t *srcTable[T]) shard(key netip.Prefix) *srcShard[T] {
-	return &t.shards[prefixHash(key)%srcShards]
+// Shard is the shard that holds key.
+func (t *Table[T]) Shard(key netip.Prefix) *Shard[T] {
+	return &t.shards[PrefixHash(key)%Shards]
 }
 
-// get returns key's value, made zero when key is new (fresh). The pointer
-// is valid until the shard is unlocked. Called with mu held.
-func (s *srcShard[T]) get(key netip.Prefix) (val *T, fresh bool) {
+// Lock locks the shard.
+func (s *Shard[T]) Lock() { s.mu.Lock() }
+
+// Unlock unlocks the shard; pointers Get returned are invalid after it.
+func (s *Shard[T]) Unlock() { s.mu.Unlock() }
+
+// Get returns key's value, made zero when key is new (fresh). The pointer
+// is valid until the shard is unlocked. Called with the shard locked.
+func (s *Shard[T]) Get(key netip.Prefix) (val *T, fresh bool) {
 	if s.idx == nil {
 		// Memory is taken when a shard is first used, and grows with
 		// use up to cap.
-		s.ents = make([]srcEnt[T], 0, min(s.cap, 256))
+		s.ents = make([]entry[T], 0, min(s.cap, 256))
 		s.idx = make(map[netip.Prefix]int32, min(s.cap, 256))
 	}
 	if i, ok := s.idx[key]; ok {
@@ -65,7 +79,7 @@ func (s *srcShard[T]) get(key netip.Prefix) (val *T, fresh bool) {
 	}
 	var i int32
 	if len(s.ents) < s.cap {
-		s.ents = append(s.ents, srcEnt[T]{})
+		s.ents = append(s.ents, entry[T]{})
 		i = int32(len(s.ents) - 1)
 	} else {
 		// Full: reuse the least recently used entry.
@@ -73,16 +87,16 @@ func (s *srcShard[T]) get(key netip.Prefix) (val *T, fresh bool) {
 		s.unlink(i)
 		delete(s.idx, s.ents[i].key)
 	}
-	s.ents[i] = srcEnt[T]{key: key, prev: -1, next: -1}
+	s.ents[i] = entry[T]{key: key, prev: -1, next: -1}
 	s.idx[key] = i
 	s.pushFront(i)
 	return &s.ents[i].val, true
 }
 
 // len is the entries held; called with mu held.
-func (s *srcShard[T]) len() int { return len(s.idx) }
+func (s *Shard[T]) len() int { return len(s.idx) }
 
-func (s *srcShard[T]) touch(i int32) {
+func (s *Shard[T]) touch(i int32) {
 	if s.head == i {
 		return
 	}
@@ -90,7 +104,7 @@ func (s *srcShard[T]) touch(i int32) {
 	s.pushFront(i)
 }
 
-func (s *srcShard[T]) unlink(i int32) {
+func (s *Shard[T]) unlink(i int32) {
 	e := &s.ents[i]
 	if e.prev >= 0 {
 		s.ents[e.prev].next = e.next
@@ -105,7 +119,7 @@ func (s *srcShard[T]) unlink(i int32) {
 	e.prev, e.next = -1, -1
 }
 
-func (s *srcShard[T]) pushFront(i int32) {
+func (s *Shard[T]) pushFront(i int32) {
 	e := &s.ents[i]
 	e.prev, e.next = -1, s.head
 	if s.head >= 0 {
@@ -117,9 +131,9 @@ func (s *srcShard[T]) pushFront(i int32) {
 	}
 }
 
-// sourcePrefix is the prefix a source is measured by: its address cut to
+// SourcePrefix is the prefix a source is measured by: its address cut to
 // v4 or v6 bits.
-func sourcePrefix(a netip.Addr, v4, v6 int) netip.Prefix {
+func SourcePrefix(a netip.Addr, v4, v6 int) netip.Prefix {
 	a = a.Unmap().WithZone("")
 	bits := v6
 	if a.Is4() {
@@ -129,8 +143,8 @@ func sourcePrefix(a netip.Addr, v4, v6 int) netip.Prefix {
 	return p
 }
 
-// prefixHash spreads prefixes over shards (splitmix64 of the address).
-func prefixHash(p netip.Prefix) uint64 {
+// PrefixHash spreads prefixes over shards (splitmix64 of the address).
+func PrefixHash(p netip.Prefix) uint64 {
 	b := p.Addr().As16()
 	h := binary.LittleEndian.Uint64(b[:8])*0x9E3779B97F4A7C15 ^ binary.LittleEndian.Uint64(b[8:]) ^ uint64(p.Bits())
 	h ^= h >> 30

@@ -1,4 +1,9 @@
-package proxy
+// Package cidrset finds an address among many prefixes without a scan, for
+// the client conditions of rules; Canonical is the one form prefixes and
+// clients are compared in (masked, IPv4-mapped turned into IPv4).
+//
+// It is a leaf: it knows no config or packet, and never imports proxy.
+package cidrset
 
 import (
 	"cmp"
@@ -8,11 +13,11 @@ import (
 	"slices"
 )
 
-// cidrSet finds an address among many prefixes without a scan: prefixes
+// Set finds an address among many prefixes without a scan: prefixes
 // are grouped by length, each group a sorted list of masked addresses, so a
 // lookup is one mask and one binary search per distinct length (at most 33
 // for IPv4, 129 for IPv6, a handful in practice). Small sets are scanned.
-type cidrSet struct {
+type Set struct {
 	small []netip.Prefix // used when the set has few prefixes
 	v4    []cidrGroup4
 	v6    []cidrGroup6
@@ -31,18 +36,19 @@ type cidrGroup6 struct {
 // smallCIDRSet is the size below which a scan beats the grouped search.
 const smallCIDRSet = 8
 
-func newCIDRSet(ps []netip.Prefix) cidrSet {
-	var s cidrSet
+// New makes a set of the prefixes ps.
+func New(ps []netip.Prefix) Set {
+	var s Set
 	if len(ps) <= smallCIDRSet {
 		for _, p := range ps {
-			s.small = append(s.small, canonicalPrefix(p))
+			s.small = append(s.small, Canonical(p))
 		}
 		return s
 	}
 	by4 := map[int][]uint32{}
 	by6 := map[int][][2]uint64{}
 	for _, p := range ps {
-		p = canonicalPrefix(p)
+		p = Canonical(p)
 		if p.Addr().Is4() {
 			by4[p.Bits()] = append(by4[p.Bits()], v4bits(p.Addr()))
 		} else {
@@ -64,10 +70,11 @@ func newCIDRSet(ps []netip.Prefix) cidrSet {
 	return s
 }
 
-func (s *cidrSet) empty() bool { return len(s.small) == 0 && len(s.v4) == 0 && len(s.v6) == 0 }
+// Empty reports whether the set has no prefix.
+func (s *Set) Empty() bool { return len(s.small) == 0 && len(s.v4) == 0 && len(s.v6) == 0 }
 
-// contains reports whether a (unmapped) is in one of the prefixes.
-func (s *cidrSet) contains(a netip.Addr) bool {
+// Contains reports whether a (unmapped) is in one of the prefixes.
+func (s *Set) Contains(a netip.Addr) bool {
 	for _, p := range s.small {
 		if p.Contains(a) {
 			return true
@@ -95,9 +102,9 @@ func (s *cidrSet) contains(a netip.Addr) bool {
 	return false
 }
 
-// canonicalPrefix masks p and turns IPv4-mapped IPv6 prefixes into IPv4,
+// Canonical masks p and turns IPv4-mapped IPv6 prefixes into IPv4,
 // as clients are compared unmapped.
-func canonicalPrefix(p netip.Prefix) netip.Prefix {
+func Canonical(p netip.Prefix) netip.Prefix {
 	a := p.Addr().WithZone("")
 	if a.Is4In6() && p.Bits() >= 96 {
 		return netip.PrefixFrom(a.Unmap(), p.Bits()-96).Masked()
