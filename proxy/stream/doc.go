@@ -43,7 +43,7 @@ type Handler interface {
 // logger, and the core's counters the front ends add to. A nil counter is
 // replaced by one of the front end's own.
 type Deps struct {
-	Handler Handler
+	Handler Handler // required
 	Log     *slog.Logger
 	// Queries counts queries read off TCP and DoT connections.
 	Queries *atomic.Uint64

@@ -20,7 +20,7 @@ import (
 	"github.com/anyfront/anyfront/proxy/dnswire"
 )
 
-var testLimits = config.TCPLimits{MaxConns: 8, MaxConnsPerClient: 4, IdleTimeout: 5 * time.Second,
+var testLimits = config.TCPLimits{MaxConns: 8, MaxConnsPerClient: 4, IdleTimeout: 30 * time.Second,
 	MaxConnTime: time.Minute, MaxQueriesPerConn: 100, MaxInflightPerConn: 4}
 
 // kit builds front ends of every kind on loopback for one test.
