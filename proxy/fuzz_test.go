@@ -10,24 +10,15 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
 
 	"github.com/miekg/dns"
-
-	"github.com/anyfront/anyfront/config"
-	"github.com/anyfront/anyfront/state"
 )
 
 // fuzzQuery builds a query seed with optional EDNS.
@@ -140,15 +131,6 @@ func FuzzMatchResponse(f *testing.F) {
 	})
 }
 
-// header12 is a bare DNS header with an ID, flags and QDCOUNT.
-func header12(id, flags, qd uint16) []byte {
-	b := make([]byte, dnswire.HeaderLen)
-	binary.BigEndian.PutUint16(b, id)
-	binary.BigEndian.PutUint16(b[2:], flags)
-	binary.BigEndian.PutUint16(b[4:], qd)
-	return b
-}
-
 // TestWriteFuzzSeeds writes the f.Add seeds above as committed corpus
 // files when ANYFRONT_WRITE_SEEDS=1; otherwise it does nothing.
 func TestWriteFuzzSeeds(t *testing.T) {
@@ -199,124 +181,4 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	}
 	write("FuzzMatchResponse", "seed-edns-truncate", q, fuzzAnswer(t, "www.example.", dns.TypeA, true, 20), uint16(512))
 	write("FuzzMatchResponse", "seed-wrong-question", q, fuzzAnswer(t, "other.example.", dns.TypeA, false, 1), uint16(512))
-	fr := append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...)
-	write("FuzzTCPReader", "seed-two-frames", append(append([]byte{}, fr...), fr...))
-	write("FuzzTCPReader", "seed-prefix-longer-than-data", append([]byte{0x10, 0}, q...))
-	write("FuzzTCPReader", "seed-zero-length-after-query", append(append([]byte{}, fr...), 0, 0))
-	write("FuzzTCPReader", "seed-notimp-and-formerr", append(append([]byte{}, fr...), append([]byte{0, 12}, header12(9, 5<<11, 0)...)...))
-}
-
-// FuzzTCPReader feeds arbitrary bytes, as one client's TCP stream, to the
-// TCP front end's length-prefixed reader (tcpFront.handle) over a real
-// loopback connection, then half-closes. The only backend refuses, so every
-// valid query is answered SERVFAIL at once. Properties: no panic; handle
-// returns within 2 s of the half-close; every frame sent back is a DNS
-// response with QR set; there are no more of them than whole frames sent and
-// no fewer than valid queries among them (the first 64, the per-connection
-// bound).
-func FuzzTCPReader(f *testing.F) {
-	q := fuzzQuery(f, "www.example.", dns.TypeA, false)
-	frame := append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...)
-	f.Add(frame)
-	f.Add(append(append([]byte{}, frame...), frame...))
-	f.Add([]byte{0, 0})
-	f.Add([]byte{0xFF, 0xFF, 1, 2, 3})
-	f.Add(frame[:len(frame)-1])
-	f.Add(append(append([]byte{}, frame...), 0, 12, 0, 1, 0x81, 0, 0, 1, 0, 0, 0, 0, 0, 0))
-
-	cfg, err := config.Parse("tcp.yaml", []byte(`proxy:
-  timeout: 200ms
-  retries: 1
-  tcp: {idle_timeout: 2s, max_inflight_per_conn: 4, max_queries_per_conn: 64}
-pools:
-  default:
-    backends: [{name: a, address: "127.0.0.1:1"}]
-`))
-	if err != nil {
-		f.Fatal(err)
-	}
-	store, err := state.New()
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := store.ApplyConfig(cfg); err != nil {
-		f.Fatal(err)
-	}
-	p, err := New(cfg, Deps{Store: store, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		f.Fatal(err)
-	}
-	pools, backends, err := p.readStore()
-	if err != nil {
-		f.Fatal(err)
-	}
-	p.rebuild(pools, backends)
-	front := newTCPFront(p, cfg.Proxy.TCP)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { ln.Close() })
-
-	f.Fuzz(func(t *testing.T, stream []byte) {
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
-		server, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			front.handle(server, netip.MustParseAddrPort("127.0.0.1:5353"))
-			server.Close()
-		}()
-		go func() {
-			_, _ = client.Write(stream)
-			_ = client.(*net.TCPConn).CloseWrite()
-		}()
-		whole, valid := 0, 0
-		for b := stream; len(b) >= 2 && whole < 64; {
-			l := int(binary.BigEndian.Uint16(b))
-			if l == 0 || len(b) < 2+l {
-				break
-			}
-			whole++
-			var v msgView
-			if v.ParseQuery(b[2:2+l]) == nil {
-				valid++
-			}
-			b = b[2+l:]
-		}
-		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-		frames := 0
-		for {
-			var lb [2]byte
-			if _, err := io.ReadFull(client, lb[:]); err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Fatal("the connection was not closed within 5 s of the half-close")
-				}
-				break
-			}
-			msg := make([]byte, binary.BigEndian.Uint16(lb[:]))
-			if _, err := io.ReadFull(client, msg); err != nil {
-				t.Fatalf("answer frame cut: %v", err)
-			}
-			frames++
-			if len(msg) < dnswire.HeaderLen || msg[2]&0x80 == 0 {
-				t.Fatalf("answer is not a DNS response: %x", msg)
-			}
-		}
-		if frames > whole || frames < valid {
-			t.Fatalf("%d answers to %d whole frames, %d of them valid queries", frames, whole, valid)
-		}
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-			t.Fatal("handle did not return after the client closed")
-		}
-	})
 }

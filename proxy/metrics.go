@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -10,6 +9,7 @@ import (
 	"github.com/anyfront/anyfront/proxy/dnswire"
 	"github.com/anyfront/anyfront/proxy/pcache"
 	"github.com/anyfront/anyfront/proxy/rules"
+	"github.com/anyfront/anyfront/proxy/stream"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -205,11 +205,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if run == nil {
 		run = &running{} // Run has not published its parts yet
 	}
-	if run.tcp != nil {
-		run.tcp.mu.Lock()
-		n := run.tcp.total
-		run.tcp.mu.Unlock()
-		ch <- prometheus.MustNewConstMetric(descTCPConns, prometheus.GaugeValue, float64(n))
+	if run.conns != nil {
+		ch <- prometheus.MustNewConstMetric(descTCPConns, prometheus.GaugeValue, float64(run.conns.Conns()))
 	}
 	inflight := 0
 	for _, sh := range run.shards {
@@ -314,7 +311,7 @@ func (p *Proxy) PurgeCache(suffix string) (int, error) {
 // published whole through Proxy.started, so a scrape while Run is still
 // starting sees nothing rather than a half-assigned slice.
 type running struct {
-	shards []*shard
-	tcpLns []net.Listener
-	tcp    *tcpFront
+	shards     []*shard
+	conns      *stream.ConnLimit
+	transports []transportSource
 }

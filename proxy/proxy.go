@@ -20,6 +20,7 @@ import (
 	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 	"github.com/anyfront/anyfront/proxy/pcache"
 	"github.com/anyfront/anyfront/proxy/querylog"
+	"github.com/anyfront/anyfront/proxy/stream"
 	"github.com/anyfront/anyfront/proxy/top"
 	"github.com/anyfront/anyfront/proxy/xdppublish"
 	"github.com/anyfront/anyfront/state"
@@ -45,9 +46,13 @@ type Proxy struct {
 	udpLns []*udpListener
 	// backendV6 says the shards' backend sockets are dual-stack.
 	backendV6 bool
-	tcpLns    []net.Listener
-	tcp       *tcpFront
-	// started publishes shards, tcpLns and tcp once Run has set them all:
+	// fronts are the stream front ends (proxy/stream), conns the
+	// connection bound the TCP, DoT and DoH ones share, transports their
+	// counters by protocol (streams.go).
+	fronts     []stream.Front
+	conns      *stream.ConnLimit
+	transports []transportSource
+	// started publishes shards and the front ends once Run has set them all:
 	// a scrape during start-up reads this, never the fields Run is still
 	// assigning.
 	started atomic.Pointer[running]
@@ -160,6 +165,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	p.rebuild(pools, backends)
 
+	p.conns = stream.NewConnLimit(cfg.Proxy.TCP)
 	if err := p.listen(cfg); err != nil {
 		p.stopAll()
 		return err
@@ -181,13 +187,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 			s.clientLoop(l)
 		}()
 	}
-	p.tcp = newTCPFront(p, cfg.Proxy.TCP)
-	p.started.Store(&running{shards: p.shards, tcpLns: p.tcpLns, tcp: p.tcp})
-	for _, ln := range p.tcpLns {
+	p.started.Store(&running{shards: p.shards, conns: p.conns, transports: p.transports})
+	frontsCtx, stopFronts := context.WithCancel(context.Background())
+	defer stopFronts()
+	for _, f := range p.fronts {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			p.tcp.serve(ln)
+			if err := f.Serve(frontsCtx); err != nil {
+				p.log.Error("front end stopped", "address", f.Addr().String(), "err", err)
+			}
 		}()
 	}
 	stopTimeouts := make(chan struct{})
@@ -229,10 +238,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	// queries in flight still leave through them. Client readers notice
 	// within their read timeout.
 	p.stopping.Store(true)
-	for _, ln := range p.tcpLns {
-		ln.Close()
+	// Stream connections stop reading; what they read is still answered.
+	stopFronts()
+	for _, f := range p.fronts {
+		f.Close() // at once, not when each Serve notices
 	}
-	p.tcp.shutdown()
 	// Only once no reader can add to the in-flight tables does an empty
 	// table mean every query taken in was answered (readers notice
 	// stopping within readTimeout).
@@ -255,8 +265,8 @@ func (p *Proxy) stopAll() {
 	for _, s := range p.shards {
 		s.closing.Store(true)
 	}
-	for _, ln := range p.tcpLns {
-		ln.Close()
+	for _, f := range p.fronts {
+		f.Close()
 	}
 	p.closeUpstreams()
 	p.wg.Wait()
@@ -342,11 +352,9 @@ func (p *Proxy) watch(ctx context.Context) {
 func (p *Proxy) listen(cfg *config.Config) error {
 	for _, l := range cfg.Listen {
 		if l.Protocol != "" && l.Protocol != "do53" {
-			ln, err := p.listenTransport(l) // dot, doh, doq: see dot.go
-			if err != nil {
+			if err := p.listenTransport(cfg, l); err != nil { // dot, doh, doq: streams.go
 				return err
 			}
-			p.tcpLns = append(p.tcpLns, ln)
 			continue
 		}
 		addr := l.Address
@@ -368,7 +376,7 @@ func (p *Proxy) listen(cfg *config.Config) error {
 		if err != nil {
 			return err // "listen tcp ADDR: bind: ..." says it all
 		}
-		p.tcpLns = append(p.tcpLns, p.proxyProtoListener(ln, l, &transportStats{}))
+		p.tcpFront(cfg, l, ln)
 	}
 	return nil
 }
@@ -391,7 +399,7 @@ func (p *Proxy) drain(max time.Duration) {
 		for _, s := range p.shards {
 			n += s.inflight()
 		}
-		if n == 0 && p.tcp.inflight.Load() == 0 {
+		if n == 0 && p.streamInflight() == 0 {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -24,7 +24,9 @@ import (
 	"github.com/miekg/dns"
 	"github.com/quic-go/quic-go"
 
+	"github.com/anyfront/anyfront/internal/proxyproto"
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/stream"
 )
 
 // transportLab is a proxy with a do53, dot, doh and doq listener (and more
@@ -119,14 +121,10 @@ func (tl *transportLab) closeClients() {
 // conns is the client connections the proxy holds: TCP, DoT and DoH
 // (counted together) and DoQ.
 func (tl *transportLab) conns() int {
-	tl.p.tcp.mu.Lock()
-	n := tl.p.tcp.total
-	tl.p.tcp.mu.Unlock()
-	for _, ln := range tl.p.tcpLns {
-		if d, ok := ln.(*doqFront); ok {
-			d.mu.Lock()
-			n += d.total
-			d.mu.Unlock()
+	n := tl.p.conns.Conns()
+	for _, f := range tl.p.fronts {
+		if d, ok := f.(*stream.DoQ); ok {
+			n += d.Conns()
 		}
 	}
 	return n
@@ -456,9 +454,7 @@ func TestTransportLab(t *testing.T) {
 			conns = append(conns, c)
 		}
 		waitFor(t, func() bool {
-			tl.p.tcp.mu.Lock()
-			defer tl.p.tcp.mu.Unlock()
-			return tl.p.tcp.perClient[netip.MustParseAddr("127.0.0.1")] >= 8
+			return tl.p.conns.ConnsFrom(netip.MustParseAddr("127.0.0.1")) >= 8
 		})
 		refused := tl.p.Stats.TCPConnsRefused.Load()
 		if _, err := tl.dotExchange(q()); err == nil {
@@ -476,9 +472,7 @@ func TestTransportLab(t *testing.T) {
 		}
 		conns = nil
 		waitFor(t, func() bool {
-			tl.p.tcp.mu.Lock()
-			defer tl.p.tcp.mu.Unlock()
-			return tl.p.tcp.perClient[netip.MustParseAddr("127.0.0.1")] == 0
+			return tl.p.conns.ConnsFrom(netip.MustParseAddr("127.0.0.1")) == 0
 		})
 		if _, err := tl.dotExchange(q()); err != nil {
 			t.Fatalf("after closing: %v", err)
@@ -539,7 +533,7 @@ func TestTransportLab(t *testing.T) {
 		waitFor(t, func() bool { return tl.conns() == 0 })
 		// Backend connections stay pooled (bounded by backend_conns); what
 		// must be gone is every goroutine serving a client connection.
-		perConn := []string{"(*tcpFront).handle", "(*doqFront).handleConn", "(*doqFront).handleStream",
+		perConn := []string{"stream.(*TCP).handle", "stream.(*DoQ).handleConn", "stream.(*DoQ).handleStream",
 			"net/http.(*conn).serve", "(*http2serverConn).serve", "(*ppListener).readHeader"}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
@@ -605,7 +599,7 @@ func TestProxyProtocolLab(t *testing.T) {
 		}
 		return dc.ReadMsg()
 	}
-	from := func(src string) []byte { return appendProxyHeader(nil, netip.MustParseAddrPort(src), dst) }
+	from := func(src string) []byte { return proxyproto.AppendV2(nil, netip.MustParseAddrPort(src), dst, true) }
 
 	t.Run("a source the ACL allows is answered", func(t *testing.T) {
 		r, err := ask(pp, from("192.0.2.7:5353"), nil)
@@ -711,7 +705,7 @@ func TestProxyProtocolLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer slow.Close()
-		slow.Write(ppSignature[:5])
+		slow.Write([]byte(proxyproto.Signature[:5]))
 		r, err := ask(pp, from("192.0.2.7:5353"), nil)
 		if err != nil {
 			t.Fatal(err)

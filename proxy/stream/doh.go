@@ -1,12 +1,14 @@
-package proxy
+package stream
 
 import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -17,14 +19,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anyfront/anyfront/proxy/dnswire"
-
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/dnswire"
 )
 
 // DNS over HTTPS (RFC 8484): GET with ?dns= and POST with a
 // application/dns-message body, over HTTP/2 or HTTP/1.1 on TLS. Each request
-// is one query through answerTCP, the path every stream front end shares.
+// is one query through the Handler, the path every stream front end shares.
 
 const (
 	dohMediaType = "application/dns-message"
@@ -42,42 +43,63 @@ const (
 	dohShutdownGrace = 5 * time.Second
 )
 
-// dohFront is a DoH server. It sits in the proxy's TCP listener list as a
-// listener whose first Accept runs the HTTP server until Close, so Run
-// starts it after the TCP front end exists (connections share its bounds)
-// and waits for it like the other accept loops.
-type dohFront struct {
-	p     *Proxy
+// DoHConfig configures a DoH front end.
+type DoHConfig struct {
+	// Limits bound requests and lifetime per connection and streams in
+	// flight per HTTP/2 connection, with the TCP limits' values.
+	Limits config.TCPLimits
+	// Conns is the connection bound shared with the TCP front ends.
+	Conns *ConnLimit
+	Certs *Certs
+	// Path is where queries are answered; "" is "/dns-query".
+	Path string
+	// AnswerTime is the longest a query may take to answer (the core's
+	// deadline and some): a request's write timeout has room for it.
+	AnswerTime time.Duration
+	// ProxyFrom, when set, are the sources whose connections start with a
+	// PROXY protocol v2 header.
+	ProxyFrom []netip.Prefix
+}
+
+// DoH is a DoH server. Its connections are bounded with the TCP front
+// ends' (ConnLimit), their requests and lifetime as a TCP connection's
+// queries and lifetime.
+type DoH struct {
 	ln    net.Listener // TCP, maybe behind PROXY protocol
-	certs *certStore
+	pp    *ppListener
+	bound *ConnLimit
 	path  string
-	st    *transportStats
+	deps  Deps
+	st    Counters
 	srv   *http.Server
 	// maxQueries bounds requests per connection, as for TCP.
 	maxQueries int
 
-	done      chan struct{}
-	closeOnce sync.Once
-	runOnce   sync.Once
+	conns    connSet
+	inflight atomic.Int64
+	stop     stopper
 }
 
-func (p *Proxy) newDoHFront(ln net.Listener, l config.Listen, certs *certStore, st *transportStats) *dohFront {
-	cfg := p.cfg.Load()
-	lim := cfg.Proxy.TCP
-	d := &dohFront{p: p, ln: ln, certs: certs, path: l.Path, st: st, done: make(chan struct{}), maxQueries: lim.MaxQueriesPerConn}
+// NewDoH makes a front end serving ln, which it owns from now on.
+func NewDoH(ln net.Listener, cfg DoHConfig, deps Deps) *DoH {
+	lim := cfg.Limits
+	d := &DoH{bound: cfg.Conns, path: cfg.Path, deps: deps.withDefaults(), maxQueries: lim.MaxQueriesPerConn}
+	if d.bound == nil {
+		d.bound = NewConnLimit(lim)
+	}
 	if d.path == "" {
 		d.path = "/dns-query"
 	}
-	// A request waits at most for its query's deadline, then writes.
-	answerTime := cfg.Proxy.Deadline + time.Second
+	d.ln, d.pp = wrapPROXY(ln, cfg.ProxyFrom, &d.st)
 	d.srv = &http.Server{
 		Handler:           d,
-		TLSConfig:         certs.tlsConfig("doh"),
+		TLSConfig:         cfg.Certs.tlsConfig("doh"),
 		ReadHeaderTimeout: dohReadHeaderTimeout,
 		ReadTimeout:       lim.IdleTimeout, // headers and body of one request
-		WriteTimeout:      lim.IdleTimeout + answerTime,
-		IdleTimeout:       lim.IdleTimeout,
-		MaxHeaderBytes:    dohMaxHeaderBytes,
+		// A request waits at most for its answer, then writes.
+		WriteTimeout:   lim.IdleTimeout + cfg.AnswerTime,
+		IdleTimeout:    lim.IdleTimeout,
+		MaxHeaderBytes: dohMaxHeaderBytes,
 		HTTP2: &http.HTTP2Config{
 			// As many streams as a TCP connection may pipeline queries.
 			MaxConcurrentStreams: lim.MaxInflightPerConn,
@@ -88,57 +110,60 @@ func (p *Proxy) newDoHFront(ln net.Listener, l config.Listen, certs *certStore, 
 		},
 		// net/http reports failed handshakes and bad frames on its
 		// error log: counted, and logged at Debug only (clients cause them).
-		ErrorLog: log.New(&httpErrorLog{p: p, st: st}, "", 0),
+		ErrorLog: log.New(&httpErrorLog{log: d.deps.Log, st: &d.st}, "", 0),
 	}
 	return d
 }
 
-// Accept serves HTTP until Close, then returns net.ErrClosed.
-func (d *dohFront) Accept() (net.Conn, error) {
-	d.runOnce.Do(d.run)
-	return nil, net.ErrClosed
-}
-
-func (d *dohFront) run() {
-	select {
-	case <-d.done: // closed before it ever ran
-		return
-	default:
+// Serve serves HTTP until ctx ends or Close is called; then requests in
+// flight finish within dohShutdownGrace.
+func (d *DoH) Serve(ctx context.Context) error {
+	if !d.stop.start() {
+		return nil // closed before it ever ran
 	}
+	defer context.AfterFunc(ctx, func() { d.Close() })()
+	var wg sync.WaitGroup
+	if d.pp != nil {
+		wg.Go(d.pp.acceptLoop)
+	}
+	defer wg.Wait()
 	errc := make(chan error, 1)
-	go func() { errc <- d.srv.ServeTLS(&admitListener{Listener: d.ln, f: d.p.tcp, st: d.st}, "", "") }()
+	go func() { errc <- d.srv.ServeTLS(&admitListener{Listener: d.ln, d: d}, "", "") }()
 	select {
-	case <-d.done:
+	case <-d.stop.closing():
 	case err := <-errc:
-		select {
-		case <-d.done: // Close raced ServeTLS: not a failure
-		default:
-			d.p.log.Error("doh server stopped", "address", d.ln.Addr().String(), "err", err)
+		if d.stop.closed() {
+			return nil // Close raced ServeTLS: not a failure
 		}
 		d.ln.Close()
-		return
+		return fmt.Errorf("doh server %s: %w", d.ln.Addr(), err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dohShutdownGrace)
 	defer cancel()
 	_ = d.srv.Shutdown(ctx)
 	_ = d.srv.Close()
 	<-errc
+	return nil
 }
 
-// Close stops the server: no new connections; requests in flight finish
-// within dohShutdownGrace.
-func (d *dohFront) Close() error {
-	d.closeOnce.Do(func() {
-		close(d.done)
+// Close stops the server: no new connections, and no more reads on the
+// open ones; requests in flight finish within dohShutdownGrace.
+func (d *DoH) Close() error {
+	d.stop.close(func(bool) {
 		d.ln.Close()
+		d.conns.stopReads()
 	})
 	return nil
 }
 
-// Addr is the listening address.
-func (d *dohFront) Addr() net.Addr { return d.ln.Addr() }
+// Inflight is the number of requests read and not yet answered.
+func (d *DoH) Inflight() int64 { return d.inflight.Load() }
 
-func (d *dohFront) transportStats() (string, *transportStats) { return "doh", d.st }
+// Counters are the DoH (and PROXY protocol) counters.
+func (d *DoH) Counters() *Counters { return &d.st }
+
+// Addr is the listening address.
+func (d *DoH) Addr() net.Addr { return d.ln.Addr() }
 
 // dohConnState bounds one connection's requests and lifetime like a TCP
 // connection's. HTTP has no way to refuse a request for that, so the request
@@ -152,7 +177,7 @@ type dohConnState struct {
 type dohConnKey struct{}
 
 // ServeHTTP answers one DoH request.
-func (d *dohFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (d *DoH) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cs, ok := r.Context().Value(dohConnKey{}).(*dohConnState); ok {
 		if cs.n.Add(1) >= int64(d.maxQueries) || time.Now().After(cs.end) {
 			w.Header().Set("Connection", "close")
@@ -204,13 +229,12 @@ func (d *dohFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	client, _ := netip.ParseAddrPort(r.RemoteAddr)
 	d.st.queries.Add(1)
-	f := d.p.tcp
-	f.inflight.Add(1) // Run's drain waits for these too
-	resp := d.p.answerTCP(msg, client, dnswire.DoH)
-	f.inflight.Add(-1)
+	d.inflight.Add(1) // the core's drain waits for these too
+	resp := d.deps.Handler.Answer(msg, client, netip.AddrPort{}, dnswire.DoH)
+	d.inflight.Add(-1)
 	if resp == nil {
-		// Dropped: malformed (counted by the front end) or a drop rule.
-		var v msgView
+		// Dropped: malformed (counted by the core) or a drop rule.
+		var v dnswire.View
 		if v.ParseQuery(msg) != nil {
 			d.fail(w, http.StatusBadRequest, "malformed DNS query")
 		} else {
@@ -228,7 +252,7 @@ func (d *dohFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (d *dohFront) fail(w http.ResponseWriter, code int, why string) {
+func (d *DoH) fail(w http.ResponseWriter, code int, why string) {
 	d.st.badRequests.Add(1)
 	http.Error(w, why, code)
 }
@@ -237,7 +261,7 @@ func (d *dohFront) fail(w http.ResponseWriter, code int, why string) {
 // smallest TTL of its answer and authority records, the SOA's MINIMUM
 // counting for negative answers (RFC 2308); 0 when it has none.
 func answerTTL(resp []byte) uint32 {
-	var v msgView
+	var v dnswire.View
 	if v.ParseHeader(resp) != nil {
 		return 0
 	}
@@ -274,8 +298,8 @@ func answerTTL(resp []byte) uint32 {
 
 // httpErrorLog receives net/http's error log lines.
 type httpErrorLog struct {
-	p  *Proxy
-	st *transportStats
+	log *slog.Logger
+	st  *Counters
 }
 
 func (l *httpErrorLog) Write(b []byte) (int, error) {
@@ -283,44 +307,54 @@ func (l *httpErrorLog) Write(b []byte) (int, error) {
 	if strings.Contains(line, "TLS handshake error") {
 		l.st.handshakeFail.Add(1)
 	}
-	l.p.log.Debug("doh", "reason", line)
+	l.log.Debug("doh", "reason", line)
 	return len(b), nil
 }
 
-// admitListener puts DoH connections under the TCP front end's connection
-// bounds (total and per client), counted with TCP and DoT connections.
+// admitListener puts DoH connections under the shared connection bounds
+// (total and per client), counted with TCP and DoT connections.
 type admitListener struct {
 	net.Listener
-	f  *tcpFront
-	st *transportStats
+	d *DoH
 }
 
 func (l *admitListener) Accept() (net.Conn, error) {
+	d := l.d
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
 		client := addrOf(c.RemoteAddr())
-		if !l.f.admit(c, client) {
-			l.f.p.Stats.TCPConnsRefused.Add(1)
+		if !d.conns.add(c) {
+			d.deps.ConnsRefused.Add(1)
 			c.Close()
 			continue
 		}
-		l.st.conns.Add(1)
-		return &admittedConn{Conn: c, f: l.f, client: client}, nil
+		if !d.bound.admit(client.Addr()) {
+			d.conns.remove(c)
+			d.deps.ConnsRefused.Add(1)
+			c.Close()
+			continue
+		}
+		d.st.conns.Add(1)
+		return &admittedConn{Conn: c, d: d, client: client}, nil
 	}
 }
 
 // admittedConn gives its slot back when closed.
 type admittedConn struct {
 	net.Conn
-	f      *tcpFront
+	d      *DoH
 	client netip.AddrPort
 	once   sync.Once
 }
 
 func (c *admittedConn) Close() error {
-	c.once.Do(func() { c.f.release(c.Conn, c.client) })
+	c.once.Do(func() {
+		c.Conn.Close()
+		c.d.bound.release(c.client.Addr())
+		c.d.conns.remove(c.Conn)
+	})
 	return nil
 }

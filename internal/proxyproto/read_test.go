@@ -1,4 +1,4 @@
-package proxy
+package proxyproto
 
 import (
 	"bytes"
@@ -7,14 +7,14 @@ import (
 	"testing"
 )
 
-func TestReadProxyHeader(t *testing.T) {
-	v4 := appendProxyHeader(nil, netip.MustParseAddrPort("192.0.2.7:4242"), netip.MustParseAddrPort("198.51.100.1:53"))
-	v6 := appendProxyHeader(nil, netip.MustParseAddrPort("[2001:db8::7]:4242"), netip.MustParseAddrPort("[2001:db8::1]:53"))
-	local := append(append([]byte(nil), ppSignature...), 0x20, 0x00, 0, 0)
+func TestReadHeader(t *testing.T) {
+	v4 := AppendV2(nil, netip.MustParseAddrPort("192.0.2.7:4242"), netip.MustParseAddrPort("198.51.100.1:53"), true)
+	v6 := AppendV2(nil, netip.MustParseAddrPort("[2001:db8::7]:4242"), netip.MustParseAddrPort("[2001:db8::1]:53"), true)
+	local := append(append([]byte(nil), Signature...), 0x20, 0x00, 0, 0)
 	withTLV := append(append([]byte(nil), v4...), 0x04, 0, 1, 'x') // a NOOP TLV
 	withTLV[15] += 4
-	tooLong := append(append([]byte(nil), ppSignature...), 0x21, 0x11, 0xFF, 0xFF)
-	shortBlock := append(append([]byte(nil), ppSignature...), 0x21, 0x11, 0, 4, 1, 2, 3, 4)
+	tooLong := append(append([]byte(nil), Signature...), 0x21, 0x11, 0xFF, 0xFF)
+	shortBlock := append(append([]byte(nil), Signature...), 0x21, 0x11, 0, 4, 1, 2, 3, 4)
 	v1 := []byte("PROXY TCP4 192.0.2.7 198.51.100.1 4242 53\r\n")
 	badCmd := append([]byte(nil), v4...)
 	badCmd[12] = 0x22
@@ -31,20 +31,20 @@ func TestReadProxyHeader(t *testing.T) {
 		{"IPv6 source", v6, netip.MustParseAddrPort("[2001:db8::7]:4242"), false, nil},
 		{"TLVs are skipped", withTLV, netip.MustParseAddrPort("192.0.2.7:4242"), false, nil},
 		{"LOCAL keeps the peer's address", local, netip.AddrPort{}, true, nil},
-		{"v1 text header is refused", v1, netip.AddrPort{}, false, errPPSignature},
-		{"header longer than the bound", tooLong, netip.AddrPort{}, false, errPPTooLong},
-		{"address block too short", shortBlock, netip.AddrPort{}, false, errPPAddress},
-		{"unknown command", badCmd, netip.AddrPort{}, false, errPPCommand},
-		{"version 1 in a v2 header", badVer, netip.AddrPort{}, false, errPPVersion},
+		{"v1 text header is refused", v1, netip.AddrPort{}, false, ErrSignature},
+		{"header longer than the bound", tooLong, netip.AddrPort{}, false, ErrTooLong},
+		{"address block too short", shortBlock, netip.AddrPort{}, false, ErrAddress},
+		{"unknown command", badCmd, netip.AddrPort{}, false, ErrCommand},
+		{"version 1 in a v2 header", badVer, netip.AddrPort{}, false, ErrVersion},
 		{"truncated header", v4[:20], netip.AddrPort{}, false, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := bytes.NewReader(append(append([]byte(nil), tc.in...), "rest"...))
-			src, local, err := readProxyHeader(r)
+			src, local, err := ReadHeader(r)
 			if tc.name == "truncated header" {
 				r = bytes.NewReader(tc.in)
-				if _, _, err = readProxyHeader(r); err == nil {
+				if _, _, err = ReadHeader(r); err == nil {
 					t.Fatal("want an error")
 				}
 				return

@@ -1,11 +1,9 @@
-package proxy
+package stream
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -13,15 +11,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/anyfront/anyfront/proxy/dnswire"
-
 	"github.com/quic-go/quic-go"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/dnswire"
 )
 
 // DNS over QUIC (RFC 9250): one bidirectional stream per query, each message
-// with a 2-byte length prefix and ID 0, answered through answerTCP like every
+// with a 2-byte length prefix and ID 0, answered through the Handler like every
 // stream front end. quic-go carries QUIC itself.
 
 // DoQ error codes (RFC 9250 4.3).
@@ -35,37 +32,37 @@ const (
 // for HTTP: a client that starts one and stalls is dropped.
 const doqHandshakeTimeout = 5 * time.Second
 
-// doqFront is a DoQ server. Like dohFront it sits in the TCP listener list
-// and runs inside its first Accept, so Run starts, stops and waits for it.
-// Its connections have their own bounds, with the TCP limits' values.
-type doqFront struct {
-	p   *Proxy
-	udp *net.UDPConn
-	tr  *quic.Transport
-	ln  *quic.Listener
-	lim config.TCPLimits
-	st  *transportStats
-
-	done      chan struct{}
-	closeOnce sync.Once
-	runOnce   sync.Once
-	// started is set by whichever of run and Close comes first: run owns
-	// closing the socket once it has begun.
-	started atomic.Bool
-
-	mu        sync.Mutex
-	total     int
-	perClient map[netip.Addr]int
+// DoQConfig configures a DoQ front end.
+type DoQConfig struct {
+	// Limits bound connections, their streams, lifetime and idle time,
+	// with the TCP limits' values; DoQ connections have bounds of their
+	// own, apart from the TCP front ends'.
+	Limits config.TCPLimits
+	Certs  *Certs
 }
 
-func (p *Proxy) listenDoQ(l config.Listen, tc *tls.Config, st *transportStats) (net.Listener, error) {
-	lim := p.cfg.Load().Proxy.TCP
-	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(l.Address))
-	if err != nil {
-		return nil, fmt.Errorf("listen doq %s: %w", l.Address, err)
-	}
+// DoQ is a DoQ server.
+type DoQ struct {
+	udp   *net.UDPConn
+	tr    *quic.Transport
+	ln    *quic.Listener
+	lim   config.TCPLimits
+	bound *ConnLimit
+	deps  Deps
+	st    Counters
+
+	inflight atomic.Int64
+	// stop says whether Serve began: Serve owns closing the socket once
+	// it has, Close before that.
+	stop stopper
+}
+
+// NewDoQ makes a front end serving QUIC on udp, which it owns from now on
+// (it is closed when NewDoQ fails).
+func NewDoQ(udp *net.UDPConn, cfg DoQConfig, deps Deps) (*DoQ, error) {
+	lim := cfg.Limits
 	tr := &quic.Transport{Conn: udp}
-	ln, err := tr.Listen(tc, &quic.Config{
+	ln, err := tr.Listen(cfg.Certs.tlsConfig("doq"), &quic.Config{
 		HandshakeIdleTimeout: doqHandshakeTimeout,
 		MaxIdleTimeout:       lim.IdleTimeout,
 		// Queries in flight per connection, as for TCP pipelining.
@@ -75,54 +72,51 @@ func (p *Proxy) listenDoQ(l config.Listen, tc *tls.Config, st *transportStats) (
 	if err != nil {
 		tr.Close()
 		udp.Close()
-		return nil, fmt.Errorf("listen doq %s: %w", l.Address, err)
+		return nil, err
 	}
-	return &doqFront{p: p, udp: udp, tr: tr, ln: ln, lim: lim, st: st,
-		done: make(chan struct{}), perClient: map[netip.Addr]int{}}, nil
+	return &DoQ{udp: udp, tr: tr, ln: ln, lim: lim, bound: NewConnLimit(lim), deps: deps.withDefaults()}, nil
 }
 
-// Accept serves QUIC until Close, then returns net.ErrClosed.
-func (d *doqFront) Accept() (net.Conn, error) {
-	d.runOnce.Do(d.run)
-	return nil, net.ErrClosed
-}
-
-func (d *doqFront) run() {
-	if !d.started.CompareAndSwap(false, true) {
-		return // closed before it ever ran
+// Serve serves QUIC until ctx ends or Close is called; connections finish
+// the streams they have read.
+func (d *DoQ) Serve(ctx context.Context) error {
+	if !d.stop.start() {
+		return nil // closed before it ever ran
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
+	defer context.AfterFunc(ctx, func() { d.Close() })()
+	// Accept and every connection's streams end with ctx, which Close
+	// ends too.
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		select {
-		case <-d.done:
+		case <-d.stop.closing():
 			cancel()
 		case <-ctx.Done():
 		}
-	}()
-	var wg sync.WaitGroup
+	})
 	for {
 		conn, err := d.ln.Accept(ctx)
 		if err != nil {
 			break
 		}
 		client := udpAddrOf(conn.RemoteAddr())
-		if !d.admit(client.Addr()) {
-			d.p.Stats.TCPConnsRefused.Add(1)
+		if !d.bound.admit(client.Addr()) {
+			d.deps.ConnsRefused.Add(1)
 			_ = conn.CloseWithError(doqExcessiveLoad, "too many connections")
 			continue
 		}
 		d.st.conns.Add(1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer d.release(client.Addr())
+		wg.Go(func() {
+			defer d.bound.release(client.Addr())
 			d.handleConn(ctx, conn, client)
-		}()
+		})
 	}
+	cancel()
 	wg.Wait()
 	d.tr.Close()
 	d.udp.Close()
+	return nil
 }
 
 func udpAddrOf(a net.Addr) netip.AddrPort {
@@ -132,32 +126,13 @@ func udpAddrOf(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-func (d *doqFront) admit(a netip.Addr) bool {
-	a = a.Unmap()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.total >= d.lim.MaxConns || d.perClient[a] >= d.lim.MaxConnsPerClient {
-		return false
-	}
-	d.total++
-	d.perClient[a]++
-	return true
-}
-
-func (d *doqFront) release(a netip.Addr) {
-	a = a.Unmap()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.total--
-	if d.perClient[a]--; d.perClient[a] <= 0 {
-		delete(d.perClient, a)
-	}
-}
+// Conns is the number of QUIC connections open.
+func (d *DoQ) Conns() int { return d.bound.Conns() }
 
 // handleConn serves one connection's streams until the client closes it, it
 // idles out, it reaches its query or lifetime bound, or the server stops;
 // streams already read are answered first.
-func (d *doqFront) handleConn(ctx context.Context, conn *quic.Conn, client netip.AddrPort) {
+func (d *DoQ) handleConn(ctx context.Context, conn *quic.Conn, client netip.AddrPort) {
 	ctx, cancel := context.WithTimeout(ctx, d.lim.MaxConnTime)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -178,7 +153,7 @@ func (d *doqFront) handleConn(ctx context.Context, conn *quic.Conn, client netip
 
 var errDoQID = errors.New("doq: message ID is not 0")
 
-func (d *doqFront) handleStream(conn *quic.Conn, s *quic.Stream, client netip.AddrPort) {
+func (d *DoQ) handleStream(conn *quic.Conn, s *quic.Stream, client netip.AddrPort) {
 	_ = s.SetReadDeadline(time.Now().Add(d.lim.IdleTimeout))
 	msg, err := readDoQ(s)
 	if err != nil {
@@ -193,12 +168,11 @@ func (d *doqFront) handleStream(conn *quic.Conn, s *quic.Stream, client netip.Ad
 		return
 	}
 	d.st.queries.Add(1)
-	f := d.p.tcp
-	f.inflight.Add(1)
-	resp := d.p.answerTCP(msg, client, dnswire.DoQ)
-	f.inflight.Add(-1)
+	d.inflight.Add(1)
+	resp := d.deps.Handler.Answer(msg, client, netip.AddrPort{}, dnswire.DoQ)
+	d.inflight.Add(-1)
 	if resp == nil {
-		// Malformed (counted by the front end) or dropped by a rule.
+		// Malformed (counted by the core) or dropped by a rule.
 		s.CancelRead(doqProtocolError)
 		s.CancelWrite(doqProtocolError)
 		return
@@ -236,11 +210,10 @@ func readDoQ(r io.Reader) ([]byte, error) {
 }
 
 // Close stops accepting; connections finish the streams they have read.
-func (d *doqFront) Close() error {
-	d.closeOnce.Do(func() {
-		close(d.done)
+func (d *DoQ) Close() error {
+	d.stop.close(func(started bool) {
 		d.ln.Close()
-		if d.started.CompareAndSwap(false, true) {
+		if !started {
 			d.tr.Close()
 			d.udp.Close()
 		}
@@ -248,7 +221,11 @@ func (d *doqFront) Close() error {
 	return nil
 }
 
-// Addr is the listening address.
-func (d *doqFront) Addr() net.Addr { return d.udp.LocalAddr() }
+// Inflight is the number of queries read and not yet answered.
+func (d *DoQ) Inflight() int64 { return d.inflight.Load() }
 
-func (d *doqFront) transportStats() (string, *transportStats) { return "doq", d.st }
+// Counters are the DoQ counters.
+func (d *DoQ) Counters() *Counters { return &d.st }
+
+// Addr is the listening address.
+func (d *DoQ) Addr() net.Addr { return d.udp.LocalAddr() }

@@ -1,4 +1,4 @@
-package proxy
+package proxyproto
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestAppendPPv2(t *testing.T) {
+func TestAppendV2(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	cases := []struct {
 		name     string
@@ -25,11 +25,11 @@ func TestAppendPPv2(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b := appendPPv2(make([]byte, 0, ppHeaderMax), tc.src, tc.dst, tc.stream)
-			if len(b) != tc.length || len(b) > ppHeaderMax || b[13] != tc.fam {
+			b := AppendV2(make([]byte, 0, MaxV2Len), tc.src, tc.dst, tc.stream)
+			if len(b) != tc.length || len(b) > MaxV2Len || b[13] != tc.fam {
 				t.Fatalf("header % x: length %d, family byte %#x; want %d, %#x", b, len(b), b[13], tc.length, tc.fam)
 			}
-			src, local, err := readProxyHeader(bytes.NewReader(b))
+			src, local, err := ReadHeader(bytes.NewReader(b))
 			if err != nil || local || src != netip.AddrPortFrom(tc.src.Addr().Unmap(), tc.src.Port()) {
 				t.Fatalf("read back %v local=%v err=%v, want %v", src, local, err, tc.src)
 			}
@@ -45,15 +45,15 @@ func TestAppendPPv2(t *testing.T) {
 		})
 	}
 	t.Run("LOCAL", func(t *testing.T) {
-		_, local, err := readProxyHeader(bytes.NewReader(appendPPv2Local(nil)))
+		_, local, err := ReadHeader(bytes.NewReader(AppendV2Local(nil)))
 		if err != nil || !local {
 			t.Fatalf("local=%v err=%v, want a LOCAL header", local, err)
 		}
 	})
 	t.Run("appended without allocating", func(t *testing.T) {
-		buf := make([]byte, 0, ppHeaderMax)
+		buf := make([]byte, 0, MaxV2Len)
 		src, dst := ap("[2001:db8::7]:4242"), ap("[2001:db8::1]:53")
-		if n := testing.AllocsPerRun(100, func() { buf = appendPPv2(buf[:0], src, dst, false) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { buf = AppendV2(buf[:0], src, dst, false) }); n != 0 {
 			t.Fatalf("%v allocations per header", n)
 		}
 	})

@@ -1,0 +1,60 @@
+package stream
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/anyfront/anyfront/proxy/dnswire"
+)
+
+func pack(t testing.TB, m *dns.Msg) []byte {
+	t.Helper()
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func query(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.Id = 0x1234
+	return m
+}
+
+// echo stands in for the core in unit tests: it answers every message of
+// at least a header with that header, QR set, and drops shorter ones (the
+// core's judgement of a query is not what these tests are about). It
+// records the transport and addresses of the last query.
+type echo struct {
+	calls atomic.Int64
+	last  atomic.Pointer[echoCall]
+	// block, when set, holds every answer until it is closed.
+	block chan struct{}
+	// drop answers nothing, as for a query a rule drops.
+	drop atomic.Bool
+}
+
+type echoCall struct {
+	client, local netip.AddrPort
+	tr            dnswire.Transport
+}
+
+func (e *echo) Answer(msg []byte, client, local netip.AddrPort, tr dnswire.Transport) []byte {
+	e.calls.Add(1)
+	e.last.Store(&echoCall{client, local, tr})
+	if e.block != nil {
+		<-e.block
+	}
+	if len(msg) < dnswire.HeaderLen || e.drop.Load() {
+		return nil
+	}
+	resp := append([]byte(nil), msg[:dnswire.HeaderLen]...)
+	resp[2] |= 0x80
+	resp[4], resp[5] = 0, 0 // no question: a bare header
+	return resp
+}
