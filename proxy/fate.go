@@ -151,11 +151,24 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 // and the pool's latency percentile.
 func observeRTT(u *upstream, ps *poolSnap, now, rtt int64) {
 	observeLatency(u, rtt)
-	u.rtt.observe(rtt)
+	u.rtt.Observe(rtt)
 	if ps.lat != nil {
-		ps.lat.observe(rtt)
-		ps.lat.recompute(now, ps.hedgePct, ps.ups)
+		ps.lat.Observe(rtt)
+		if ps.lat.Due(now) {
+			ps.lat.Recompute(ps.hedgePct, fastestBound(ps.ups))
+		}
 	}
+}
+
+// fastestBound is the least rtt.Estimator.Bound of ups that has one.
+func fastestBound(ups []*upstream) int64 {
+	fastest := int64(0)
+	for _, u := range ups {
+		if b := u.rtt.Bound(); b > 0 && (fastest == 0 || b < fastest) {
+			fastest = b
+		}
+	}
+	return fastest
 }
 
 func outcomeOf(rcode int) state.Outcome {
@@ -254,7 +267,7 @@ func (s *shard) nextAttempt(si int32, now int64, hedge bool) bool {
 		_, err := udpsock.SendTo(s.bfd, &u.sa, q, s.drainFn)
 		binary.BigEndian.PutUint16(sl.query, sl.clientID)
 		if err == nil {
-			at := now + u.rtt.rto(snap.rtoFloor, snap.rtoCeil)
+			at := now + u.rtt.RTO(snap.rtoFloor, snap.rtoCeil)
 			if hedge {
 				// The first attempt's own timeout still stands: the next
 				// copy waits for the later of the two.
@@ -306,10 +319,10 @@ func (s *shard) fire(si int32, now int64) {
 	if sl.hedgeAt != 0 && now >= sl.hedgeAt {
 		sl.hedgeAt = 0
 		switch lat := sl.pool.lat; {
-		case !lat.spend():
+		case !lat.Spend():
 			p.Stats.HedgesDenied.Add(1)
 		case !s.nextAttempt(si, now, true):
-			lat.tokens.Add(1000) // nowhere to hedge to: unspent
+			lat.Refund() // nowhere to hedge to: unspent
 		}
 	}
 	if now >= sl.retryAt {

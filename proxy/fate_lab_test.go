@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/rtt"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -187,7 +188,7 @@ func TestLabQueryFate(t *testing.T) {
 		}
 		// Budget: 5% of the queries since the start, plus the saved burst.
 		queries := l.p.Stats.UDPQueries.Load()
-		if limit := queries*5/100 + hedgeBurst/1000 + 2; hedges > limit {
+		if limit := queries*5/100 + rtt.HedgeBurst/1000 + 2; hedges > limit {
 			t.Errorf("%d hedges for %d queries, over the 5%% budget (%d)", hedges, queries, limit)
 		}
 		if denied == 0 {

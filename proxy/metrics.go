@@ -98,10 +98,10 @@ func (p *Proxy) Backend(name string) (BackendStats, bool) {
 func (u *upstream) figures(snap *snapshot) BackendStats {
 	var rto time.Duration
 	if snap != nil {
-		rto = time.Duration(u.rtt.rto(snap.rtoFloor, snap.rtoCeil))
+		rto = time.Duration(u.rtt.RTO(snap.rtoFloor, snap.rtoCeil))
 	}
 	return BackendStats{
-		RTO: rto, SRTT: time.Duration(u.rtt.srtt.Load()),
+		RTO: rto, SRTT: time.Duration(u.rtt.SRTT()),
 		Name: u.name, Pool: u.pool, Address: u.addr,
 		Outstanding: u.stats.Outstanding.Load(), LatencyUS: u.stats.LatencyUS.Load(),
 		Queries: u.queries.Load(), Answers: u.answers.Load(), Timeouts: u.timeouts.Load(),

@@ -16,18 +16,6 @@ import (
 // of every UDP datagram and at the start of every TCP connection, so the
 // resolver's logs, ACLs and ECS see the client rather than anyfront.
 
-// ppHeaderMax is the longest header anyfront sends. Buffers that may carry
-// a header keep this much room, so the UDP path prepends it without
-// allocating.
-const ppHeaderMax = proxyproto.MaxV2Len
-
-// appendPPv2 appends a v2 PROXY header for traffic from client src to dst
-// (internal/proxyproto has the format); the backend pool calls it by this
-// name.
-func appendPPv2(b []byte, src, dst netip.AddrPort, stream bool) []byte {
-	return proxyproto.AppendV2(b, src, dst, stream)
-}
-
 // backendPP says whether cfg asks for PROXY protocol to backend b (the
 // state store does not carry it: it is how the proxy talks, not health).
 func backendPP(cfg *config.Config, b *state.Backend) bool {
@@ -42,22 +30,20 @@ func backendPP(cfg *config.Config, b *state.Backend) bool {
 }
 
 // maxWireQuery is the room a UDP query edited on its way to a backend
-// needs: the largest query, a PROXY header and an ECS edit.
-const maxWireQuery = maxQuerySize + ppHeaderMax + dnswire.ECSMaxGrowth
+// needs: the largest query, a PROXY header and an ECS edit. Buffers that
+// may carry a header keep this room, so the UDP path prepends it without
+// allocating.
+const maxWireQuery = maxQuerySize + proxyproto.MaxV2Len + dnswire.ECSMaxGrowth
 
 // appendWire appends what goes to u for the query msg (parsed into v, its
 // ECS planned) that client sent to local: a PROXY header when u wants one,
 // then the query with its ECS edit, under the backend-side ID id.
 func appendWire(dst []byte, u *upstream, client, local netip.AddrPort, msg []byte, v *msgView, id uint16) []byte {
 	if u.pp {
-		dst = appendPPv2(dst, client, local, false)
+		dst = proxyproto.AppendV2(dst, client, local, false)
 	}
 	q := len(dst)
 	dst = dnswire.AppendForward(dst, msg, &v.View)
 	binary.BigEndian.PutUint16(dst[q:], id)
 	return dst
 }
-
-// appendPPv2Local appends a v2 LOCAL header: the connection is the
-// sender's own (health checks, or a client anyfront cannot name).
-func appendPPv2Local(b []byte) []byte { return proxyproto.AppendV2Local(b) }

@@ -105,14 +105,8 @@ func TestLabProxyProtocolToBackend(t *testing.T) {
 		l.p.buildMu.Lock()
 		tp := l.p.ups["pp1"].tcp
 		l.p.buildMu.Unlock()
-		tp.mu.Lock()
-		tp.ppMax = 2
-		tp.mu.Unlock()
-		conns := func() int {
-			tp.mu.Lock()
-			defer tp.mu.Unlock()
-			return len(tp.byClient) + len(tp.conns)
-		}
+		tp.SetPPMax(2)
+		conns := tp.Conns
 		for i := 0; i < 6; i++ { // each exchange is a new client connection
 			name := fmt.Sprintf("bound%d.demo.test.", i)
 			if r := l.askFrom(t, "tcp", "127.0.0.2", name); r.Rcode != dns.RcodeNameError {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/dynblock"
+	"github.com/anyfront/anyfront/proxy/internal/rtt"
 	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 	"github.com/anyfront/anyfront/proxy/pcache"
 	"github.com/anyfront/anyfront/proxy/querylog"
@@ -39,7 +40,7 @@ type Proxy struct {
 	buildMu   sync.Mutex
 	ups       map[string]*upstream     // guarded by buildMu
 	caches    map[string]*pcache.Cache // by pool, guarded by buildMu
-	lats      map[string]*latencyHist  // by pool, guarded by buildMu
+	lats      map[string]*rtt.Hist     // by pool, guarded by buildMu
 	rebuildCh chan struct{}
 
 	shards []*shard

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/rtt"
+	"github.com/anyfront/anyfront/proxy/internal/tcppool"
 	"github.com/anyfront/anyfront/proxy/internal/udpsock"
 	"github.com/anyfront/anyfront/proxy/pcache"
 
@@ -45,7 +47,7 @@ type poolSnap struct {
 	ecs   dnswire.ECSPolicy
 	// lat is the pool's recent answer latencies and hedging budget; it
 	// outlives snapshots, like the cache.
-	lat *latencyHist
+	lat *rtt.Hist
 	// hedge: first attempts not answered by the hedgePct percentile of
 	// lat are hedged, within a budget of hedgeCredit thousandths of a
 	// query per query.
@@ -63,14 +65,14 @@ type upstream struct {
 	stats *policy.Stats
 	// sa is addr in the form the shards' backend sockets send to.
 	sa  udpsock.Addr
-	tcp *tcpPool
+	tcp *tcppool.Pool
 	// pp: every query to this backend starts with a PROXY v2 header.
 	pp  bool
 	obs state.Observer // never nil
 	// latency is observed on every valid answer: an atomic add, no lock.
 	latency prometheus.Histogram
 	// rtt times out attempts (see rttEstimator).
-	rtt rttEstimator
+	rtt rtt.Estimator
 
 	queries  atomic.Uint64
 	answers  atomic.Uint64
@@ -139,7 +141,7 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 		retries:  min(cfg.Proxy.Retries, maxAttempts-1),
 	}
 	caches := map[string]*pcache.Cache{}
-	lats := map[string]*latencyHist{}
+	lats := map[string]*rtt.Hist{}
 	for _, pr := range pools {
 		ps := &poolSnap{name: pr.Name}
 		if pc := cfg.Pools[pr.Name]; pc != nil {
@@ -156,7 +158,7 @@ func (p *Proxy) rebuild(pools []*state.Pool, backends []*state.Backend) {
 			ps.hedge, ps.hedgePct, ps.hedgeCredit = pc.Hedge.Enabled, pc.Hedge.Percentile, int64(pc.Hedge.Budget*10)
 		}
 		if ps.lat = p.lats[pr.Name]; ps.lat == nil {
-			ps.lat = &latencyHist{}
+			ps.lat = &rtt.Hist{}
 		}
 		lats[pr.Name] = ps.lat
 		var pbs []*policy.Backend
@@ -212,7 +214,7 @@ func (p *Proxy) newUpstream(b *state.Backend) (*upstream, error) {
 	}
 	u.sa = udpsock.AddrFrom(addr, p.backendV6)
 	u.pp = backendPP(p.cfg.Load(), b)
-	u.tcp = newTCPPool(p, u, p.cfg.Load().Proxy.TCP.BackendConns)
+	u.tcp = tcppool.NewPool(b.Name, addr, u.pp, p.cfg.Load().Proxy.TCP.BackendConns, &p.wg)
 	return u, nil
 }
 
@@ -239,7 +241,7 @@ func (u *upstream) close() {
 	if u.closed.Swap(true) {
 		return
 	}
-	u.tcp.close()
+	u.tcp.Close()
 }
 
 // configChanged reports the parts of a new config a reload cannot apply.

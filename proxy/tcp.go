@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/tcppool"
 
 	"github.com/anyfront/anyfront/proxy/policy"
 	"github.com/anyfront/anyfront/state"
@@ -101,7 +102,7 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 			// A lost segment costs TCP its own retransmission (200 ms
 			// at least on Linux), and an attempt given up loses its
 			// answer: no TCP attempt is cut shorter than that.
-			wait = min(left, max(u.rtt.rto(snap.rtoFloor, snap.rtoCeil), tcpMinAttempt))
+			wait = min(left, max(u.rtt.RTO(snap.rtoFloor, snap.rtoCeil), tcpMinAttempt))
 		}
 		if attempt > 0 {
 			p.Stats.Retries.Add(1)
@@ -111,21 +112,21 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 		sent := now
 		var resp []byte
 		var err error
-		if after := pool.lat.hedgeAfter.Load(); attempt == 0 && pool.hedge && len(pool.ups) > 1 && after > 0 && after < wait {
+		if after := pool.lat.HedgeAfter(); attempt == 0 && pool.hedge && len(pool.ups) > 1 && after > 0 && after < wait {
 			first := u
 			u, sent, resp, err = p.hedgeTCP(pool, h, &tried, u, fwd, wait, after, client, local)
 			first.stats.Outstanding.Add(-1)
 		} else {
-			resp, _, err = u.tcp.exchange(fwd, time.Duration(wait), client, local)
+			resp, _, err = u.tcp.Exchange(fwd, time.Duration(wait), client, local)
 			u.stats.Outstanding.Add(-1)
 		}
 		if err != nil {
-			if err == errBackendBusy {
+			if err == tcppool.ErrBackendBusy {
 				// anyfront's own bound, not the backend's failure: no
 				// health outcome, on to the next backend.
 				continue
 			}
-			if err == errTimeout {
+			if err == tcppool.ErrTimeout {
 				p.Stats.Timeouts.Add(1)
 				if wait < left {
 					u.retransmits.Add(1) // merely slow so far: no health outcome
@@ -173,27 +174,27 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 func (p *Proxy) hedgeTCP(pool *poolSnap, h uint64, tried *uint64, u *upstream, fwd []byte, wait, after int64, client, local netip.AddrPort) (*upstream, int64, []byte, error) {
 	sent := p.now()
 	deadline := time.Now().Add(time.Duration(wait))
-	w1, err := u.tcp.start(fwd, deadline, client, local)
+	w1, err := u.tcp.Start(fwd, deadline, client, local)
 	if err != nil {
 		return u, sent, nil, err
 	}
 	t := time.NewTimer(time.Duration(after))
 	defer t.Stop()
 	select {
-	case resp := <-w1.ch:
+	case resp := <-w1.C():
 		if resp == nil {
-			return u, sent, nil, errConnLost
+			return u, sent, nil, tcppool.ErrConnLost
 		}
 		return u, sent, resp, nil
 	case <-t.C:
 	}
-	var w2 tcpWait
+	var w2 tcppool.Wait
 	hedged := false
 	var u2 *upstream
 	var sent2 int64
 	if idx := pool.pol.Pick(h, *tried); idx < 0 {
 		// nowhere to hedge to
-	} else if !pool.lat.spend() {
+	} else if !pool.lat.Spend() {
 		p.Stats.HedgesDenied.Add(1)
 	} else {
 		u2 = pool.ups[idx]
@@ -202,7 +203,7 @@ func (p *Proxy) hedgeTCP(pool *poolSnap, h uint64, tried *uint64, u *upstream, f
 		u2.hedges.Add(1)
 		p.Stats.Hedges.Add(1)
 		sent2 = p.now()
-		if w2, err = u2.tcp.start(fwd, deadline, client, local); err != nil {
+		if w2, err = u2.tcp.Start(fwd, deadline, client, local); err != nil {
 			u2.refusals.Add(1)
 			u2.obs.Observe(state.OutcomeUnreachable, 0)
 		} else {
@@ -210,36 +211,36 @@ func (p *Proxy) hedgeTCP(pool *poolSnap, h uint64, tried *uint64, u *upstream, f
 			u2.stats.Outstanding.Add(1)
 		}
 	}
-	var c2 chan []byte
+	var c2 <-chan []byte
 	if hedged {
-		c2 = w2.ch
+		c2 = w2.C()
 		defer u2.stats.Outstanding.Add(-1)
 	}
 	t.Reset(time.Until(deadline))
-	c1 := w1.ch
+	c1 := w1.C()
 	for c1 != nil || c2 != nil {
 		select {
 		case resp := <-c1:
 			if resp != nil {
 				if hedged {
-					w2.bc.forget(w2.id)
+					w2.Forget()
 				}
 				return u, sent, resp, nil
 			}
 			c1 = nil
 		case resp := <-c2:
 			if resp != nil {
-				w1.bc.forget(w1.id)
+				w1.Forget()
 				return u2, sent2, resp, nil
 			}
 			c2 = nil
 		case <-t.C:
-			w1.bc.forget(w1.id)
+			w1.Forget()
 			if hedged {
-				w2.bc.forget(w2.id)
+				w2.Forget()
 			}
-			return u, sent, nil, errTimeout
+			return u, sent, nil, tcppool.ErrTimeout
 		}
 	}
-	return u, sent, nil, errConnLost
+	return u, sent, nil, tcppool.ErrConnLost
 }

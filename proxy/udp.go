@@ -194,11 +194,11 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *ms
 	sl.att[0] = attempt{up: u, sent: now, live: true, bit: bit}
 	sl.natt, sl.live = 1, 1
 	sl.deadline = now + snap.deadline
-	sl.retryAt = now + u.rtt.rto(snap.rtoFloor, snap.rtoCeil)
+	sl.retryAt = now + u.rtt.RTO(snap.rtoFloor, snap.rtoCeil)
 	sl.hedgeAt = 0
 	if pool.hedge && len(pool.ups) > 1 {
-		pool.lat.credit(pool.hedgeCredit)
-		if d := pool.lat.hedgeAfter.Load(); d > 0 && now+d < sl.retryAt {
+		pool.lat.Credit(pool.hedgeCredit)
+		if d := pool.lat.HedgeAfter(); d > 0 && now+d < sl.retryAt {
 			sl.hedgeAt = now + d
 		}
 	}

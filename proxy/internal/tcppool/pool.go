@@ -1,4 +1,4 @@
-package proxy
+package tcppool
 
 import (
 	"encoding/binary"
@@ -11,16 +11,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/anyfront/anyfront/internal/proxyproto"
 	"github.com/anyfront/anyfront/proxy/dnswire"
 )
 
 var (
-	errPoolClosed = errors.New("backend closed")
-	errConnLost   = errors.New("backend connection lost")
-	errTimeout    = errors.New("backend timed out")
-	// errBackendBusy: every PROXY protocol connection to the backend
+	ErrClosed   = errors.New("backend closed")
+	ErrConnLost = errors.New("backend connection lost")
+	ErrTimeout  = errors.New("backend timed out")
+	// ErrBackendBusy: every PROXY protocol connection to the backend
 	// carries another client's queries (ppMaxConns).
-	errBackendBusy = errors.New("backend PROXY protocol connections all busy")
+	ErrBackendBusy = errors.New("backend PROXY protocol connections all busy")
 )
 
 // ppMaxConns bounds the TCP connections to one backend with proxy_protocol.
@@ -33,12 +34,15 @@ var (
 // backend (counted as a retry) or gets SERVFAIL.
 const ppMaxConns = 256
 
-// tcpPool keeps a few reused, pipelined TCP connections to one backend, so a
+// Pool keeps a few reused, pipelined TCP connections to one backend, so a
 // TCP query costs no handshake. For a backend with proxy_protocol it keeps
 // one per client instead (byClient, at most ppMaxConns).
-type tcpPool struct {
-	p   *Proxy
-	u   *upstream
+type Pool struct {
+	name string
+	addr netip.AddrPort
+	pp   bool
+	// wg counts the connections' readers, for the owner to wait on.
+	wg  *sync.WaitGroup
 	max int
 	mu  sync.Mutex
 	// conns are the live connections; next spreads queries over them.
@@ -64,18 +68,22 @@ type backendConn struct {
 	client netip.AddrPort
 }
 
-func newTCPPool(p *Proxy, u *upstream, max int) *tcpPool {
+// NewPool makes the pool of the backend name at addr: at most max shared
+// connections, or, with pp (every connection starts with a PROXY v2
+// header), one per client. Each connection's reader is counted in wg, so
+// the owner can wait for them after Close.
+func NewPool(name string, addr netip.AddrPort, pp bool, max int, wg *sync.WaitGroup) *Pool {
 	if max < 1 {
 		max = 1
 	}
-	return &tcpPool{p: p, u: u, max: max, byClient: map[netip.AddrPort]*backendConn{}, ppMax: ppMaxConns}
+	return &Pool{name: name, addr: addr, pp: pp, wg: wg, max: max, byClient: map[netip.AddrPort]*backendConn{}, ppMax: ppMaxConns}
 }
 
-// exchange sends query (any ID) and returns the backend's answer, whose ID is
+// Exchange sends query (any ID) and returns the backend's answer, whose ID is
 // the one it was sent with; the caller restores the client's. client and
 // local (the address the client reached) go into the PROXY header when the
 // backend wants one.
-func (tp *tcpPool) exchange(query []byte, timeout time.Duration, client, local netip.AddrPort) ([]byte, uint16, error) {
+func (tp *Pool) Exchange(query []byte, timeout time.Duration, client, local netip.AddrPort) ([]byte, uint16, error) {
 	deadline := time.Now().Add(timeout)
 	for attempt := 0; ; attempt++ {
 		bc, err := tp.conn(client, local, deadline)
@@ -83,7 +91,7 @@ func (tp *tcpPool) exchange(query []byte, timeout time.Duration, client, local n
 			return nil, 0, err
 		}
 		resp, id, reused, err := bc.exchange(query, deadline)
-		if err == errConnLost && reused && attempt == 0 {
+		if err == ErrConnLost && reused && attempt == 0 {
 			// The backend closed an idle connection as we wrote to it:
 			// that says nothing about its health, so try a fresh one.
 			continue
@@ -94,18 +102,18 @@ func (tp *tcpPool) exchange(query []byte, timeout time.Duration, client, local n
 
 // conn returns the connection a query for client goes on: client's own
 // for a PROXY protocol backend, else one of the shared ones.
-func (tp *tcpPool) conn(client, local netip.AddrPort, deadline time.Time) (*backendConn, error) {
-	if tp.u.pp {
+func (tp *Pool) conn(client, local netip.AddrPort, deadline time.Time) (*backendConn, error) {
+	if tp.pp {
 		return tp.getFor(client, local, deadline)
 	}
 	return tp.get(deadline)
 }
 
-func (tp *tcpPool) get(deadline time.Time) (*backendConn, error) {
+func (tp *Pool) get(deadline time.Time) (*backendConn, error) {
 	tp.mu.Lock()
 	if tp.closed {
 		tp.mu.Unlock()
-		return nil, errPoolClosed
+		return nil, ErrClosed
 	}
 	if len(tp.conns) >= tp.max {
 		bc := tp.conns[tp.next%len(tp.conns)]
@@ -116,9 +124,9 @@ func (tp *tcpPool) get(deadline time.Time) (*backendConn, error) {
 	tp.mu.Unlock()
 
 	d := net.Dialer{Deadline: deadline}
-	c, err := d.Dial("tcp", tp.u.addr.String())
+	c, err := d.Dial("tcp", tp.addr.String())
 	if err != nil {
-		return nil, fmt.Errorf("dial backend %s: %w", tp.u.name, err)
+		return nil, fmt.Errorf("dial backend %s: %w", tp.name, err)
 	}
 	bc := &backendConn{c: c, pending: map[uint16]chan []byte{}}
 	tp.mu.Lock()
@@ -128,15 +136,15 @@ func (tp *tcpPool) get(deadline time.Time) (*backendConn, error) {
 		tp.mu.Unlock()
 		c.Close()
 		if closed {
-			return nil, errPoolClosed
+			return nil, ErrClosed
 		}
 		return tp.get(deadline)
 	}
 	tp.conns = append(tp.conns, bc)
 	tp.mu.Unlock()
-	tp.p.wg.Add(1)
+	tp.wg.Add(1)
 	go func() {
-		defer tp.p.wg.Done()
+		defer tp.wg.Done()
 		bc.readLoop()
 		tp.remove(bc)
 	}()
@@ -145,11 +153,11 @@ func (tp *tcpPool) get(deadline time.Time) (*backendConn, error) {
 
 // getFor returns client's connection to a PROXY protocol backend, dialling
 // it (header first) when there is none.
-func (tp *tcpPool) getFor(client, local netip.AddrPort, deadline time.Time) (*backendConn, error) {
+func (tp *Pool) getFor(client, local netip.AddrPort, deadline time.Time) (*backendConn, error) {
 	tp.mu.Lock()
 	if tp.closed {
 		tp.mu.Unlock()
-		return nil, errPoolClosed
+		return nil, ErrClosed
 	}
 	if bc := tp.byClient[client]; bc != nil {
 		tp.mu.Unlock()
@@ -157,25 +165,25 @@ func (tp *tcpPool) getFor(client, local netip.AddrPort, deadline time.Time) (*ba
 	}
 	if len(tp.byClient) >= tp.ppMax && !tp.evictIdle() {
 		tp.mu.Unlock()
-		return nil, errBackendBusy
+		return nil, ErrBackendBusy
 	}
 	tp.mu.Unlock()
 
 	d := net.Dialer{Deadline: deadline}
-	c, err := d.Dial("tcp", tp.u.addr.String())
+	c, err := d.Dial("tcp", tp.addr.String())
 	if err != nil {
-		return nil, fmt.Errorf("dial backend %s: %w", tp.u.name, err)
+		return nil, fmt.Errorf("dial backend %s: %w", tp.name, err)
 	}
 	var hdr []byte
 	if client.IsValid() {
-		hdr = appendPPv2(make([]byte, 0, ppHeaderMax), client, local, true)
+		hdr = proxyproto.AppendV2(make([]byte, 0, proxyproto.MaxV2Len), client, local, true)
 	} else {
-		hdr = appendPPv2Local(nil)
+		hdr = proxyproto.AppendV2Local(nil)
 	}
 	_ = c.SetWriteDeadline(deadline)
 	if _, err := c.Write(hdr); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("proxy header to backend %s: %w", tp.u.name, err)
+		return nil, fmt.Errorf("proxy header to backend %s: %w", tp.name, err)
 	}
 	bc := &backendConn{c: c, pending: map[uint16]chan []byte{}, client: client}
 	tp.mu.Lock()
@@ -186,15 +194,15 @@ func (tp *tcpPool) getFor(client, local netip.AddrPort, deadline time.Time) (*ba
 		tp.mu.Unlock()
 		c.Close()
 		if closed {
-			return nil, errPoolClosed
+			return nil, ErrClosed
 		}
 		return tp.getFor(client, local, deadline)
 	}
 	tp.byClient[client] = bc
 	tp.mu.Unlock()
-	tp.p.wg.Add(1)
+	tp.wg.Add(1)
 	go func() {
-		defer tp.p.wg.Done()
+		defer tp.wg.Done()
 		bc.readLoop()
 		tp.remove(bc)
 	}()
@@ -204,7 +212,7 @@ func (tp *tcpPool) getFor(client, local netip.AddrPort, deadline time.Time) (*ba
 // evictIdle closes one per-client connection with no query pending, to
 // make room for another client; false when all are busy. Called with tp.mu
 // held.
-func (tp *tcpPool) evictIdle() bool {
+func (tp *Pool) evictIdle() bool {
 	for client, bc := range tp.byClient {
 		bc.mu.Lock()
 		idle := len(bc.pending) == 0
@@ -221,7 +229,7 @@ func (tp *tcpPool) evictIdle() bool {
 	return false
 }
 
-func (tp *tcpPool) remove(bc *backendConn) {
+func (tp *Pool) remove(bc *backendConn) {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
 	if tp.byClient[bc.client] == bc {
@@ -236,7 +244,7 @@ func (tp *tcpPool) remove(bc *backendConn) {
 	}
 }
 
-func (tp *tcpPool) close() {
+func (tp *Pool) Close() {
 	tp.mu.Lock()
 	tp.closed = true
 	conns := tp.conns
@@ -261,18 +269,18 @@ func (bc *backendConn) exchange(query []byte, deadline time.Time) ([]byte, uint1
 	select {
 	case resp := <-w.ch:
 		if resp == nil {
-			return nil, 0, w.reused, errConnLost
+			return nil, 0, w.reused, ErrConnLost
 		}
 		return resp, w.id, w.reused, nil
 	case <-t.C:
 		bc.forget(w.id)
-		return nil, 0, w.reused, errTimeout
+		return nil, 0, w.reused, ErrTimeout
 	}
 }
 
-// tcpWait is one query written to a backend connection, awaiting its
+// Wait is one query written to a backend connection, awaiting its
 // answer on ch (nil there: the connection was lost).
-type tcpWait struct {
+type Wait struct {
 	bc     *backendConn
 	id     uint16
 	ch     chan []byte
@@ -282,12 +290,12 @@ type tcpWait struct {
 // start writes query under a fresh ID; the answer comes on the returned
 // wait's channel. On error the wait is still returned, for its reused flag.
 // The wait is a value: the plain exchange pays no allocation for it.
-func (bc *backendConn) start(query []byte, deadline time.Time) (tcpWait, error) {
-	w := tcpWait{bc: bc, ch: make(chan []byte, 1), reused: true}
+func (bc *backendConn) start(query []byte, deadline time.Time) (Wait, error) {
+	w := Wait{bc: bc, ch: make(chan []byte, 1), reused: true}
 	bc.mu.Lock()
 	if bc.dead {
 		bc.mu.Unlock()
-		return w, errConnLost
+		return w, ErrConnLost
 	}
 	w.reused = bc.used
 	id := uint16(rand.Uint32())
@@ -309,27 +317,48 @@ func (bc *backendConn) start(query []byte, deadline time.Time) (tcpWait, error) 
 	if err != nil {
 		bc.c.Close() // the reader then fails every waiter
 		bc.forget(id)
-		return w, errConnLost
+		return w, ErrConnLost
 	}
 	return w, nil
 }
 
-// start sends query on one of the pool's connections (dialling one when
+// Start sends query on one of the pool's connections (dialling one when
 // needed) and returns without waiting for the answer; a reused connection
 // the backend closed as we wrote to it is replaced once, as in exchange.
-func (tp *tcpPool) start(query []byte, deadline time.Time, client, local netip.AddrPort) (tcpWait, error) {
+func (tp *Pool) Start(query []byte, deadline time.Time, client, local netip.AddrPort) (Wait, error) {
 	for attempt := 0; ; attempt++ {
 		bc, err := tp.conn(client, local, deadline)
 		if err != nil {
-			return tcpWait{}, err
+			return Wait{}, err
 		}
 		w, err := bc.start(query, deadline)
-		if err == errConnLost && w.reused && attempt == 0 {
+		if err == ErrConnLost && w.reused && attempt == 0 {
 			continue
 		}
 		return w, err
 	}
 }
+
+// SetPPMax changes the bound on per-client connections (ppMaxConns), for
+// tests that reach it with a few clients.
+func (tp *Pool) SetPPMax(n int) {
+	tp.mu.Lock()
+	tp.ppMax = n
+	tp.mu.Unlock()
+}
+
+// Conns is how many connections the pool holds now.
+func (tp *Pool) Conns() int {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return len(tp.byClient) + len(tp.conns)
+}
+
+// C delivers the answer; nil on it means the connection was lost.
+func (w Wait) C() <-chan []byte { return w.ch }
+
+// Forget stops waiting: an answer that comes later is dropped.
+func (w Wait) Forget() { w.bc.forget(w.id) }
 
 func (bc *backendConn) forget(id uint16) {
 	bc.mu.Lock()

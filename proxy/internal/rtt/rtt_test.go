@@ -1,4 +1,4 @@
-package proxy
+package rtt
 
 import (
 	"testing"
@@ -8,34 +8,34 @@ import (
 func TestRTTEstimator(t *testing.T) {
 	floor, ceil := int64(20*time.Millisecond), int64(400*time.Millisecond)
 	t.Run("unmeasured backend gets half the ceiling", func(t *testing.T) {
-		var e rttEstimator
-		if got := e.rto(floor, ceil); got != ceil/2 {
+		var e Estimator
+		if got := e.RTO(floor, ceil); got != ceil/2 {
 			t.Errorf("rto = %v, want %v", time.Duration(got), time.Duration(ceil/2))
 		}
 	})
 	t.Run("a fast steady backend sits at the floor", func(t *testing.T) {
-		var e rttEstimator
+		var e Estimator
 		for range 100 {
-			e.observe(int64(200 * time.Microsecond))
+			e.Observe(int64(200 * time.Microsecond))
 		}
-		if got := e.rto(floor, ceil); got != floor {
+		if got := e.RTO(floor, ceil); got != floor {
 			t.Errorf("rto = %v, want the floor", time.Duration(got))
 		}
 	})
 	t.Run("a slow jittery backend gets srtt plus four deviations", func(t *testing.T) {
-		var e rttEstimator
+		var e Estimator
 		for i := range 200 {
-			e.observe(int64(50*time.Millisecond) + int64(i%2)*int64(20*time.Millisecond))
+			e.Observe(int64(50*time.Millisecond) + int64(i%2)*int64(20*time.Millisecond))
 		}
-		got := time.Duration(e.rto(floor, ceil))
+		got := time.Duration(e.RTO(floor, ceil))
 		if got < 90*time.Millisecond || got > 130*time.Millisecond {
 			t.Errorf("rto = %v, want about 60ms + 4x10ms", got)
 		}
 	})
 	t.Run("the ceiling holds", func(t *testing.T) {
-		var e rttEstimator
-		e.observe(int64(2 * time.Second))
-		if got := e.rto(floor, ceil); got != ceil {
+		var e Estimator
+		e.Observe(int64(2 * time.Second))
+		if got := e.RTO(floor, ceil); got != ceil {
 			t.Errorf("rto = %v, want the ceiling", time.Duration(got))
 		}
 	})
@@ -57,50 +57,59 @@ func TestLatencyBuckets(t *testing.T) {
 
 func TestHedgeDelay(t *testing.T) {
 	t.Run("the pool's percentile", func(t *testing.T) {
-		var h latencyHist
+		var h Hist
 		for i := range 1000 {
 			rtt := int64(100 * time.Microsecond)
 			if i%100 >= 90 { // a tenth take 10 ms
 				rtt = int64(10 * time.Millisecond)
 			}
-			h.observe(rtt)
+			h.Observe(rtt)
 		}
-		h.recompute(0, 50, nil)
+		h.Recompute(50, 0)
 		if d := time.Duration(h.hedgeAfter.Load()); d < 100*time.Microsecond || d > 130*time.Microsecond {
 			t.Errorf("p50 = %v, want about 100us", d)
 		}
 	})
 	t.Run("capped by the fastest backend's RTO", func(t *testing.T) {
-		var h latencyHist
+		var h Hist
 		for range 1000 {
-			h.observe(int64(20 * time.Millisecond))
+			h.Observe(int64(20 * time.Millisecond))
 		}
-		fast, slow := &upstream{}, &upstream{}
+		var fast, slow Estimator
 		for range 50 {
-			fast.rtt.observe(int64(time.Millisecond))
-			slow.rtt.observe(int64(20 * time.Millisecond))
+			fast.Observe(int64(time.Millisecond))
+			slow.Observe(int64(20 * time.Millisecond))
 		}
-		h.recompute(0, 95, []*upstream{slow, fast})
+		h.Recompute(95, min(fast.Bound(), slow.Bound()))
 		if d := time.Duration(h.hedgeAfter.Load()); d > 2*time.Millisecond {
 			t.Errorf("hedge after %v, want the fast backend's RTO (about 1ms)", d)
 		}
 	})
 	t.Run("too few answers keep the old value", func(t *testing.T) {
-		var h latencyHist
+		var h Hist
 		h.hedgeAfter.Store(7)
-		h.observe(int64(time.Second))
-		h.recompute(0, 95, nil)
+		h.Observe(int64(time.Second))
+		h.Recompute(95, 0)
 		if h.hedgeAfter.Load() != 7 {
 			t.Error("recomputed from one answer")
 		}
 	})
+	t.Run("one recomputation per window", func(t *testing.T) {
+		var h Hist
+		if !h.Due(0) || h.Due(1) || h.Due(latWindow-1) {
+			t.Error("more than one turn in the first window")
+		}
+		if !h.Due(latWindow) {
+			t.Error("no turn once the window passed")
+		}
+	})
 	t.Run("the budget refuses past its share", func(t *testing.T) {
-		var h latencyHist
+		var h Hist
 		for range 1000 {
-			h.credit(50) // 5%
+			h.Credit(50) // 5%
 		}
 		n := 0
-		for h.spend() {
+		for h.Spend() {
 			n++
 		}
 		if n != 20 {

@@ -1,21 +1,26 @@
-package proxy
+// Package rtt measures backends' round trips without a lock: a backend's
+// smoothed RTT and deviation, hence its retransmission timeout (RFC 6298),
+// and a pool's recent latency percentile with the budget that hedging
+// spends. It knows durations only: no backend, query or clock of its own
+// (callers pass nanoseconds on their clock).
+package rtt
 
 import (
 	"math/bits"
 	"sync/atomic"
 )
 
-// rttEstimator is one backend's smoothed round-trip time and its mean
+// Estimator is one backend's smoothed round-trip time and its mean
 // deviation, as TCP keeps them (RFC 6298: gains 1/8 and 1/4), from every
 // valid answer that can be matched to one send. Updates are two atomic
 // stores: two answers racing may lose one sample, which an average over
 // thousands does not notice, and no query ever waits for a lock.
-type rttEstimator struct {
+type Estimator struct {
 	srtt   atomic.Int64 // nanoseconds; 0: no sample yet
 	rttvar atomic.Int64
 }
 
-func (e *rttEstimator) observe(rtt int64) {
+func (e *Estimator) Observe(rtt int64) {
 	rtt = max(rtt, 1)
 	s := e.srtt.Load()
 	if s == 0 {
@@ -32,10 +37,23 @@ func (e *rttEstimator) observe(rtt int64) {
 	e.srtt.Store(s + (rtt-s)/8)
 }
 
-// rto is the backend's retransmission timeout clamped to [floor, ceil];
+// SRTT is the smoothed round trip, nanoseconds; 0 before the first sample.
+func (e *Estimator) SRTT() int64 { return e.srtt.Load() }
+
+// Bound is the time in which the backend almost surely answers, SRTT plus
+// four deviations; 0 before the first sample.
+func (e *Estimator) Bound() int64 {
+	s := e.srtt.Load()
+	if s == 0 {
+		return 0
+	}
+	return s + 4*e.rttvar.Load()
+}
+
+// RTO is the backend's retransmission timeout clamped to [floor, ceil];
 // half the ceiling before the first sample (a backend that never answered
 // is either new or dead: neither earns a short fuse).
-func (e *rttEstimator) rto(floor, ceil int64) int64 {
+func (e *Estimator) RTO(floor, ceil int64) int64 {
 	s := e.srtt.Load()
 	if s == 0 {
 		return max(ceil/2, floor)
@@ -43,11 +61,11 @@ func (e *rttEstimator) rto(floor, ceil int64) int64 {
 	return min(max(s+4*e.rttvar.Load(), floor), ceil)
 }
 
-// latencyHist is a pool's recent answer latencies in log-linear buckets
+// Hist is a pool's recent answer latencies in log-linear buckets
 // (four per power of two of microseconds), from which the hedging delay is
 // read: one atomic add per answer, and a percentile computed a few times a
 // second from the counts since the last computation.
-type latencyHist struct {
+type Hist struct {
 	counts [latBuckets]atomic.Uint64
 	// last is the counts at the previous computation (written by the one
 	// goroutine that wins the computation's turn).
@@ -71,9 +89,9 @@ const (
 	// latMinSamples: fewer answers in a window say too little about a
 	// tail; the previous percentile stays.
 	latMinSamples = 50
-	// hedgeBurst caps the hedging tokens a quiet pool saves up: enough for
+	// HedgeBurst caps the hedging tokens a quiet pool saves up: enough for
 	// a burst of slow answers, too few to double a load spike.
-	hedgeBurst = 20 * 1000
+	HedgeBurst = 20 * 1000
 )
 
 // latBucket maps microseconds to a bucket: 4 per octave.
@@ -96,29 +114,28 @@ func latBucketTop(b int) uint64 {
 	return (4 + sub + 1) << (n - 3)
 }
 
-func (h *latencyHist) observe(rtt int64) {
+func (h *Hist) Observe(rtt int64) {
 	h.counts[latBucket(uint64(max(rtt, 0))/1000)].Add(1)
 }
 
-// recompute updates hedgeAfter from the answers since the last time, when
-// its turn has come; one goroutine wins each turn. The delay is the pool's
-// percentile, but no more than the time in which its fastest backend
-// almost surely answers (its SRTT plus four deviations): when one backend
-// of two turns slow, half the pool's answers are slow and its percentile
-// with them, yet a hedge to the other backend would still win.
-func (h *latencyHist) recompute(now int64, percentile float64, ups []*upstream) {
+// Due says whether the percentile's turn to be recomputed has come, and if
+// so claims it: of the goroutines asking at once, one is told yes, and it
+// then calls Recompute.
+func (h *Hist) Due(now int64) bool {
 	t := h.turn.Load()
-	if now < t || !h.turn.CompareAndSwap(t, now+latWindow) {
-		return
-	}
-	fastest := int64(0)
-	for _, u := range ups {
-		if s := u.rtt.srtt.Load(); s > 0 {
-			if r := s + 4*u.rtt.rttvar.Load(); fastest == 0 || r < fastest {
-				fastest = r
-			}
-		}
-	}
+	return now >= t && h.turn.CompareAndSwap(t, now+latWindow)
+}
+
+// HedgeAfter is the hedging delay, nanoseconds: 0 while there were too few
+// answers to tell.
+func (h *Hist) HedgeAfter() int64 { return h.hedgeAfter.Load() }
+
+// Recompute updates the hedging delay from the answers since the last
+// time. The delay is the pool's percentile, but no more than fastest, the
+// Bound of its fastest backend (0: none known): when one backend of two
+// turns slow, half the pool's answers are slow and its percentile with
+// them, yet a hedge to the other backend would still win.
+func (h *Hist) Recompute(percentile float64, fastest int64) {
 	var cur [latBuckets]uint64
 	var total uint64
 	for i := range cur {
@@ -146,15 +163,18 @@ func (h *latencyHist) recompute(now int64, percentile float64, ups []*upstream) 
 	}
 }
 
-// credit adds one query's share of the hedging budget.
-func (h *latencyHist) credit(milli int64) {
-	if milli > 0 && h.tokens.Load() < hedgeBurst {
+// Credit adds one query's share of the hedging budget.
+func (h *Hist) Credit(milli int64) {
+	if milli > 0 && h.tokens.Load() < HedgeBurst {
 		h.tokens.Add(milli)
 	}
 }
 
-// spend takes one hedge's worth of budget, if there is one.
-func (h *latencyHist) spend() bool {
+// Refund gives back a hedge Spend took that was not sent.
+func (h *Hist) Refund() { h.tokens.Add(1000) }
+
+// Spend takes one hedge's worth of budget, if there is one.
+func (h *Hist) Spend() bool {
 	if h.tokens.Add(-1000) >= 0 {
 		return true
 	}
