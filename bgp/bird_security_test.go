@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/internal/testlab/birdlab"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -47,9 +48,9 @@ func secLabNet(i int) secNet {
 }
 
 // router is the lab BIRD with one neighbour, us, with n's options.
-func (s secNet) router(n testlab.BirdNeighbor) testlab.BirdOptions {
+func (s secNet) router(n birdlab.BirdNeighbor) birdlab.BirdOptions {
 	n.Name, n.Address, n.ASN = "anyfront", s.ours.Addr(), 65001
-	return testlab.BirdOptions{RouterID: s.bird.Addr(), ASN: 65000, Neighbors: []testlab.BirdNeighbor{n}}
+	return birdlab.BirdOptions{RouterID: s.bird.Addr(), ASN: 65000, Neighbors: []birdlab.BirdNeighbor{n}}
 }
 
 // config is anyfront's config peering with BIRD, with peerOpts (YAML
@@ -80,14 +81,14 @@ type secLab struct {
 	t      *testing.T
 	lan    secNet
 	ns     *testlab.Netns
-	bird   *testlab.Bird
-	router testlab.BirdOptions
+	bird   *birdlab.Bird
+	router birdlab.BirdOptions
 	c      *Controller
 }
 
 // newSecLab starts BIRD with router and the controller with yml, the
 // backend up, and stops both when the test ends.
-func newSecLab(t *testing.T, lan secNet, router testlab.BirdOptions, yml string) *secLab {
+func newSecLab(t *testing.T, lan secNet, router birdlab.BirdOptions, yml string) *secLab {
 	t.Helper()
 	testlab.RequireRoot(t)
 	for _, b := range []string{"bird", "birdc", "ip", "cat"} {
@@ -95,7 +96,7 @@ func newSecLab(t *testing.T, lan secNet, router testlab.BirdOptions, yml string)
 	}
 	l := &secLab{t: t, lan: lan, ns: testlab.NewNetns(t, "rtr"), router: router}
 	testlab.NewVeth(t, "v", nil, []netip.Prefix{lan.ours}, l.ns, []netip.Prefix{lan.bird})
-	l.bird = testlab.StartBird(t, l.ns, router)
+	l.bird = birdlab.StartBird(t, l.ns, router)
 
 	cfg := parseConfig(t, yml)
 	store, err := state.New()
@@ -214,7 +215,7 @@ func (l *secLab) dropped(ns *testlab.Netns, counter string) func() func() string
 
 func (l *secLab) counter(ns *testlab.Netns, name string) uint64 {
 	l.t.Helper()
-	m, err := testlab.NetstatCounters(ns)
+	m, err := birdlab.NetstatCounters(ns)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -234,7 +235,7 @@ func (l *secLab) reload(yml string) {
 }
 
 // reconfigureBird changes our neighbour's options at BIRD (birdc configure).
-func (l *secLab) reconfigureBird(edit func(*testlab.BirdNeighbor)) {
+func (l *secLab) reconfigureBird(edit func(*birdlab.BirdNeighbor)) {
 	l.t.Helper()
 	edit(&l.router.Neighbors[0])
 	if err := l.bird.Reconfigure(l.router); err != nil {
@@ -257,7 +258,7 @@ func TestBirdTCPMD5(t *testing.T) {
 	writeSecret(t, pwFile, secret)
 	lan := secLabNet(0)
 	withPassword := lan.config("password_file: " + pwFile)
-	l := newSecLab(t, lan, lan.router(testlab.BirdNeighbor{Password: secret}), withPassword)
+	l := newSecLab(t, lan, lan.router(birdlab.BirdNeighbor{Password: secret}), withPassword)
 	if !strings.Contains(l.bird.ConfigText, `password "`+secret+`";`) {
 		t.Fatalf("BIRD runs without the password:\n%s", l.bird.ConfigText)
 	}
@@ -282,12 +283,12 @@ func TestBirdTCPMD5(t *testing.T) {
 	})
 	t.Run("wrong password at BIRD: the session drops and never comes back", func(t *testing.T) {
 		l.t = t
-		l.reconfigureBird(func(n *testlab.BirdNeighbor) { n.Password = wrong })
+		l.reconfigureBird(func(n *birdlab.BirdNeighbor) { n.Password = wrong })
 		l.waitRejected("BIRD expects another key", true, badKey)
 	})
 	t.Run("right password again at BIRD: established", func(t *testing.T) {
 		l.t = t
-		l.reconfigureBird(func(n *testlab.BirdNeighbor) { n.Password = secret })
+		l.reconfigureBird(func(n *birdlab.BirdNeighbor) { n.Password = secret })
 		l.waitEstablished("password restored at BIRD")
 	})
 	t.Run("no password_file at anyfront: BIRD's kernel drops the unsigned SYNs", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/internal/testlab/faultlab"
 )
 
 // backendsYAML is a default pool over the given addresses, with the health
@@ -52,7 +53,7 @@ func backendQueriesPerAnswer(n *node) float64 {
 func TestQueryFateUnderLoss(t *testing.T) {
 	testlab.RequireBinary(t, "unbound")
 	testlab.RequireBinary(t, "dnsperf")
-	farm := testlab.StartLossyFarm(t, testlab.LossyFarmOptions{Backends: 2, LossPercent: 5})
+	farm := faultlab.StartLossyFarm(t, faultlab.LossyFarmOptions{Backends: 2, LossPercent: 5})
 	n := startNode(t, backendsYAML("", farm.Addrs[0].String(), farm.Addrs[1].String()))
 	n.waitFor("both backends checked up", 10*time.Second, func() bool {
 		b := n.backends()
@@ -87,11 +88,11 @@ func TestQueryFateUnderLoss(t *testing.T) {
 
 // slowFast starts two unbound, one of them behind a relay that delays its
 // answers, and anyfront in front with policy.
-func slowFast(t *testing.T, policy string, delay time.Duration) (*node, *testlab.Relay) {
+func slowFast(t *testing.T, policy string, delay time.Duration) (*node, *faultlab.Relay) {
 	t.Helper()
 	fast := testlab.StartUnbound(t, testlab.UnboundOptions{})
 	slow := testlab.StartUnbound(t, testlab.UnboundOptions{})
-	relay := testlab.StartRelay(t, testlab.RelayOptions{Backend: slow.Addr, Delay: delay})
+	relay := faultlab.StartRelay(t, faultlab.RelayOptions{Backend: slow.Addr, Delay: delay})
 	n := startNode(t, backendsYAML(policy, fast.Addr.String(), relay.Addr().String()))
 	n.waitFor("both backends checked up", 10*time.Second, func() bool {
 		b := n.backends()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/internal/testlab/anycastlab"
+	"github.com/anyfront/anyfront/internal/testlab/birdlab"
 )
 
 // Lab timings: short so the test stays quick, and the bound the issue
@@ -27,12 +29,12 @@ const (
 	labWait       = 15 * time.Second
 )
 
-func labBinaries(t *testing.T) testlab.LabOptions {
+func labBinaries(t *testing.T) anycastlab.LabOptions {
 	testlab.RequireRoot(t)
 	for _, b := range []string{"ip", "bird", "birdc", "unbound", "unbound-control"} {
 		testlab.RequireBinary(t, b)
 	}
-	return testlab.LabOptions{
+	return anycastlab.LabOptions{
 		Anyfront:    filepath.Join(binDir, "anyfront"),
 		Anyfrontctl: filepath.Join(binDir, "anyfrontctl"),
 	}
@@ -40,10 +42,10 @@ func labBinaries(t *testing.T) testlab.LabOptions {
 
 // waitNodeRoutes polls BIRD until cond holds for the VIP routes it has
 // from node, and returns when it first held.
-func waitNodeRoutes(t *testing.T, l *testlab.Lab, node, what string, cond func([]testlab.BirdRoute) bool) time.Time {
+func waitNodeRoutes(t *testing.T, l *anycastlab.Lab, node, what string, cond func([]birdlab.BirdRoute) bool) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(labWait)
-	var last []testlab.BirdRoute
+	var last []birdlab.BirdRoute
 	for time.Now().Before(deadline) {
 		byNode, err := l.NodeRoutes()
 		if err != nil {
@@ -58,7 +60,7 @@ func waitNodeRoutes(t *testing.T, l *testlab.Lab, node, what string, cond func([
 	return time.Time{}
 }
 
-func bothDraining(rs []testlab.BirdRoute) bool {
+func bothDraining(rs []birdlab.BirdRoute) bool {
 	if len(rs) != 2 {
 		return false
 	}
@@ -70,7 +72,7 @@ func bothDraining(rs []testlab.BirdRoute) bool {
 	return true
 }
 
-func bothPlain(rs []testlab.BirdRoute) bool {
+func bothPlain(rs []birdlab.BirdRoute) bool {
 	if len(rs) != 2 {
 		return false
 	}
@@ -82,15 +84,15 @@ func bothPlain(rs []testlab.BirdRoute) bool {
 	return true
 }
 
-func none(rs []testlab.BirdRoute) bool { return len(rs) == 0 }
+func none(rs []birdlab.BirdRoute) bool { return len(rs) == 0 }
 
 // waitTraffic waits until the stream has answers from every node in want,
 // sent after from.
-func waitTraffic(t *testing.T, s *testlab.QueryStream, from time.Time, want ...string) {
+func waitTraffic(t *testing.T, s *anycastlab.QueryStream, from time.Time, want ...string) {
 	t.Helper()
 	deadline := time.Now().Add(labWait)
 	for time.Now().Before(deadline) {
-		sum := testlab.Summarize(s.Results(), from, time.Time{})
+		sum := anycastlab.Summarize(s.Results(), from, time.Time{})
 		ok := true
 		for _, n := range want {
 			ok = ok && sum.ByNode[n] >= 10
@@ -100,7 +102,7 @@ func waitTraffic(t *testing.T, s *testlab.QueryStream, from time.Time, want ...s
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("no traffic from %v within %s: %s", want, labWait, testlab.Summarize(s.Results(), from, time.Time{}))
+	t.Fatalf("no traffic from %v within %s: %s", want, labWait, anycastlab.Summarize(s.Results(), from, time.Time{}))
 }
 
 // TestLab is make lab as a test: a router with ECMP, two nodes announcing
@@ -110,18 +112,18 @@ func waitTraffic(t *testing.T, s *testlab.QueryStream, from time.Time, want ...s
 func TestLab(t *testing.T) {
 	o := labBinaries(t)
 	o.WithdrawAfter, o.DrainGrace = labWithdrawAfter, labGrace
-	l := testlab.StartLab(t, o)
+	l := anycastlab.StartLab(t, o)
 	n1 := l.Node("n1")
 
-	for _, vip := range []netip.Addr{testlab.LabVIP4, testlab.LabVIP6} {
+	for _, vip := range []netip.Addr{anycastlab.LabVIP4, anycastlab.LabVIP6} {
 		r, err := l.KernelRoute(vip)
 		if err != nil || strings.Count(r, "nexthop via") != 2 {
 			t.Fatalf("router's kernel route for %s is not ECMP over both nodes: %q %v", vip, r, err)
 		}
 	}
 
-	s, err := testlab.StartQueryStream(l.Client, testlab.StreamOptions{
-		Targets: []netip.AddrPort{netip.AddrPortFrom(testlab.LabVIP4, 53), netip.AddrPortFrom(testlab.LabVIP6, 53)},
+	s, err := anycastlab.StartQueryStream(l.Client, anycastlab.StreamOptions{
+		Targets: []netip.AddrPort{netip.AddrPortFrom(anycastlab.LabVIP4, 53), netip.AddrPortFrom(anycastlab.LabVIP6, 53)},
 		Sockets: 16, Rate: 200, Timeout: time.Second,
 	})
 	if err != nil {
@@ -138,7 +140,7 @@ func TestLab(t *testing.T) {
 		}
 		tComm := waitNodeRoutes(t, l, "n1", "n1's routes carry (65535,0) with local-pref 0", bothDraining)
 		// Local-pref 0 takes n1 out of the ECMP set at once.
-		for vip, nh := range map[netip.Addr]netip.Addr{testlab.LabVIP4: n1.Addr4, testlab.LabVIP6: n1.Addr6} {
+		for vip, nh := range map[netip.Addr]netip.Addr{anycastlab.LabVIP4: n1.Addr4, anycastlab.LabVIP6: n1.Addr6} {
 			if r, err := l.KernelRoute(vip); err != nil || strings.Contains(r, "via "+nh.String()+" ") || !strings.Contains(r, "via ") {
 				t.Errorf("router's kernel route for %s while n1 drains: %q %v, want only n2", vip, r, err)
 			}
@@ -154,8 +156,8 @@ func TestLab(t *testing.T) {
 		}
 		time.Sleep(time.Second) // let the stream run on the withdrawn route: what is sent is checked below
 		rs := s.Results()
-		all := testlab.Summarize(rs, drainAt, time.Time{})
-		moved := testlab.Summarize(rs, tComm.Add(labRouteSlack), time.Time{})
+		all := anycastlab.Summarize(rs, drainAt, time.Time{})
+		moved := anycastlab.Summarize(rs, tComm.Add(labRouteSlack), time.Time{})
 		t.Logf("during the drain: %s; after the community reached the router: %s", all, moved)
 		if all.Failed != 0 {
 			t.Errorf("%d queries failed during the drain: %v", all.Failed, all.Errors)
@@ -170,13 +172,13 @@ func TestLab(t *testing.T) {
 		}
 		tBack := waitNodeRoutes(t, l, "n1", "n1's routes back without the community", bothPlain)
 		waitTraffic(t, s, tBack.Add(labRouteSlack), "n1", "n2")
-		if sum := testlab.Summarize(s.Results(), drainAt, time.Time{}); sum.Failed != 0 {
+		if sum := anycastlab.Summarize(s.Results(), drainAt, time.Time{}); sum.Failed != 0 {
 			t.Errorf("%d queries failed around the undrain: %v", sum.Failed, sum.Errors)
 		}
 	})
 
 	t.Run("node 1's backends die: failures only until the withdraw", func(t *testing.T) {
-		before := testlab.Summarize(s.Results(), start, time.Time{})
+		before := anycastlab.Summarize(s.Results(), start, time.Time{})
 		if before.Failed != 0 {
 			t.Fatalf("queries failed before the kill: %s", before)
 		}
@@ -191,8 +193,8 @@ func TestLab(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second) // traffic after the withdraw, checked below
 		rs := s.Results()
-		sum := testlab.Summarize(rs, killAt, time.Time{})
-		after := testlab.Summarize(rs, tGone.Add(labRouteSlack), time.Time{})
+		sum := anycastlab.Summarize(rs, killAt, time.Time{})
+		after := anycastlab.Summarize(rs, tGone.Add(labRouteSlack), time.Time{})
 		t.Logf("after the kill: %s", sum)
 		if sum.Failed == 0 {
 			t.Logf("no query failed (none was hashed to n1 before the withdraw?)")
@@ -216,5 +218,5 @@ func TestLab(t *testing.T) {
 		tBack := waitNodeRoutes(t, l, "n1", "n1's routes back after its backends recover", bothPlain)
 		waitTraffic(t, s, tBack.Add(labRouteSlack), "n1", "n2")
 	})
-	t.Logf("whole run: %s", testlab.Summarize(s.Stop(), start, time.Time{}))
+	t.Logf("whole run: %s", anycastlab.Summarize(s.Stop(), start, time.Time{}))
 }

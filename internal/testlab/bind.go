@@ -35,7 +35,7 @@ type Named struct {
 	Addr netip.AddrPort
 	dir  string
 	log  string
-	proc *proc
+	proc *Proc
 }
 
 const namedZone = `$TTL 300
@@ -73,7 +73,7 @@ func StartNamed(t testing.TB) *Named {
 	n, err := NewNamed()
 	if err != nil {
 		if errors.Is(err, ErrNotInstalled) {
-			skipMissing(t, err)
+			SkipMissing(t, err)
 		}
 		t.Fatalf("start named: %v", err)
 	}
@@ -120,7 +120,7 @@ func (n *Named) start(bin string, port int) error {
 		return err
 	}
 	// -g: foreground, logging to stderr; -n 1: one worker (2-core CI).
-	p, err := startProc(bin, []string{"-g", "-n", "1", "-c", conf}, logf)
+	p, err := StartProc(bin, []string{"-g", "-n", "1", "-c", conf}, logf)
 	logf.Close()
 	if err != nil {
 		return err
@@ -130,7 +130,7 @@ func (n *Named) start(bin string, port int) error {
 	q := new(dns.Msg).SetQuestion(ConfZone, dns.TypeSOA)
 	deadline := time.Now().Add(readyTimeout)
 	for time.Now().Before(deadline) {
-		if p.exited() {
+		if p.Exited() {
 			break
 		}
 		if r, _, err := c.Exchange(q, n.Addr.String()); err == nil && r.Rcode == dns.RcodeSuccess {
@@ -142,7 +142,7 @@ func (n *Named) start(bin string, port int) error {
 		case <-time.After(20 * time.Millisecond): // poll interval, not a settle delay
 		}
 	}
-	p.kill()
+	p.Kill()
 	b, _ := os.ReadFile(n.log)
 	return fmt.Errorf("named on %s did not answer within %v:\n%s", n.Addr, readyTimeout, tail(string(b)))
 }
@@ -159,13 +159,13 @@ func (n *Named) PID() int {
 	if n.proc == nil {
 		return 0
 	}
-	return n.proc.pid()
+	return n.proc.PID()
 }
 
 // Close kills named and removes its files; it is idempotent.
 func (n *Named) Close() {
 	if n.proc != nil {
-		n.proc.kill()
+		n.proc.Kill()
 		n.proc = nil
 	}
 	os.RemoveAll(n.dir)

@@ -18,8 +18,8 @@ import (
 // milliseconds; a hang means something is badly wrong.
 const ipTimeout = 10 * time.Second
 
-// maxIfName is Linux's interface name limit (IFNAMSIZ less the NUL).
-const maxIfName = 15
+// MaxIfName is Linux's interface name limit (IFNAMSIZ less the NUL).
+const MaxIfName = 15
 
 // Netns is a network namespace created by the lab. Its name starts with the
 // test's prefix (see LabPrefix), so a leftover is recognisable and can be
@@ -130,8 +130,8 @@ type Veth struct {
 // already there: two labs on one subnet would steal each other's traffic.
 func CreateVeth(name string, a *Netns, aAddrs []netip.Prefix, b *Netns, bAddrs []netip.Prefix) (*Veth, error) {
 	v := &Veth{A: name + "a", B: name + "b", NSA: a, NSB: b}
-	if len(v.A) > maxIfName {
-		return nil, fmt.Errorf("veth name %q is longer than %d bytes", v.A, maxIfName)
+	if len(v.A) > MaxIfName {
+		return nil, fmt.Errorf("veth name %q is longer than %d bytes", v.A, MaxIfName)
 	}
 	for _, end := range []struct {
 		ns   *Netns

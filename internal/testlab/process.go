@@ -10,21 +10,21 @@ import (
 	"syscall"
 )
 
-// errExited is returned when a signal is sent to a process that has already
+// ErrExited is returned when a signal is sent to a process that has already
 // been reaped: its PID may belong to someone else by now, so nothing is sent.
-var errExited = errors.New("process has exited")
+var ErrExited = errors.New("process has exited")
 
-// proc is one child process the lab started. It is always stopped by PID
+// Proc is one child process the lab started. It is always stopped by PID
 // (never by name), and only while it has not been reaped, so a recycled PID is
 // never signalled by mistake.
-type proc struct {
+type Proc struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed once the process has been reaped
 	err  error         // Wait's result; read only after done is closed
 }
 
-// startProc starts path with args, its stdout and stderr appended to out.
-func startProc(path string, args []string, out *os.File) (*proc, error) {
+// StartProc starts path with args, its stdout and stderr appended to out.
+func StartProc(path string, args []string, out *os.File) (*Proc, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -43,7 +43,7 @@ func startProc(path string, args []string, out *os.File) (*proc, error) {
 	if err := StartCmd(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
+	p := &Proc{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -83,11 +83,11 @@ func StartCmd(cmd *exec.Cmd) error {
 	return <-errc
 }
 
-// pid returns the process ID.
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+// PID returns the process ID.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
 
-// exited reports whether the process has been reaped.
-func (p *proc) exited() bool {
+// Exited reports whether the process has been reaped.
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -96,21 +96,33 @@ func (p *proc) exited() bool {
 	}
 }
 
-// signal sends sig to the process while it has not been reaped. Only the
-// goroutine in startProc reaps it, so the PID is still ours here.
-func (p *proc) signal(sig syscall.Signal) error {
-	if p.exited() {
-		return errExited
+// Signal sends sig to the process while it has not been reaped. Only the
+// goroutine in StartProc reaps it, so the PID is still ours here.
+func (p *Proc) Signal(sig syscall.Signal) error {
+	if p.Exited() {
+		return ErrExited
 	}
-	if err := syscall.Kill(p.pid(), sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("signal %v to pid %d: %w", sig, p.pid(), err)
+	if err := syscall.Kill(p.PID(), sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %v to pid %d: %w", sig, p.PID(), err)
 	}
 	return nil
 }
 
-// kill sends SIGKILL (which also ends a SIGSTOPped process) and waits until
+// Done is closed once the process has been reaped.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Err is the process's exit as exec.Cmd.Wait reported it: nil before
+// Done is closed, and nil for an exit status of 0.
+func (p *Proc) Err() error {
+	if !p.Exited() {
+		return nil
+	}
+	return p.err
+}
+
+// Kill sends SIGKILL (which also ends a SIGSTOPped process) and waits until
 // the process has been reaped.
-func (p *proc) kill() {
-	_ = p.signal(syscall.SIGKILL)
+func (p *Proc) Kill() {
+	_ = p.Signal(syscall.SIGKILL)
 	<-p.done
 }

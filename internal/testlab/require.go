@@ -85,9 +85,9 @@ func SkipShort(t testing.TB, what string) {
 // installHint is how a developer gets every program the tests need.
 const installHint = "install it with: sudo scripts/install-deps.sh test"
 
-// skipMissing ends the test for err, which wraps ErrNotInstalled: a skip,
+// SkipMissing ends the test for err, which wraps ErrNotInstalled: a skip,
 // or a failure when Strict.
-func skipMissing(t testing.TB, err error) {
+func SkipMissing(t testing.TB, err error) {
 	t.Helper()
 	if Strict() {
 		t.Fatalf("%v; %s (%s is set: a missing program fails the test instead of skipping it)", err, installHint, StrictEnv)
@@ -104,7 +104,7 @@ func RequireBinary(t testing.TB, name string) string {
 	SkipShort(t, name)
 	p, err := LookBinary(name)
 	if err != nil {
-		skipMissing(t, err)
+		SkipMissing(t, err)
 	}
 	return p
 }

@@ -1,7 +1,14 @@
 // Package testlab starts real processes for integration tests and the
-// demo: unbound resolvers serving a fixed test zone on loopback, with free
-// ports, temp dirs, and cleanup by PID. Tests read as scenarios; the plumbing
-// lives here.
+// demo: unbound resolvers serving a fixed test zone on loopback, BIND's
+// named, dnsperf, with free ports, temp dirs, and cleanup by PID. Tests
+// read as scenarios; the plumbing lives here.
+//
+// It is also the core the lab packages under it build on: Require* (skip
+// or fail when a peer is missing), child processes stopped by PID
+// (StartProc), network namespaces and veths (Netns), the XDP lab, and the
+// leak checks of TestMain. Those packages are birdlab (BIRD as a BGP
+// peer), anycastlab (the multi-node anycast lab) and faultlab (lossy and
+// slow backends); testlab imports none of them.
 package testlab
 
 import (
@@ -96,7 +103,7 @@ type Unbound struct {
 	pp              bool   // queries need a PROXY header (readiness probes too)
 
 	mu     sync.Mutex
-	proc   *proc // nil before start or after Close
+	proc   *Proc // nil before start or after Close
 	closed bool
 }
 
@@ -176,7 +183,7 @@ func StartUnbound(t testing.TB, opts UnboundOptions) *Unbound {
 	u, err := NewUnbound(opts)
 	if err != nil {
 		if errors.Is(err, ErrNotInstalled) {
-			skipMissing(t, err)
+			SkipMissing(t, err)
 		}
 		t.Fatalf("start unbound: %v", err)
 	}
@@ -216,7 +223,7 @@ func (u *Unbound) start() error {
 		}
 		path, args = cmd.Path, cmd.Args[1:]
 	}
-	p, err := startProc(path, args, logf)
+	p, err := StartProc(path, args, logf)
 	// The child has its own copy of the descriptor; unbound also reopens the
 	// log itself (logfile:). Ours is no longer needed either way.
 	logf.Close()
@@ -224,7 +231,7 @@ func (u *Unbound) start() error {
 		return err
 	}
 	if err := waitReady(p, u.Addr, u.ns, u.pp); err != nil {
-		p.kill()
+		p.Kill()
 		return fmt.Errorf("unbound on %s: %w\n--- last lines of %s ---\n%s", u.Addr, err, u.logPath, u.logTail())
 	}
 	u.proc = p
@@ -234,13 +241,13 @@ func (u *Unbound) start() error {
 // waitReady queries addr (inside ns unless nil) until it answers or the
 // process exits or the deadline passes: readiness is observed, never
 // assumed after a sleep.
-func waitReady(p *proc, addr netip.AddrPort, ns *Netns, pp bool) error {
+func waitReady(p *Proc, addr netip.AddrPort, ns *Netns, pp bool) error {
 	c := &dns.Client{Net: "udp", Timeout: probeTimeout}
 	q := new(dns.Msg).SetQuestion(HealthName, dns.TypeA)
 	deadline := time.Now().Add(readyTimeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		if p.exited() {
+		if p.Exited() {
 			return fmt.Errorf("exited during start: %v", p.err)
 		}
 		r, err := probeOnce(c, q, addr, ns, pp)
@@ -307,10 +314,10 @@ func (u *Unbound) logShowsPortInUse() bool {
 func (u *Unbound) PID() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.proc == nil || u.proc.exited() {
+	if u.proc == nil || u.proc.Exited() {
 		return 0
 	}
-	return u.proc.pid()
+	return u.proc.PID()
 }
 
 // Kill sends SIGKILL and waits for the process to exit: a backend that
@@ -319,7 +326,7 @@ func (u *Unbound) Kill() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.proc != nil {
-		u.proc.kill()
+		u.proc.Kill()
 	}
 }
 
@@ -335,9 +342,9 @@ func (u *Unbound) signal(sig syscall.Signal) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.proc == nil {
-		return fmt.Errorf("unbound on %s: %w", u.Addr, errExited)
+		return fmt.Errorf("unbound on %s: %w", u.Addr, ErrExited)
 	}
-	if err := u.proc.signal(sig); err != nil {
+	if err := u.proc.Signal(sig); err != nil {
 		return fmt.Errorf("unbound on %s: %w", u.Addr, err)
 	}
 	return nil
@@ -352,7 +359,7 @@ func (u *Unbound) Restart() error {
 		return fmt.Errorf("unbound on %s: restart after Close", u.Addr)
 	}
 	if u.proc != nil {
-		u.proc.kill()
+		u.proc.Kill()
 		u.proc = nil
 	}
 	return u.start()
@@ -363,7 +370,7 @@ func (u *Unbound) Close() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.proc != nil {
-		u.proc.kill()
+		u.proc.Kill()
 		u.proc = nil
 	}
 	if !u.closed {

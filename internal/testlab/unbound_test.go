@@ -137,7 +137,7 @@ func TestUnboundExtraLocalData(t *testing.T) {
 func TestNewUnboundRejectsMultiLineExtraData(t *testing.T) {
 	_, err := NewUnbound(UnboundOptions{ExtraLocalData: []string{"a.demo.test. A 192.0.2.1\nserver:"}})
 	if errors.Is(err, ErrNotInstalled) {
-		skipMissing(t, err) // it looks for unbound first: no verdict on the entry
+		SkipMissing(t, err) // it looks for unbound first: no verdict on the entry
 	}
 	if err == nil || !strings.Contains(err.Error(), "one non-empty line") {
 		t.Fatalf("an entry spanning two lines: err %v", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/internal/testlab/faultlab"
 )
 
 // The fault workload (issue 15): two unbound backends behind a LossyFarm
@@ -64,7 +65,7 @@ type faultResult struct {
 // runFault runs every round of the fault workload and returns the cells.
 func (l *lab) runFault(ctx context.Context, o options, systems []string, start time.Time) ([]faultResult, error) {
 	prefix := fmt.Sprintf("afb%06x", os.Getpid()&0xffffff)
-	farm, err := testlab.NewLossyFarm(prefix, testlab.LossyFarmOptions{Backends: 2, Unbound: testlab.UnboundOptions{Threads: 1}})
+	farm, err := faultlab.NewLossyFarm(prefix, faultlab.LossyFarmOptions{Backends: 2, Unbound: testlab.UnboundOptions{Threads: 1}})
 	if err != nil {
 		return nil, fmt.Errorf("lossy farm: %w", err)
 	}
@@ -94,7 +95,7 @@ func (l *lab) runFault(ctx context.Context, o options, systems []string, start t
 // faultCell starts the system with the farm lossless (so readiness probes
 // and the first health checks pass), turns the loss on, runs the load,
 // and turns it off again.
-func (l *lab) faultCell(ctx context.Context, farm *testlab.LossyFarm, round, loss int, system string) faultResult {
+func (l *lab) faultCell(ctx context.Context, farm *faultlab.LossyFarm, round, loss int, system string) faultResult {
 	c := faultResult{round: round, loss: loss, system: system}
 	if c.err = farm.SetLoss(0); c.err != nil {
 		return c

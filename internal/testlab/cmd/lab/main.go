@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/internal/testlab/anycastlab"
 )
 
 // prefix names the lab's namespaces (aflab-rtr, aflab-n1, aflab-n2,
@@ -68,7 +69,7 @@ func run() int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 
 	say("building the lab (namespaces %s-*); this takes a few seconds", prefix)
-	lab, err := testlab.NewLab(testlab.LabOptions{
+	lab, err := anycastlab.NewLab(anycastlab.LabOptions{
 		Prefix: prefix, Anyfront: bins[0], Anyfrontctl: bins[1],
 		WithdrawAfter: *withdrawAfter, DrainGrace: *grace,
 		Logf: say,
@@ -131,7 +132,7 @@ func checkNotRunning() error {
 	return nil
 }
 
-func printTryLines(l *testlab.Lab) {
+func printTryLines(l *anycastlab.Lab) {
 	n1, n2 := l.Nodes[0], l.Nodes[1]
 	cli := "ip netns exec " + l.Client.Name
 	var pids []string
@@ -177,8 +178,8 @@ withdrawn, about fall x interval + timeout + withdraw_after), then recover:
 Status of node n2:  %[16]s
 
 Configs, tokens and logs are in %[17]s. Ctrl-C tears everything down.
-`, l.Client.Name, l.Router.Name, testlab.LabRouterASN, n1.NS.Name, n1.AdminURL, n2.NS.Name, n2.AdminURL,
-		testlab.LabNodeASN, cli, strings.TrimSuffix(testlab.LabWhoZone, "."), birdc,
+`, l.Client.Name, l.Router.Name, anycastlab.LabRouterASN, n1.NS.Name, n1.AdminURL, n2.NS.Name, n2.AdminURL,
+		anycastlab.LabNodeASN, cli, strings.TrimSuffix(anycastlab.LabWhoZone, "."), birdc,
 		n1.CtlCommand("node", "drain"), n1.CtlCommand("bgp"), n1.CtlCommand("node", "undrain"),
 		kill, n2.CtlCommand("backends"), l.Dir)
 }

@@ -1,4 +1,4 @@
-package testlab
+package faultlab
 
 import (
 	"bytes"
@@ -13,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/anyfront/anyfront/internal/testlab"
 )
 
 // A lossy farm is the issue-15 fault: backends whose network drops a share
@@ -42,6 +45,9 @@ const (
 	// that SetLoss replaces.
 	farmTable   = "anyfront_lossy"
 	farmCounter = "dropped"
+	// nftTimeout bounds one nft command: local netlink calls that take
+	// milliseconds; a hang means something is badly wrong.
+	nftTimeout = 10 * time.Second
 )
 
 // LossyFarmOptions configures a lossy farm.
@@ -55,7 +61,7 @@ type LossyFarmOptions struct {
 	// Netns, Address and Port are the farm's; an AccessControl line
 	// admitting the farm's /28 (the root end, and the probes from inside)
 	// is added.
-	Unbound UnboundOptions
+	Unbound testlab.UnboundOptions
 }
 
 // LossyFarm is unbound backends in a namespace of their own, reached from
@@ -66,11 +72,11 @@ type LossyFarm struct {
 	// namespace that made the farm.
 	Addrs []netip.AddrPort
 	// Backends are the resolvers, in the order of Addrs (Stats, Kill ...).
-	Backends []*Unbound
+	Backends []*testlab.Unbound
 	// NS is the farm's namespace.
-	NS *Netns
+	NS *testlab.Netns
 
-	veth *Veth
+	veth *testlab.Veth
 	mu   sync.Mutex // serialises nft transactions
 	loss int
 }
@@ -80,10 +86,10 @@ type LossyFarm struct {
 // or when nft is missing.
 func StartLossyFarm(t testing.TB, o LossyFarmOptions) *LossyFarm {
 	t.Helper()
-	SkipShort(t, "the lossy backend farm (a namespace, nft, unbound)")
-	RequireRoot(t)
-	RequireBinary(t, "nft")
-	f, err := NewLossyFarm(LabPrefix(t), o)
+	testlab.SkipShort(t, "the lossy backend farm (a namespace, nft, unbound)")
+	testlab.RequireRoot(t)
+	testlab.RequireBinary(t, "nft")
+	f, err := NewLossyFarm(testlab.LabPrefix(t), o)
 	if err != nil {
 		t.Fatalf("start lossy farm: %v", err)
 	}
@@ -105,10 +111,10 @@ func NewLossyFarm(prefix string, o LossyFarmOptions) (f *LossyFarm, err error) {
 	if err := checkLoss(o.LossPercent); err != nil {
 		return nil, err
 	}
-	if len(prefix)+2 > maxIfName {
+	if len(prefix)+2 > testlab.MaxIfName {
 		return nil, fmt.Errorf("lossy farm: prefix %q is too long for interface names", prefix)
 	}
-	if _, err := LookBinary("nft"); err != nil {
+	if _, err := testlab.LookBinary("nft"); err != nil {
 		return nil, err
 	}
 	f = &LossyFarm{}
@@ -118,7 +124,7 @@ func NewLossyFarm(prefix string, o LossyFarmOptions) (f *LossyFarm, err error) {
 			f = nil
 		}
 	}()
-	if f.NS, err = CreateNetns(prefix + "-farm"); err != nil {
+	if f.NS, err = testlab.CreateNetns(prefix + "-farm"); err != nil {
 		return f, err
 	}
 	root, backends, err := f.link(prefix, o.Backends)
@@ -134,7 +140,7 @@ func NewLossyFarm(prefix string, o LossyFarmOptions) (f *LossyFarm, err error) {
 		uo := o.Unbound
 		uo.Netns, uo.Address, uo.Port = f.NS, a, 53
 		uo.AccessControl = append(append([]string(nil), uo.AccessControl...), netip.PrefixFrom(root, farmBlockBits).Masked().String()+" allow")
-		u, err := NewUnbound(uo)
+		u, err := testlab.NewUnbound(uo)
 		if err != nil {
 			return f, fmt.Errorf("backend on %s: %w", a, err)
 		}
@@ -162,7 +168,7 @@ func (f *LossyFarm) link(prefix string, n int) (root netip.Addr, backends []neti
 			backends = append(backends, at(2+k))
 			nsAddrs = append(nsAddrs, netip.PrefixFrom(at(2+k), farmBlockBits))
 		}
-		f.veth, err = CreateVeth(prefix+"f", f.NS, nsAddrs, nil, []netip.Prefix{netip.PrefixFrom(root, farmBlockBits)})
+		f.veth, err = testlab.CreateVeth(prefix+"f", f.NS, nsAddrs, nil, []netip.Prefix{netip.PrefixFrom(root, farmBlockBits)})
 		if err == nil {
 			return root, backends, nil
 		}
@@ -254,11 +260,11 @@ func (f *LossyFarm) Queries() (float64, error) {
 
 // nftCmd is nft with args, run inside the farm's namespace under ctx.
 func (f *LossyFarm) nftCmd(ctx context.Context, args ...string) (*exec.Cmd, error) {
-	nft, err := LookBinary("nft")
+	nft, err := testlab.LookBinary("nft")
 	if err != nil {
 		return nil, err
 	}
-	ipBin, err := LookBinary("ip")
+	ipBin, err := testlab.LookBinary("ip")
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +273,7 @@ func (f *LossyFarm) nftCmd(ctx context.Context, args ...string) (*exec.Cmd, erro
 
 // nft runs an nft script (one transaction) inside the farm's namespace.
 func (f *LossyFarm) nft(script string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), ipTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), nftTimeout)
 	defer cancel()
 	cmd, err := f.nftCmd(ctx, "-f", "-")
 	if err != nil {
@@ -281,7 +287,7 @@ func (f *LossyFarm) nft(script string) error {
 }
 
 func (f *LossyFarm) nftOutput(args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), ipTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), nftTimeout)
 	defer cancel()
 	cmd, err := f.nftCmd(ctx, args...)
 	if err != nil {

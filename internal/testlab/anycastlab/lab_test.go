@@ -1,4 +1,4 @@
-package testlab
+package anycastlab
 
 import (
 	"flag"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/internal/testlab/birdlab"
 )
 
 var update = flag.Bool("update", false, "rewrite the lab's golden files under testdata/")
@@ -28,7 +30,7 @@ func golden(t *testing.T, name, got string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (create it with go test ./internal/testlab -run Lab -update)", err)
+		t.Fatalf("%v (create it with go test ./internal/testlab/anycastlab -run Lab -update)", err)
 	}
 	if got != string(want) {
 		t.Errorf("%s differs (refresh with -update if intended); got:\n%s", path, got)
@@ -46,7 +48,7 @@ func docLab() *Lab {
 // checks that the node config is valid and that docs/lab.md shows it as
 // generated.
 func TestLabGolden(t *testing.T) {
-	bird, err := BirdConfig(labBirdOptions(2))
+	bird, err := birdlab.BirdConfig(labBirdOptions(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestLabGolden(t *testing.T) {
 		t.Errorf("loaded: listen %v bgp %+v", c.Listen, c.BGP)
 	}
 
-	doc, err := os.ReadFile("../../docs/lab.md")
+	doc, err := os.ReadFile("../../../docs/lab.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,21 +129,22 @@ func TestSummarize(t *testing.T) {
 // TestLabTornDownOnError: a lab whose nodes cannot start leaves nothing
 // behind (namespaces, links, processes), as make lab promises on error.
 func TestLabTornDownOnError(t *testing.T) {
-	RequireRoot(t)
+	testlab.RequireRoot(t)
 	for _, b := range []string{"ip", "bird", "birdc", "unbound", "unbound-control"} {
-		RequireBinary(t, b)
+		testlab.RequireBinary(t, b)
 	}
-	prefix := LabPrefix(t)
+	prefix := testlab.LabPrefix(t)
 	_, err := NewLab(LabOptions{Prefix: prefix, Anyfront: "/bin/false", Dir: t.TempDir(), Logf: t.Logf})
 	if err == nil || !strings.Contains(err.Error(), "anyfront exited during start") {
 		t.Fatalf("want a start error, got %v", err)
 	}
-	out, _ := ip(nil, "netns", "list")
-	if regexp.MustCompile(`(?m)^` + prefix).Match(out) {
+	var host *testlab.Netns // nil: the test's own namespace
+	out, _ := host.IP("netns", "list")
+	if regexp.MustCompile(`(?m)^` + prefix).MatchString(out) {
 		t.Errorf("namespaces left behind:\n%s", out)
 	}
-	out, _ = ip(nil, "-o", "link", "show")
-	if strings.Contains(string(out), prefix) {
+	out, _ = host.IP("-o", "link", "show")
+	if strings.Contains(out, prefix) {
 		t.Errorf("links left behind:\n%s", out)
 	}
 	// TestMain fails the run if a bird or unbound is still running.

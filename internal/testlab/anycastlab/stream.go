@@ -1,4 +1,4 @@
-package testlab
+package anycastlab
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/anyfront/anyfront/internal/testlab"
 	"github.com/miekg/dns"
 )
 
@@ -55,7 +56,7 @@ type QueryStream struct {
 }
 
 // StartQueryStream opens the sockets in ns and starts sending.
-func StartQueryStream(ns *Netns, o StreamOptions) (*QueryStream, error) {
+func StartQueryStream(ns *testlab.Netns, o StreamOptions) (*QueryStream, error) {
 	if len(o.Targets) == 0 {
 		return nil, errors.New("query stream: no targets")
 	}

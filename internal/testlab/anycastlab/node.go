@@ -1,4 +1,4 @@
-package testlab
+package anycastlab
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/anyfront/anyfront/internal/testlab"
 )
 
 // Bounds for one lab node.
@@ -31,11 +33,11 @@ const (
 // LabNode is one anyfront node of the lab, with its backends.
 type LabNode struct {
 	Name string // "n1"
-	NS   *Netns
+	NS   *testlab.Netns
 	// Addr4 and Addr6 are the node's addresses on its link to the
 	// router (Router4, Router6). The admin API listens on Addr4.
 	Addr4, Addr6, Router4, Router6 netip.Addr
-	Backends                       []*Unbound
+	Backends                       []*testlab.Unbound
 	// AdminURL is http://ADDR4:8053, reachable from the node's namespace
 	// (HTTP, Ctl) and through the router from the client's.
 	AdminURL   string
@@ -45,7 +47,7 @@ type LabNode struct {
 
 	lab  *Lab
 	http *http.Client
-	proc *proc
+	proc *testlab.Proc
 }
 
 // labBackendName is the i-th (1-based) backend's name on its node: "r1".
@@ -67,7 +69,7 @@ func (n *LabNode) start() error {
 	l := n.lab
 	for i := 1; i <= labBackends; i++ {
 		who := n.Name + "/" + labBackendName(i)
-		u, err := NewUnbound(UnboundOptions{Netns: n.NS, Port: labBackendPort + i - 1, ExtraLocalData: []string{
+		u, err := testlab.NewUnbound(testlab.UnboundOptions{Netns: n.NS, Port: labBackendPort + i - 1, ExtraLocalData: []string{
 			`local-zone: "` + LabWhoZone + `" redirect`,
 			LabWhoZone + ` 3600 IN SOA localhost. nobody.invalid. 1 3600 1200 604800 60`,
 			LabWhoZone + ` 0 IN TXT "` + who + `"`,
@@ -106,7 +108,7 @@ func (n *LabNode) config() string {
 	o := n.lab.opts
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	w("# The anyfront lab (internal/testlab/lab_node.go): node %s.", n.Name)
+	w("# The anyfront lab (internal/testlab/anycastlab/node.go): node %s.", n.Name)
 	w("listen:")
 	w("  - {address: %q}", netip.AddrPortFrom(LabVIP4, 53).String())
 	w("  - {address: %q}", netip.AddrPortFrom(LabVIP6, 53).String())
@@ -150,17 +152,17 @@ func (n *LabNode) startProcess() error {
 		logf.Close()
 		return err
 	}
-	p, err := startProc(cmd.Path, cmd.Args[1:], logf)
+	p, err := testlab.StartProc(cmd.Path, cmd.Args[1:], logf)
 	logf.Close()
 	if err != nil {
 		return err
 	}
 	n.proc = p
-	n.lab.opts.Logf("lab: anyfront %s in %s (pid %d), admin %s", n.Name, n.NS.Name, p.pid(), n.AdminURL)
+	n.lab.opts.Logf("lab: anyfront %s in %s (pid %d), admin %s", n.Name, n.NS.Name, p.PID(), n.AdminURL)
 	deadline := time.Now().Add(labNodeReadyTimeout)
 	for {
-		if p.exited() {
-			return fmt.Errorf("anyfront exited during start: %v\n%s", p.err, n.LogTail(20))
+		if p.Exited() {
+			return fmt.Errorf("anyfront exited during start: %v\n%s", p.Err(), n.LogTail(20))
 		}
 		if code, _, err := n.HTTP("GET", "/healthz"); err == nil && code == http.StatusOK {
 			return nil
@@ -174,38 +176,38 @@ func (n *LabNode) startProcess() error {
 
 // PID returns anyfront's process ID (0 when not running).
 func (n *LabNode) PID() int {
-	if n.proc == nil || n.proc.exited() {
+	if n.proc == nil || n.proc.Exited() {
 		return 0
 	}
-	return n.proc.pid()
+	return n.proc.PID()
 }
 
-func (n *LabNode) exited() bool { return n.proc != nil && n.proc.exited() }
+func (n *LabNode) exited() bool { return n.proc != nil && n.proc.Exited() }
 
 // Signal sends sig to anyfront.
 func (n *LabNode) Signal(sig syscall.Signal) error {
 	if n.proc == nil {
-		return errExited
+		return testlab.ErrExited
 	}
-	return n.proc.signal(sig)
+	return n.proc.Signal(sig)
 }
 
 // Wait waits up to timeout for anyfront to exit and returns its exit
 // code (-1 when killed by a signal).
 func (n *LabNode) Wait(timeout time.Duration) (int, error) {
 	select {
-	case <-n.proc.done:
+	case <-n.proc.Done():
 	case <-time.After(timeout):
 		return 0, fmt.Errorf("anyfront %s still running after %s", n.Name, timeout)
 	}
 	var ee *exec.ExitError
 	switch {
-	case n.proc.err == nil:
+	case n.proc.Err() == nil:
 		return 0, nil
-	case errors.As(n.proc.err, &ee):
+	case errors.As(n.proc.Err(), &ee):
 		return ee.ExitCode(), nil
 	default:
-		return 0, n.proc.err
+		return 0, n.proc.Err()
 	}
 }
 
@@ -213,7 +215,7 @@ func (n *LabNode) Wait(timeout time.Duration) (int, error) {
 // teardown: the namespaces go next anyway).
 func (n *LabNode) Kill() {
 	if n.proc != nil {
-		n.proc.kill()
+		n.proc.Kill()
 	}
 }
 

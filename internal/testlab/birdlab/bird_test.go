@@ -1,10 +1,12 @@
-package testlab
+package birdlab
 
 import (
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/anyfront/anyfront/internal/testlab"
 )
 
 func TestParseBirdRoutes(t *testing.T) {
@@ -71,28 +73,18 @@ func TestBirdConfigRefusesIncompleteOptions(t *testing.T) {
 	}
 }
 
-func TestLabPrefixFitsInterfaceNames(t *testing.T) {
-	p := LabPrefix(t)
-	if len(p) != 8 || !strings.HasPrefix(p, "af") || len(p+"rtr0a") > maxIfName {
-		t.Errorf("prefix %q", p)
-	}
-	if LabPrefix(t) != p {
-		t.Error("prefix not stable")
-	}
-}
-
 // TestNamespaceVethAndBird starts BIRD in a namespace behind a veth and
 // checks that everything is gone after the subtest, as after a failure.
 func TestNamespaceVethAndBird(t *testing.T) {
-	RequireRoot(t)
+	testlab.RequireRoot(t)
 	for _, b := range []string{"ip", "bird", "birdc"} {
-		RequireBinary(t, b)
+		testlab.RequireBinary(t, b)
 	}
 	var nsName, link string
-	var bird *proc
+	var bird *testlab.Proc
 	t.Run("lab", func(t *testing.T) {
-		ns := NewNetns(t, "r")
-		v := NewVeth(t, "v", nil, []netip.Prefix{netip.MustParsePrefix("203.0.113.2/30")},
+		ns := testlab.NewNetns(t, "r")
+		v := testlab.NewVeth(t, "v", nil, []netip.Prefix{netip.MustParsePrefix("203.0.113.2/30")},
 			ns, []netip.Prefix{netip.MustParsePrefix("203.0.113.1/30"), netip.MustParsePrefix("2001:db8:113::1/64")})
 		nsName, link = ns.Name, v.A
 		// The lab router's options, so real BIRD checks the syntax.
@@ -107,11 +99,11 @@ func TestNamespaceVethAndBird(t *testing.T) {
 			t.Errorf("routes %v, %v", rs, err)
 		}
 		// The namespace's end has both addresses and the link is up.
-		out, err := ip(ns, "-o", "addr", "show", "dev", v.B)
-		if err != nil || !strings.Contains(string(out), "203.0.113.1/30") || !strings.Contains(string(out), "2001:db8:113::1/64") {
+		out, err := ns.IP("-o", "addr", "show", "dev", v.B)
+		if err != nil || !strings.Contains(out, "203.0.113.1/30") || !strings.Contains(out, "2001:db8:113::1/64") {
 			t.Errorf("addresses in the namespace: %s %v", out, err)
 		}
-		if v2, err := CreateVeth(LabPrefix(t)+"x", nil, []netip.Prefix{netip.MustParsePrefix("203.0.113.3/30")}, nil, nil); err == nil {
+		if v2, err := testlab.CreateVeth(testlab.LabPrefix(t)+"x", nil, []netip.Prefix{netip.MustParsePrefix("203.0.113.3/30")}, nil, nil); err == nil {
 			v2.Close()
 			t.Error("a second veth on a subnet already in the root namespace was allowed")
 		}
@@ -119,11 +111,12 @@ func TestNamespaceVethAndBird(t *testing.T) {
 	if _, err := os.Stat("/run/netns/" + nsName); err == nil {
 		t.Errorf("namespace %s left behind", nsName)
 	}
-	if _, err := ip(nil, "link", "show", link); err == nil {
+	var host *testlab.Netns // nil: the test's own namespace
+	if _, err := host.IP("link", "show", link); err == nil {
 		t.Errorf("link %s left behind", link)
 	}
-	if !bird.exited() {
-		t.Errorf("bird (pid %d) still running", bird.pid())
+	if !bird.Exited() {
+		t.Errorf("bird (pid %d) still running", bird.PID())
 	}
 }
 

@@ -1,4 +1,4 @@
-package testlab
+package faultlab
 
 import (
 	"container/list"
@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/anyfront/anyfront/internal/testlab"
 )
 
 // Bounds of a relay: every table and queue has one.
@@ -28,6 +30,9 @@ const (
 	relayChunks = 64
 	// relayDialTimeout bounds connecting to the backend over TCP.
 	relayDialTimeout = 2 * time.Second
+	// relayStartAttempts: a free port can be taken by someone else
+	// before the relay binds it; retry with another.
+	relayStartAttempts = 3
 )
 
 // RelayOptions configures a relay.
@@ -97,9 +102,9 @@ func NewRelay(o RelayOptions) (*Relay, error) {
 	r := &Relay{backend: o.Backend, flows: map[netip.AddrPort]*list.Element{}, lru: list.New(), conns: map[net.Conn]struct{}{}}
 	r.Set(o.Delay, o.DropPercent)
 	var err error
-	for range startAttempts {
+	for range relayStartAttempts {
 		var port int
-		if port, err = FreePort(); err != nil {
+		if port, err = testlab.FreePort(); err != nil {
 			return nil, err
 		}
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))

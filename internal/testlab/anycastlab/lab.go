@@ -1,4 +1,4 @@
-package testlab
+package anycastlab
 
 import (
 	"errors"
@@ -7,6 +7,9 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/internal/testlab/birdlab"
 )
 
 // The anycast lab: one router, N anyfront nodes announcing the same VIPs,
@@ -85,9 +88,9 @@ const DefaultLabHealthCheck = `{qname: "health.anyfront.test.", qtype: A, interv
 
 // Lab is a running anycast lab. Close tears it down.
 type Lab struct {
-	Router *Netns
-	Client *Netns // nil with NoClient
-	Bird   *Bird
+	Router *testlab.Netns
+	Client *testlab.Netns // nil with NoClient
+	Bird   *birdlab.Bird
 	Nodes  []*LabNode
 	// Dir holds every node's config, token and log.
 	Dir  string
@@ -119,7 +122,7 @@ func NewLab(o LabOptions) (l *Lab, err error) {
 		o.Logf = func(string, ...any) {}
 	}
 	for _, b := range []string{"ip", "bird", "birdc", "unbound", "unbound-control"} {
-		if _, err := LookBinary(b); err != nil {
+		if _, err := testlab.LookBinary(b); err != nil {
 			return nil, err
 		}
 	}
@@ -147,17 +150,17 @@ func NewLab(o LabOptions) (l *Lab, err error) {
 // with the nodes' and BIRD's logs when it failed.
 func StartLab(t testing.TB, o LabOptions) *Lab {
 	t.Helper()
-	SkipShort(t, "the anycast lab (namespaces, bird, unbound, anyfront)")
-	RequireRoot(t)
-	o.Prefix = LabPrefix(t)
+	testlab.SkipShort(t, "the anycast lab (namespaces, bird, unbound, anyfront)")
+	testlab.RequireRoot(t)
+	o.Prefix = testlab.LabPrefix(t)
 	if o.Dir == "" {
 		o.Dir = t.TempDir()
 	}
 	o.Logf = t.Logf
 	l, err := NewLab(o)
 	if err != nil {
-		if errors.Is(err, ErrNotInstalled) {
-			skipMissing(t, err)
+		if errors.Is(err, testlab.ErrNotInstalled) {
+			testlab.SkipMissing(t, err)
 		}
 		t.Fatalf("start lab: %v", err)
 	}
@@ -189,8 +192,8 @@ func (l *Lab) Close() {
 	}
 }
 
-func (l *Lab) newNetns(suffix string) (*Netns, error) {
-	n, err := CreateNetns(l.opts.Prefix + "-" + suffix)
+func (l *Lab) newNetns(suffix string) (*testlab.Netns, error) {
+	n, err := testlab.CreateNetns(l.opts.Prefix + "-" + suffix)
 	if err != nil {
 		return nil, err
 	}
@@ -202,8 +205,8 @@ func (l *Lab) newNetns(suffix string) (*Netns, error) {
 	return n, nil
 }
 
-func (l *Lab) newVeth(suffix string, a *Netns, aAddrs []netip.Prefix, b *Netns, bAddrs []netip.Prefix) error {
-	v, err := CreateVeth(l.opts.Prefix+suffix, a, aAddrs, b, bAddrs)
+func (l *Lab) newVeth(suffix string, a *testlab.Netns, aAddrs []netip.Prefix, b *testlab.Netns, bAddrs []netip.Prefix) error {
+	v, err := testlab.CreateVeth(l.opts.Prefix+suffix, a, aAddrs, b, bAddrs)
 	if err != nil {
 		return err
 	}
@@ -279,13 +282,13 @@ func (l *Lab) build() error {
 	}
 	o.Logf("lab: namespaces and links up (%s-*)", o.Prefix)
 
-	b, err := NewBird(l.Router, labBirdOptions(o.Nodes))
+	b, err := birdlab.NewBird(l.Router, labBirdOptions(o.Nodes))
 	if err != nil {
 		return err
 	}
 	l.Bird = b
 	l.addCloser(b.Close)
-	o.Logf("lab: BIRD running in %s (pid %d)", l.Router.Name, b.proc.pid())
+	o.Logf("lab: BIRD running in %s (pid %d)", l.Router.Name, b.PID())
 
 	for _, n := range l.Nodes {
 		if err := n.start(); err != nil {
@@ -299,14 +302,14 @@ func (l *Lab) build() error {
 // per node (named after it, so birdc shows which node a route is from),
 // ECMP into the kernel, graceful shutdown honoured. Its BGP identifier is
 // its address towards n1.
-func labBirdOptions(nodes int) BirdOptions {
-	o := BirdOptions{ASN: LabRouterASN, KernelECMP: true, HonourGracefulShutdown: true}
+func labBirdOptions(nodes int) birdlab.BirdOptions {
+	o := birdlab.BirdOptions{ASN: LabRouterASN, KernelECMP: true, HonourGracefulShutdown: true}
 	for i := 1; i <= nodes; i++ {
 		rtr4, node4, _, _ := labNodeNet(i)
 		if i == 1 {
 			o.RouterID = rtr4.Addr()
 		}
-		o.Neighbors = append(o.Neighbors, BirdNeighbor{Name: fmt.Sprintf("n%d", i), Address: node4.Addr(), ASN: LabNodeASN})
+		o.Neighbors = append(o.Neighbors, birdlab.BirdNeighbor{Name: fmt.Sprintf("n%d", i), Address: node4.Addr(), ASN: LabNodeASN})
 	}
 	return o
 }

@@ -1,4 +1,4 @@
-package testlab
+package birdlab
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/anyfront/anyfront/internal/testlab"
 )
 
 // Bounds for starting and asking BIRD.
@@ -26,6 +28,8 @@ const (
 	// birdStopWait is how long Close waits for BIRD to exit on SIGTERM
 	// before it kills it.
 	birdStopWait = 3 * time.Second
+	// birdLogTailLines of BIRD's log go into LogTail.
+	birdLogTailLines = 20
 )
 
 // Bird is one running BIRD 2 router, optionally inside a network namespace.
@@ -39,22 +43,22 @@ type Bird struct {
 
 	dir, logPath string
 	birdc        string
-	ns           *Netns
+	ns           *testlab.Netns
 
 	mu   sync.Mutex
-	proc *proc // nil after Close
+	proc *testlab.Proc // nil after Close
 }
 
 // NewBird writes o's configuration and starts BIRD in ns (nil: the current
 // namespace), in the foreground, returning once birdc gets an answer. The
 // caller must Close it. Errors wrap ErrNotInstalled when bird is missing and
 // carry the tail of BIRD's log when it fails to start.
-func NewBird(ns *Netns, o BirdOptions) (*Bird, error) {
-	bin, err := LookBinary("bird")
+func NewBird(ns *testlab.Netns, o BirdOptions) (*Bird, error) {
+	bin, err := testlab.LookBinary("bird")
 	if err != nil {
 		return nil, err
 	}
-	birdc, err := LookBinary("birdc")
+	birdc, err := testlab.LookBinary("birdc")
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +98,7 @@ func NewBird(ns *Netns, o BirdOptions) (*Bird, error) {
 		}
 		path, args = cmd.Path, cmd.Args[1:]
 	}
-	p, err := startProc(path, args, logf)
+	p, err := testlab.StartProc(path, args, logf)
 	logf.Close() // the child has its own copy
 	if err != nil {
 		os.RemoveAll(dir)
@@ -111,13 +115,13 @@ func NewBird(ns *Netns, o BirdOptions) (*Bird, error) {
 
 // StartBird starts a lab router for a test (see NewBird), failing the test
 // when it cannot, and stops it and removes its files when the test ends.
-func StartBird(t testing.TB, ns *Netns, o BirdOptions) *Bird {
+func StartBird(t testing.TB, ns *testlab.Netns, o BirdOptions) *Bird {
 	t.Helper()
-	SkipShort(t, "bird")
+	testlab.SkipShort(t, "bird")
 	b, err := NewBird(ns, o)
 	if err != nil {
-		if errors.Is(err, ErrNotInstalled) {
-			skipMissing(t, err)
+		if errors.Is(err, testlab.ErrNotInstalled) {
+			testlab.SkipMissing(t, err)
 		}
 		t.Fatalf("start bird: %v", err)
 	}
@@ -134,8 +138,8 @@ func (b *Bird) waitReady() error {
 	deadline := time.Now().Add(birdReadyTimeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		if b.proc.exited() {
-			return fmt.Errorf("exited during start: %v", b.proc.err)
+		if b.proc.Exited() {
+			return fmt.Errorf("exited during start: %v", b.proc.Err())
 		}
 		if _, lastErr = b.Birdc("show", "status"); lastErr == nil {
 			return nil
@@ -279,6 +283,16 @@ func (b *Bird) Reconfigure(o BirdOptions) error {
 	return nil
 }
 
+// PID returns BIRD's process ID, or 0 once it has exited or been closed.
+func (b *Bird) PID() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc == nil || b.proc.Exited() {
+		return 0
+	}
+	return b.proc.PID()
+}
+
 // LogTail returns the last lines of BIRD's log.
 func (b *Bird) LogTail() string {
 	data, err := os.ReadFile(b.logPath)
@@ -286,7 +300,7 @@ func (b *Bird) LogTail() string {
 		return fmt.Sprintf("(cannot read %s: %v)", b.logPath, err)
 	}
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-logTailLines):], "\n")
+	return strings.Join(lines[max(0, len(lines)-birdLogTailLines):], "\n")
 }
 
 // Close stops BIRD by PID (SIGTERM, then SIGKILL) and removes its files.
@@ -296,13 +310,13 @@ func (b *Bird) Close() {
 	b.proc = nil
 	b.mu.Unlock()
 	if p != nil {
-		if err := p.signal(syscall.SIGTERM); err == nil || !errors.Is(err, errExited) {
+		if err := p.Signal(syscall.SIGTERM); err == nil || !errors.Is(err, testlab.ErrExited) {
 			select {
-			case <-p.done:
+			case <-p.Done():
 			case <-time.After(birdStopWait):
 			}
 		}
-		p.kill()
+		p.Kill()
 	}
 	os.RemoveAll(b.dir)
 }

@@ -1,4 +1,4 @@
-package testlab
+package birdlab
 
 import (
 	"bufio"
@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/anyfront/anyfront/internal/testlab"
 )
 
 // NetstatCounters returns the kernel's protocol counters of the namespace
@@ -16,7 +18,7 @@ import (
 // "TcpExt.TCPMinTTLDrop". A BGP lab reads them to see why a session does
 // not come up: a segment dropped for a bad TCP-MD5 signature or a low TTL
 // leaves no other trace, neither side logs it.
-func NetstatCounters(ns *Netns) (map[string]uint64, error) {
+func NetstatCounters(ns *testlab.Netns) (map[string]uint64, error) {
 	var out bytes.Buffer
 	for _, f := range []string{"/proc/net/netstat", "/proc/net/snmp"} {
 		var data []byte

@@ -1,22 +1,24 @@
-package testlab
+package anycastlab
 
 import (
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/anyfront/anyfront/internal/testlab/birdlab"
 )
 
 // What the lab's router sees, from BIRD and from its kernel.
 
 // Routes returns BIRD's routes for the VIPs (all of them, not only the
 // best), each from the node named by its Protocol.
-func (l *Lab) Routes() ([]BirdRoute, error) {
+func (l *Lab) Routes() ([]birdlab.BirdRoute, error) {
 	rs, err := l.Bird.Routes()
 	if err != nil {
 		return nil, err
 	}
-	var out []BirdRoute
+	var out []birdlab.BirdRoute
 	for _, r := range rs {
 		if a := r.Prefix.Addr(); a == LabVIP4 || a == LabVIP6 {
 			out = append(out, r)
@@ -26,12 +28,12 @@ func (l *Lab) Routes() ([]BirdRoute, error) {
 }
 
 // NodeRoutes returns, per node name, the VIP routes BIRD has from it.
-func (l *Lab) NodeRoutes() (map[string][]BirdRoute, error) {
+func (l *Lab) NodeRoutes() (map[string][]birdlab.BirdRoute, error) {
 	rs, err := l.Routes()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string][]BirdRoute{}
+	out := map[string][]birdlab.BirdRoute{}
 	for _, r := range rs {
 		out[r.Protocol] = append(out[r.Protocol], r)
 	}
@@ -42,7 +44,7 @@ func (l *Lab) NodeRoutes() (map[string][]BirdRoute, error) {
 // community, from every node.
 func (l *Lab) WaitRoutes(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	var last map[string][]BirdRoute
+	var last map[string][]birdlab.BirdRoute
 	var err error
 	for {
 		if last, err = l.NodeRoutes(); err == nil && l.allPlain(last) {
@@ -51,7 +53,7 @@ func (l *Lab) WaitRoutes(timeout time.Duration) error {
 		}
 		for _, n := range l.Nodes {
 			if n.exited() {
-				return fmt.Errorf("anyfront on %s exited: %v\n%s", n.Name, n.proc.err, n.LogTail(20))
+				return fmt.Errorf("anyfront on %s exited: %v\n%s", n.Name, n.proc.Err(), n.LogTail(20))
 			}
 		}
 		if time.Now().After(deadline) {
@@ -61,7 +63,7 @@ func (l *Lab) WaitRoutes(timeout time.Duration) error {
 	}
 }
 
-func (l *Lab) allPlain(byNode map[string][]BirdRoute) bool {
+func (l *Lab) allPlain(byNode map[string][]birdlab.BirdRoute) bool {
 	for _, n := range l.Nodes {
 		rs := byNode[n.Name]
 		if len(rs) != 2 {

@@ -1,4 +1,4 @@
-package testlab
+package faultlab
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/internal/testlab"
 	"github.com/miekg/dns"
 )
 
@@ -40,7 +41,7 @@ func blast(t *testing.T, addrs []netip.AddrPort, n int, tag string) int {
 	defer tick.Stop()
 	for i := range n {
 		<-tick.C
-		q := new(dns.Msg).SetQuestion(fmt.Sprintf("%s-%d.%s", tag, i, RandZone), dns.TypeA)
+		q := new(dns.Msg).SetQuestion(fmt.Sprintf("%s-%d.%s", tag, i, testlab.RandZone), dns.TypeA)
 		b, err := q.Pack()
 		if err != nil {
 			t.Fatal(err)

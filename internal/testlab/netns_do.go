@@ -97,7 +97,8 @@ func (n *Netns) Sysctl(key, value string) error {
 	})
 }
 
-// IP runs `ip -n NAME args...` and returns its output.
+// IP runs `ip -n NAME args...` and returns its output; on a nil Netns,
+// `ip args...` in the caller's own namespace.
 func (n *Netns) IP(args ...string) (string, error) {
 	out, err := ip(n, args...)
 	return string(out), err

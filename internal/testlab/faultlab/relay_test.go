@@ -1,4 +1,4 @@
-package testlab
+package faultlab
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/internal/testlab"
 	"github.com/miekg/dns"
 )
 
@@ -13,7 +14,7 @@ import (
 func relayRTT(t *testing.T, netw string, addr netip.AddrPort, name string) (time.Duration, error) {
 	t.Helper()
 	c := &dns.Client{Net: netw, Timeout: time.Second}
-	q := new(dns.Msg).SetQuestion(name+"."+RandZone, dns.TypeA)
+	q := new(dns.Msg).SetQuestion(name+"."+testlab.RandZone, dns.TypeA)
 	start := time.Now()
 	r, _, err := c.Exchange(q, addr.String())
 	if err == nil && r.Rcode != dns.RcodeSuccess {
@@ -23,7 +24,7 @@ func relayRTT(t *testing.T, netw string, addr netip.AddrPort, name string) (time
 }
 
 func TestRelayDelaysAnswers(t *testing.T) {
-	u := StartUnbound(t, UnboundOptions{})
+	u := testlab.StartUnbound(t, testlab.UnboundOptions{})
 	const delay = 100 * time.Millisecond
 	r := StartRelay(t, RelayOptions{Backend: u.Addr, Delay: delay})
 	for _, netw := range []string{"udp", "tcp"} {
@@ -55,7 +56,7 @@ func TestRelayDelaysAnswers(t *testing.T) {
 }
 
 func TestRelayDropsItsShare(t *testing.T) {
-	u := StartUnbound(t, UnboundOptions{})
+	u := testlab.StartUnbound(t, testlab.UnboundOptions{})
 	r := StartRelay(t, RelayOptions{Backend: u.Addr, DropPercent: 30})
 	const n = 1000
 	lost := blast(t, []netip.AddrPort{r.Addr()}, n, "drop30")

@@ -1,0 +1,10 @@
+package anycastlab
+
+import (
+	"os"
+	"testing"
+
+	"github.com/anyfront/anyfront/internal/testlab"
+)
+
+func TestMain(m *testing.M) { os.Exit(testlab.RunChildChecked(m, "anycastlab")) }
