@@ -9,14 +9,18 @@ import (
 	"strconv"
 )
 
-// ui holds the dashboard: one page, its stylesheet and its script. They
+// ui holds the dashboard: one page, its stylesheet and its scripts. They
 // are inlined into a single document when the package loads, so the page
 // needs nothing from outside (it works on an isolated management network)
 // and its Content-Security-Policy can allow exactly that script and that
 // style by hash, and nothing else.
 //
-//go:embed ui/index.html ui/dashboard.css ui/dashboard.js
+//go:embed ui/index.html ui/dashboard.css ui/chart.js ui/fleet.js ui/dashboard.js
 var ui embed.FS
+
+// dashboardScripts are joined, in this order, into the page's one inline
+// script (one hash in the policy): each defines what the next ones use.
+var dashboardScripts = []string{"ui/chart.js", "ui/fleet.js", "ui/dashboard.js"}
 
 // dashboardHTML and dashboardCSP are the page as served and its policy.
 var dashboardHTML, dashboardCSP = buildDashboard()
@@ -33,7 +37,12 @@ func buildDashboard() ([]byte, string) {
 		}
 		return b
 	}
-	page, css, js := read("ui/index.html"), read("ui/dashboard.css"), read("ui/dashboard.js")
+	page, css := read("ui/index.html"), read("ui/dashboard.css")
+	var parts [][]byte
+	for _, name := range dashboardScripts {
+		parts = append(parts, read(name))
+	}
+	js := bytes.Join(parts, []byte("\n"))
 	for _, ph := range []string{"/*STYLE*/", "/*SCRIPT*/"} {
 		if bytes.Count(page, []byte(ph)) != 1 {
 			panic("admin: dashboard page must hold " + ph + " exactly once")

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,10 +24,10 @@ import (
 )
 
 // TestPrometheus runs Debian's Prometheus against two real nodes, scraping
-// with each node's read token, checks the alert rules with promtool, and
+// with each node's read token, and (as root) a third with XDP attached in
+// generic mode in the XDP lab; checks the alert rules with promtool; and
 // evaluates every query of the Grafana dashboard against it: each must
-// return data. XDP panels need a program attached in a namespace, which
-// this Prometheus cannot reach; TestFleetQueriesExist checks their series.
+// return data, and an XDP panel's a rate above zero.
 func TestPrometheus(t *testing.T) {
 	testlab.RequireBinary(t, "unbound")
 	testlab.RequireBinary(t, "prometheus")
@@ -71,6 +73,13 @@ bgp:
 			return b["r1"].Health == "up" && b["r2"].Health == "up"
 		})
 	}
+	// The XDP panels' node: passed and blocklisted queries move its
+	// verdict counters.
+	var xn *promXDPNode
+	xdpSkip := promXDPSkip()
+	if xdpSkip == "" {
+		xn = startPromXDPNode(t)
+	}
 	// An operator drain, for the drained-backends panel.
 	if code, body := nodes[0].post("/api/v1/backends/r2/drain", nodes[0].token); code != 200 {
 		t.Fatalf("drain r2: %d %s", code, body)
@@ -87,6 +96,16 @@ bgp:
     static_configs: [{targets: [%q]}]
     relabel_configs: [{target_label: job, replacement: anyfront}]
 `, i, n.readTokenFile, strings.TrimPrefix(n.admin, "http://"))
+	}
+	targets := len(nodes)
+	if xn != nil {
+		fmt.Fprintf(&jobs, `  - job_name: anyfront-xdp
+    scrape_interval: 1s
+    authorization: {type: Bearer, credentials_file: %q}
+    static_configs: [{targets: [%q]}]
+    relabel_configs: [{target_label: job, replacement: anyfront}]
+`, xn.tokenFile, xn.target)
+		targets++
 	}
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte("global: {scrape_interval: 1s, evaluation_interval: 1s}\nrule_files: ["+
@@ -115,10 +134,11 @@ bgp:
 			t.Logf("prometheus logs:\n%s", logs.String())
 		}
 	})
-	query := func(q string) (int, error) {
+	// query returns the value of each series q's instant vector has.
+	query := func(q string) ([]float64, error) {
 		res, err := http.Get(prom + "/api/v1/query?query=" + url.QueryEscape(q))
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		defer res.Body.Close()
 		raw, _ := io.ReadAll(res.Body)
@@ -126,20 +146,31 @@ bgp:
 			Status string `json:"status"`
 			Error  string `json:"error"`
 			Data   struct {
-				Result []json.RawMessage `json:"result"`
+				Result []struct {
+					Value [2]any `json:"value"` // [time, "value"]
+				} `json:"result"`
 			} `json:"data"`
 		}
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return 0, fmt.Errorf("%v: %s", err, raw)
+			return nil, fmt.Errorf("%v: %s", err, raw)
 		}
 		if v.Status != "success" {
-			return 0, fmt.Errorf("%s", v.Error)
+			return nil, fmt.Errorf("%s", v.Error)
 		}
-		return len(v.Data.Result), nil
+		out := make([]float64, 0, len(v.Data.Result))
+		for _, r := range v.Data.Result {
+			s, _ := r.Value[1].(string)
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return nil, fmt.Errorf("value %v: %v", r.Value[1], err)
+			}
+			out = append(out, f)
+		}
+		return out, nil
 	}
-	nodes[0].waitFor("Prometheus to scrape both nodes with the read token", 30*time.Second, func() bool {
-		n, err := query(`up{job="anyfront"} == 1`)
-		return err == nil && n == 2
+	nodes[0].waitFor(fmt.Sprintf("Prometheus to scrape all %d nodes", targets), 30*time.Second, func() bool {
+		up, err := query(`up{job="anyfront"} == 1`)
+		return err == nil && len(up) == targets
 	})
 
 	// Traffic on both nodes: answers, cache hits, and SERVFAIL from the
@@ -159,12 +190,15 @@ bgp:
 				sendResponseShaped(t, n.dns)
 			}
 		}
+		if xn != nil {
+			xn.send()
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 
 	t.Run("the site variable picks that site's node", func(t *testing.T) {
-		if n, err := query(`anyfront_build_info{job="anyfront",site="ams1",node="ams1-n1"}`); err != nil || n != 1 {
-			t.Errorf("%d series for site ams1, %v", n, err)
+		if got, err := query(`anyfront_build_info{job="anyfront",site="ams1",node="ams1-n1"}`); err != nil || len(got) != 1 {
+			t.Errorf("%d series for site ams1, %v", len(got), err)
 		}
 	})
 
@@ -175,23 +209,30 @@ bgp:
 		if m := labelValues.FindStringSubmatch(q); m != nil {
 			q = m[1] // a variable: its series must exist
 		}
-		if strings.Contains(q, "anyfront_xdp_") {
-			t.Logf("not evaluated here (needs XDP attached): %s", e)
-			continue
+		// An XDP panel's query must show the traffic: a rate above zero.
+		xdp := strings.Contains(q, "anyfront_xdp_")
+		ok := func(got []float64) bool {
+			if !xdp {
+				return len(got) > 0
+			}
+			return slices.ContainsFunc(got, func(v float64) bool { return v > 0 })
 		}
 		t.Run(e, func(t *testing.T) {
-			var got int
+			if xdp && xn == nil {
+				t.Skip("not evaluated (needs XDP attached): " + xdpSkip)
+			}
+			var got []float64
 			var qerr error
 			deadline := time.Now().Add(15 * time.Second)
 			for {
 				got, qerr = query(q)
-				if (qerr == nil && got > 0) || time.Now().After(deadline) {
+				if (qerr == nil && ok(got)) || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(250 * time.Millisecond)
 			}
-			if qerr != nil || got == 0 {
-				t.Errorf("%s: %d series, %v", q, got, qerr)
+			if qerr != nil || !ok(got) {
+				t.Errorf("%s: %v, %v", q, got, qerr)
 			}
 		})
 	}

@@ -4,9 +4,7 @@
 // reasons come from the config and the network.
 (function () {
   const $ = (id) => document.getElementById(id);
-  // The SVG namespace, taken from the page's own charts: the page holds
-  // no URL at all.
-  const SVGNS = $("c-transport").namespaceURI;
+  const {fmt, chart, legend} = anyfrontChart;
   const MAX_SAMPLES = 3600;
 
   let samples = [];      // oldest first, from /api/v1/stats
@@ -15,9 +13,6 @@
   let token = null;      // the admin token: memory only, never stored
   let pending = null;    // {what, run} waiting for a token
   let pendingSet = null; // where the token typed in goes (default: token)
-  // Each fleet node's operate token, typed in when its button is first
-  // pressed: memory only, like token, and never sent to another node.
-  const fleetTokens = {};
   let xdpOn = false;
 
   const TRANSPORT_COLORS = {udp: "#4aa3ff", tcp: "#b37feb", dot: "#36cfc9", doh: "#f5a623", doq: "#2ecc71"};
@@ -28,19 +23,6 @@
 
   function color(map, key, i) { return map[key] || SPARE[i % SPARE.length]; }
 
-  // fmt formats a rate or count for a big tile or a legend.
-  function fmt(v) {
-    if (v == null || !isFinite(v)) return "–";
-    if (v === 0) return "0";
-    const a = Math.abs(v);
-    if (a >= 1e6) return (v / 1e6).toFixed(2) + "M";
-    if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
-    if (a >= 100) return v.toFixed(0);
-    if (a >= 10) return v.toFixed(1);
-    return v.toFixed(2);
-  }
-  // trimZeros turns an axis label "2.50" into "2.5" and "0.00" into "0".
-  function trimZeros(s) { return /^[0-9.]+$/.test(s) && s.includes(".") ? s.replace(/\.?0+$/, "") : s; }
   function pct(v) { return v == null ? "–" : (v * 100 >= 10 ? (v * 100).toFixed(1) : (v * 100).toFixed(2)); }
 
   function setTile(id, text, unit, cls) {
@@ -52,77 +34,6 @@
       el.appendChild(s);
     }
     el.className = "v" + (cls ? " " + cls : "");
-  }
-
-  // niceMax rounds a chart's top up to 1, 2 or 5 times a power of ten.
-  function niceMax(v) {
-    if (!(v > 0)) return 1;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
-    return 10 * p;
-  }
-
-  function el(name, attrs, parent) {
-    const e = document.createElementNS(SVGNS, name);
-    for (const k in attrs) e.setAttribute(k, attrs[k]);
-    if (parent) parent.appendChild(e);
-    return e;
-  }
-
-  // chart draws series [{name, color, pts: [[t, v|null]...]}] into svg,
-  // over the window ending at now; null values break the line.
-  function chart(svg, series, now, opts) {
-    const w = svg.clientWidth || 600, h = svg.clientHeight || 190;
-    const padL = 48, padR = 8, padT = 8, padB = 20;
-    while (svg.firstChild) svg.removeChild(svg.firstChild);
-    svg.setAttribute("viewBox", "0 0 " + w + " " + h);
-    const t0 = now - windowSec;
-    let max = opts.max || 0;
-    if (!opts.max) for (const s of series) for (const p of s.pts) if (p[0] >= t0 && p[1] > max) max = p[1];
-    max = opts.max || niceMax(max);
-    const x = (t) => padL + (w - padL - padR) * (t - t0) / windowSec;
-    const y = (v) => padT + (h - padT - padB) * (1 - v / max);
-    for (let i = 0; i <= 4; i++) {
-      const v = max * i / 4, yy = y(v);
-      el("line", {x1: padL, x2: w - padR, y1: yy, y2: yy, class: "grid"}, svg);
-      el("text", {x: padL - 6, y: yy + 4, "text-anchor": "end", class: "axis"}, svg).textContent =
-        opts.fmt ? opts.fmt(v) : trimZeros(fmt(v));
-    }
-    const ticks = windowSec <= 300 ? 60 : windowSec <= 900 ? 180 : 600;
-    for (let ago = 0; ago <= windowSec; ago += ticks) {
-      const xx = x(now - ago);
-      el("text", {x: xx, y: h - 5, "text-anchor": ago === 0 ? "end" : ago === windowSec ? "start" : "middle", class: "axis"}, svg)
-        .textContent = ago === 0 ? "now" : "-" + (ago >= 60 ? ago / 60 + "m" : ago + "s");
-    }
-    for (const s of series) {
-      let d = "", pen = false, prevT = 0;
-      for (const p of s.pts) {
-        if (p[0] < t0) continue;
-        // A missing second (sampler paused) breaks the line too.
-        if (p[1] == null || (pen && p[0] - prevT > 3)) { pen = false; if (p[1] == null) continue; }
-        d += (pen ? "L" : "M") + x(p[0]).toFixed(1) + " " + y(Math.min(p[1], max)).toFixed(1);
-        pen = true;
-        prevT = p[0];
-      }
-      if (d) el("path", {d: d, class: "line", stroke: s.color}, svg);
-    }
-  }
-
-  function legend(div, series, fmtv) {
-    div.textContent = "";
-    for (const s of series) {
-      const span = document.createElement("span");
-      const sw = document.createElement("i");
-      sw.className = "sw";
-      sw.style.background = s.color;
-      span.appendChild(sw);
-      span.appendChild(document.createTextNode(s.name));
-      const b = document.createElement("b");
-      const last = s.pts.length ? s.pts[s.pts.length - 1][1] : null;
-      b.textContent = fmtv(last);
-      span.appendChild(b);
-      div.appendChild(span);
-    }
   }
 
   // keyed builds one series per key found in field over the window.
@@ -147,7 +58,7 @@
     const tr = keyed("transport", TRANSPORT_COLORS);
     if (!tr.length) tr.push({name: "udp", color: TRANSPORT_COLORS.udp, pts: samples.map((s) => [s.t, s.qps])});
     legend($("l-transport"), tr, fmt);
-    chart($("c-transport"), tr, now, {});
+    chart($("c-transport"), tr, now, windowSec, {});
     const rc = keyed("rcode", RCODE_COLORS);
     // Cache hits carry no rcode in the counters; shown beside the rcodes,
     // the lines add up to the answers sent.
@@ -156,26 +67,26 @@
         pts: samples.map((s) => [s.t, s.cache ? (s.cache.hit || 0) + (s.cache.stale || 0) : 0])});
     }
     legend($("l-rcode"), rc, fmt);
-    chart($("c-rcode"), rc, now, {});
+    chart($("c-rcode"), rc, now, windowSec, {});
     const lat = [
       {name: "p50", color: "#4aa3ff", pts: samples.map((s) => [s.t, s.p50_ms])},
       {name: "p99", color: "#f5a623", pts: samples.map((s) => [s.t, s.p99_ms])},
     ];
     legend($("l-latency"), lat, (v) => v == null ? "–" : fmt(v) + " ms");
-    chart($("c-latency"), lat, now, {});
+    chart($("c-latency"), lat, now, windowSec, {});
     const ratio = [
       {name: "cache hit", color: "#36cfc9", pts: samples.map((s) => [s.t, s.cache_hit_ratio == null ? null : s.cache_hit_ratio * 100])},
       {name: "SERVFAIL", color: "#ff4d4f", pts: samples.map((s) => [s.t, s.servfail_ratio == null ? null : s.servfail_ratio * 100])},
     ];
     legend($("l-ratio"), ratio, (v) => v == null ? "–" : v.toFixed(v >= 10 ? 1 : 2) + " %");
-    chart($("c-ratio"), ratio, now, {max: 100, fmt: (v) => v.toFixed(0)});
+    chart($("c-ratio"), ratio, now, windowSec, {max: 100, fmt: (v) => v.toFixed(0)});
 
     $("xdp-off").hidden = xdpOn;
     $("c-xdp").hidden = !xdpOn;
     if (xdpOn) {
       const xs = keyed("xdp", XDP_COLORS);
       legend($("l-xdp"), xs, fmt);
-      chart($("c-xdp"), xs, now, {});
+      chart($("c-xdp"), xs, now, windowSec, {});
     } else {
       $("l-xdp").textContent = "";
     }
@@ -259,7 +170,7 @@
     else if (node.drained) { badge.textContent = "NODE DRAINED"; badge.className = "badge warn"; }
     else { badge.textContent = "SERVING"; badge.className = "badge up"; }
     $("node-note").textContent = node.note || "";
-    fleetOn = !!node.fleet;
+    fleet.on = !!node.fleet;
     $("node-id").textContent = (node.name || "") + (node.site ? " · " + node.site : "") +
       (node.version ? " · " + node.version : "");
   }
@@ -417,91 +328,13 @@
   // too: a node with tokens configured answers no read without one.
   function authHeaders() { return token ? {"Authorization": "Bearer " + token} : {}; }
 
+  // The fleet panel (fleet.js), shown once GET api/v1/node says
+  // admin.fleet_file is set.
+  const fleet = anyfrontFleet({$, td, button, setPill, fmt, askToken, message, authHeaders});
+
   // getJSON reads path; a 401 asks for a token (the read token will do)
   // and polls again once it is given. optional paths answer their error
   // body instead of failing the whole poll.
-  // fleetMutate drains or undrains another node through this one
-  // (POST api/v1/fleet/NODE/VERB), with that node's own token.
-  function fleetMutate(name, verb) {
-    const what = verb + " node " + name;
-    const tok = fleetTokens[name];
-    if (!tok) {
-      askToken(what + " (that node's operate token)", () => fleetMutate(name, verb), (v) => { fleetTokens[name] = v; });
-      return;
-    }
-    fetch("api/v1/fleet/" + encodeURIComponent(name) + "/" + verb,
-      {method: "POST", headers: {"Authorization": "Bearer " + tok}, cache: "no-store"})
-      .then((res) => res.json().catch(() => ({})).then((body) => ({res, body})))
-      .then(({res, body}) => {
-        if (res.ok) message(what + ": done" + (body.changed === false ? " (no change)" : ""), true);
-        else {
-          if (res.status === 401 || res.status === 403) delete fleetTokens[name];
-          message(what + " refused (" + res.status + "): " + (body.error || res.statusText), false);
-        }
-        pollFleet();
-      })
-      .catch((e) => message(what + " failed: " + e.message, false));
-  }
-
-  let fleetKey = "";
-  function drawFleet(nodes) {
-    const table = $("fleet");
-    const key = nodes.map((n) => n.name).join("\n");
-    if (key !== fleetKey) {
-      const body = document.createElement("tbody");
-      for (const n of nodes) {
-        const tr = document.createElement("tr");
-        tr.dataset.node = n.name;
-        for (const cls of ["name", "site", "serving", "drained", "num prefixes", "num backends", "num qps", "num servfail", "version", "act"]) td(tr, "", cls);
-        tr.lastChild.appendChild(button("drain", "drain warn", () => fleetMutate(n.name, "drain")));
-        tr.lastChild.appendChild(button("undrain", "undrain", () => fleetMutate(n.name, "undrain")));
-        body.appendChild(tr);
-      }
-      table.replaceChild(body, table.tBodies[0]);
-      fleetKey = key;
-    }
-    nodes.forEach((n, i) => {
-      const c = table.tBodies[0].rows[i].cells;
-      c[0].textContent = n.name;
-      if (n.error) {
-        setPill(c[2], "unreachable", "down");
-        c[1].textContent = "";
-        for (let k = 3; k < 9; k++) c[k].textContent = k === 8 ? n.error : "–";
-        return;
-      }
-      c[1].textContent = n.site || "–";
-      setPill(c[2], n.serving ? "yes" : "no", n.serving ? "up" : "down");
-      setPill(c[3], n.drained ? "yes" : "no", n.drained ? "warn" : "idle");
-      c[4].textContent = n.prefixes_announced + "/" + n.prefixes_configured;
-      c[5].textContent = n.backends_usable + "/" + n.backends_total;
-      c[6].textContent = fmt(n.qps);
-      c[7].textContent = n.servfail_pct == null ? "–" : n.servfail_pct.toFixed(2);
-      c[8].textContent = n.version || "";
-    });
-  }
-
-  // pollFleet reads the fleet rows every few seconds (each asks every
-  // node); a node without admin.fleet_file answers 404 and the panel
-  // stays hidden.
-  let fleetPolling = false;
-  let fleetOn = false;   // GET api/v1/node says admin.fleet_file is set
-  async function pollFleet() {
-    if (fleetPolling || !fleetOn) return;
-    fleetPolling = true;
-    try {
-      const res = await fetch("api/v1/fleet", {cache: "no-store", headers: authHeaders()});
-      if (res.ok) {
-        const body = await res.json();
-        $("fleet-panel").hidden = false;
-        drawFleet(body.nodes || []);
-      }
-    } catch (e) {
-      // The main poll reports an unreachable API.
-    } finally {
-      fleetPolling = false;
-    }
-  }
-
   async function getJSON(path, optional) {
     const res = await fetch(path, {cache: "no-store", headers: authHeaders()});
     if (res.status === 401) {
@@ -530,9 +363,9 @@
       if (samples.length > MAX_SAMPLES) samples = samples.slice(samples.length - MAX_SAMPLES);
       drawStats();
       drawBackends(backends);
-      const firstFleet = !fleetOn && node.fleet;
+      const firstFleet = !fleet.on && node.fleet;
       drawNode(node);
-      if (firstFleet) pollFleet();
+      if (firstFleet) fleet.poll();
       drawBGP(bgp);
       drawTop(top);
       conn.className = "conn";
@@ -548,6 +381,6 @@
   $("host").textContent = location.host;
   poll();
   setInterval(poll, 1000);
-  setInterval(pollFleet, 3000);
+  setInterval(fleet.poll, 3000);
   window.addEventListener("resize", drawStats);
 })();
