@@ -89,7 +89,9 @@ func (c *conn) onRequest(h *headerBlock) error {
 			c.resetStream(id, http2.ErrCodeStreamClosed)
 			return nil
 		}
-		return http2.ConnectionError(http2.ErrCodeStreamClosed)
+		// A closed stream or one never opened below the highest: the
+		// two are not told apart (RFC 9113 5.1.1).
+		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.lastID = id
 	c.mu.Lock()
@@ -346,6 +348,7 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 func (c *conn) resetLocked(r *Request, code http2.ErrCode) {
 	c.queue = append(c.queue, wop{kind: opReset, id: r.id, code: code})
 	c.dropLocked(r)
+	c.kick()
 }
 
 // dropLocked forgets a stream: its answer, now or later, is dropped.
@@ -358,6 +361,7 @@ func (c *conn) dropLocked(r *Request) {
 	c.finishLocked(r)
 	if r.blocked {
 		c.unblockLocked() // the writer drops it
+		c.kick()
 	}
 }
 
