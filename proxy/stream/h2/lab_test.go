@@ -70,7 +70,9 @@ type lab struct {
 	srv  *Server
 	addr string
 	pool *x509.CertPool
-	errs chan error
+	// caFile is the certificate's PEM file, for curl and kdig.
+	caFile string
+	errs   chan error
 }
 
 func startLab(t testing.TB, cfg Config, h Handler) *lab {
@@ -88,7 +90,7 @@ func startLab(t testing.TB, cfg Config, h Handler) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lab{srv: srv, addr: ln.Addr().String(), pool: cert.Pool, errs: make(chan error, 100)}
+	l := &lab{srv: srv, addr: ln.Addr().String(), pool: cert.Pool, caFile: cert.CertFile, errs: make(chan error, 100)}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	tcfg := &tls.Config{Certificates: []tls.Certificate{kp}, NextProtos: []string{"h2"}}
