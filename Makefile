@@ -111,9 +111,9 @@ generate:
 # executions take 0.5-4 s per target.
 FUZZTIME ?= 60s
 FUZZSHORT ?= 10000x
-FUZZTARGETS := ./proxy/dnswire:FuzzParseQuery ./proxy:FuzzMatchResponse ./proxy:FuzzCache \
-	./proxy:FuzzRuleMatch ./proxy:FuzzTCPReader ./proxy:FuzzECS ./proxy:FuzzXDPAgreesWithParser \
-	./config:FuzzParse ./ebpf:FuzzAnswerCache
+FUZZTARGETS := ./proxy/dnswire:FuzzParseQuery ./proxy:FuzzMatchResponse ./proxy/pcache:FuzzCache \
+	./proxy/rules:FuzzRuleMatch ./proxy/stream:FuzzTCPReader ./proxy/pcache:FuzzECS ./ebpf:FuzzXDPAgreesWithParser \
+	./proxy/stream/h2:FuzzServeConn ./config:FuzzParse ./ebpf:FuzzAnswerCache
 .PHONY: fuzz fuzz-short
 fuzz:
 	@set -e; for t in $(FUZZTARGETS); do \
