@@ -25,7 +25,7 @@ func TestBirdGTSM(t *testing.T) {
 	testlab.RequireRoot(t)
 	t.Run("on at both ends: established, route announced, TTL 255 both ways", func(t *testing.T) {
 		lan := secLabNet(1)
-		l := newSecLab(t, lan, lan.router(birdlab.BirdNeighbor{TTLSecurity: true}), lan.config("ttl_security: true"))
+		l := newSecLab(t, lan, lan.router(birdlab.Neighbor{TTLSecurity: true}), lan.config("ttl_security: true"))
 		if !strings.Contains(l.bird.ConfigText, "ttl security on;") {
 			t.Fatalf("BIRD runs without ttl security:\n%s", l.bird.ConfigText)
 		}
@@ -48,7 +48,7 @@ func TestBirdGTSM(t *testing.T) {
 	// then brought the session back only after 4m07s.
 	t.Run("on at anyfront only: BIRD's TTL-1 segments never reach GoBGP", func(t *testing.T) {
 		lan := secLabNet(2)
-		l := newSecLab(t, lan, lan.router(birdlab.BirdNeighbor{}), lan.config("ttl_security: true"))
+		l := newSecLab(t, lan, lan.router(birdlab.Neighbor{}), lan.config("ttl_security: true"))
 		l.waitRejected("BIRD sends with TTL 1", true, func() func() string {
 			return func() string {
 				bird, ours, _ := l.session()
@@ -70,7 +70,7 @@ func TestBirdGTSM(t *testing.T) {
 	// refuses new ones meanwhile.)
 	t.Run("on at BIRD only: BIRD's kernel drops our TTL-1 segments", func(t *testing.T) {
 		lan := secLabNet(3)
-		l := newSecLab(t, lan, lan.router(birdlab.BirdNeighbor{TTLSecurity: true}), lan.config(""))
+		l := newSecLab(t, lan, lan.router(birdlab.Neighbor{TTLSecurity: true}), lan.config(""))
 		l.waitRejected("anyfront sends with TTL 1", false, l.dropped(l.ns, "TCPMinTTLDrop"))
 	})
 }

@@ -48,9 +48,9 @@ func secLabNet(i int) secNet {
 }
 
 // router is the lab BIRD with one neighbour, us, with n's options.
-func (s secNet) router(n birdlab.BirdNeighbor) birdlab.BirdOptions {
+func (s secNet) router(n birdlab.Neighbor) birdlab.Options {
 	n.Name, n.Address, n.ASN = "anyfront", s.ours.Addr(), 65001
-	return birdlab.BirdOptions{RouterID: s.bird.Addr(), ASN: 65000, Neighbors: []birdlab.BirdNeighbor{n}}
+	return birdlab.Options{RouterID: s.bird.Addr(), ASN: 65000, Neighbors: []birdlab.Neighbor{n}}
 }
 
 // config is anyfront's config peering with BIRD, with peerOpts (YAML
@@ -82,13 +82,13 @@ type secLab struct {
 	lan    secNet
 	ns     *testlab.Netns
 	bird   *birdlab.Bird
-	router birdlab.BirdOptions
+	router birdlab.Options
 	c      *Controller
 }
 
 // newSecLab starts BIRD with router and the controller with yml, the
 // backend up, and stops both when the test ends.
-func newSecLab(t *testing.T, lan secNet, router birdlab.BirdOptions, yml string) *secLab {
+func newSecLab(t *testing.T, lan secNet, router birdlab.Options, yml string) *secLab {
 	t.Helper()
 	testlab.RequireRoot(t)
 	for _, b := range []string{"bird", "birdc", "ip", "cat"} {
@@ -96,7 +96,7 @@ func newSecLab(t *testing.T, lan secNet, router birdlab.BirdOptions, yml string)
 	}
 	l := &secLab{t: t, lan: lan, ns: testlab.NewNetns(t, "rtr"), router: router}
 	testlab.NewVeth(t, "v", nil, []netip.Prefix{lan.ours}, l.ns, []netip.Prefix{lan.bird})
-	l.bird = birdlab.StartBird(t, l.ns, router)
+	l.bird = birdlab.Start(t, l.ns, router)
 
 	cfg := parseConfig(t, yml)
 	store, err := state.New()
@@ -235,7 +235,7 @@ func (l *secLab) reload(yml string) {
 }
 
 // reconfigureBird changes our neighbour's options at BIRD (birdc configure).
-func (l *secLab) reconfigureBird(edit func(*birdlab.BirdNeighbor)) {
+func (l *secLab) reconfigureBird(edit func(*birdlab.Neighbor)) {
 	l.t.Helper()
 	edit(&l.router.Neighbors[0])
 	if err := l.bird.Reconfigure(l.router); err != nil {
@@ -258,7 +258,7 @@ func TestBirdTCPMD5(t *testing.T) {
 	writeSecret(t, pwFile, secret)
 	lan := secLabNet(0)
 	withPassword := lan.config("password_file: " + pwFile)
-	l := newSecLab(t, lan, lan.router(birdlab.BirdNeighbor{Password: secret}), withPassword)
+	l := newSecLab(t, lan, lan.router(birdlab.Neighbor{Password: secret}), withPassword)
 	if !strings.Contains(l.bird.ConfigText, `password "`+secret+`";`) {
 		t.Fatalf("BIRD runs without the password:\n%s", l.bird.ConfigText)
 	}
@@ -283,12 +283,12 @@ func TestBirdTCPMD5(t *testing.T) {
 	})
 	t.Run("wrong password at BIRD: the session drops and never comes back", func(t *testing.T) {
 		l.t = t
-		l.reconfigureBird(func(n *birdlab.BirdNeighbor) { n.Password = wrong })
+		l.reconfigureBird(func(n *birdlab.Neighbor) { n.Password = wrong })
 		l.waitRejected("BIRD expects another key", true, badKey)
 	})
 	t.Run("right password again at BIRD: established", func(t *testing.T) {
 		l.t = t
-		l.reconfigureBird(func(n *birdlab.BirdNeighbor) { n.Password = secret })
+		l.reconfigureBird(func(n *birdlab.Neighbor) { n.Password = secret })
 		l.waitEstablished("password restored at BIRD")
 	})
 	t.Run("no password_file at anyfront: BIRD's kernel drops the unsigned SYNs", func(t *testing.T) {

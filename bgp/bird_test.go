@@ -24,11 +24,11 @@ var (
 	ourAddr6  = netip.MustParsePrefix("2001:db8:100::2/64")
 )
 
-func e2eBird() birdlab.BirdOptions {
-	return birdlab.BirdOptions{
+func e2eBird() birdlab.Options {
+	return birdlab.Options{
 		RouterID:  birdAddr4.Addr(),
 		ASN:       65000,
-		Neighbors: []birdlab.BirdNeighbor{{Name: "anyfront", Address: ourAddr4.Addr(), ASN: 65001}},
+		Neighbors: []birdlab.Neighbor{{Name: "anyfront", Address: ourAddr4.Addr(), ASN: 65001}},
 	}
 }
 
@@ -52,7 +52,7 @@ bgp:
 // TestBirdConfigGolden pins the generated router config; refresh with
 // go test ./bgp -run BirdConfigGolden -update.
 func TestBirdConfigGolden(t *testing.T) {
-	got, err := birdlab.BirdConfig(e2eBird())
+	got, err := birdlab.Config(e2eBird())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,13 +80,13 @@ type birdLab struct {
 }
 
 // routes returns BIRD's best route per prefix.
-func (l *birdLab) routes() map[string]birdlab.BirdRoute {
+func (l *birdLab) routes() map[string]birdlab.Route {
 	l.t.Helper()
 	rs, err := l.bird.Routes()
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	out := map[string]birdlab.BirdRoute{}
+	out := map[string]birdlab.Route{}
 	for _, r := range rs {
 		if r.Primary {
 			out[r.Prefix.String()] = r
@@ -97,10 +97,10 @@ func (l *birdLab) routes() map[string]birdlab.BirdRoute {
 
 // waitFor polls BIRD until cond holds for its routes and returns how long
 // that took.
-func (l *birdLab) waitFor(what string, timeout time.Duration, cond func(map[string]birdlab.BirdRoute) bool) time.Duration {
+func (l *birdLab) waitFor(what string, timeout time.Duration, cond func(map[string]birdlab.Route) bool) time.Duration {
 	l.t.Helper()
 	start := time.Now()
-	var last map[string]birdlab.BirdRoute
+	var last map[string]birdlab.Route
 	for time.Since(start) < timeout {
 		if last = l.routes(); cond(last) {
 			return time.Since(start)
@@ -133,8 +133,8 @@ func (l *birdLab) setHealth(up bool, names ...string) {
 	}
 }
 
-func both(present bool, extra func(birdlab.BirdRoute) bool) func(map[string]birdlab.BirdRoute) bool {
-	return func(rs map[string]birdlab.BirdRoute) bool {
+func both(present bool, extra func(birdlab.Route) bool) func(map[string]birdlab.Route) bool {
+	return func(rs map[string]birdlab.Route) bool {
 		for _, p := range []string{v4, v6} {
 			r, ok := rs[p]
 			if ok != present || ok && extra != nil && !extra(r) {
@@ -154,7 +154,7 @@ func TestEndToEndWithBIRD(t *testing.T) {
 	}
 	ns := testlab.NewNetns(t, "rtr")
 	testlab.NewVeth(t, "v", nil, []netip.Prefix{ourAddr4, ourAddr6}, ns, []netip.Prefix{birdAddr4, birdAddr6})
-	l := &birdLab{t: t, bird: birdlab.StartBird(t, ns, e2eBird())}
+	l := &birdLab{t: t, bird: birdlab.Start(t, ns, e2eBird())}
 
 	cfg := parseConfig(t, e2eConfig)
 	var err error
@@ -179,7 +179,7 @@ func TestEndToEndWithBIRD(t *testing.T) {
 		}
 	})
 	withdrawBound := cfg.BGP.WithdrawAfter + time.Second
-	plain := func(r birdlab.BirdRoute) bool { return !r.HasCommunity(GracefulShutdown) }
+	plain := func(r birdlab.Route) bool { return !r.HasCommunity(GracefulShutdown) }
 
 	t.Run("both prefixes arrive with their next hops", func(t *testing.T) {
 		l.waitFor("routes announced", waitTimeout, both(true, plain))
@@ -221,7 +221,7 @@ func TestEndToEndWithBIRD(t *testing.T) {
 	t.Run("node drain: 65535:0, then withdrawn after grace; undrain: back without it", func(t *testing.T) {
 		start := time.Now()
 		l.store.SetNodeDrained(true)
-		l.waitFor("re-announced with 65535:0", waitTimeout, both(true, func(r birdlab.BirdRoute) bool { return r.HasCommunity(GracefulShutdown) }))
+		l.waitFor("re-announced with 65535:0", waitTimeout, both(true, func(r birdlab.Route) bool { return r.HasCommunity(GracefulShutdown) }))
 		l.waitFor("withdrawn after grace", cfg.BGP.Drain.Grace+waitTimeout, both(false, nil))
 		if d := time.Since(start); d < cfg.BGP.Drain.Grace {
 			t.Errorf("withdrawn %s after the drain, before the %s grace", d, cfg.BGP.Drain.Grace)
@@ -234,7 +234,7 @@ func TestEndToEndWithBIRD(t *testing.T) {
 		sctx, scancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer scancel()
 		go func() { done <- l.c.Shutdown(sctx) }()
-		l.waitFor("re-announced with 65535:0", waitTimeout, both(true, func(r birdlab.BirdRoute) bool { return r.HasCommunity(GracefulShutdown) }))
+		l.waitFor("re-announced with 65535:0", waitTimeout, both(true, func(r birdlab.Route) bool { return r.HasCommunity(GracefulShutdown) }))
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,7 @@ func TestDaemonBGP(t *testing.T) {
 	o := labBinaries(t)
 	o.Nodes, o.NoClient = 1, true
 	o.WithdrawAfter, o.DrainGrace = time.Second, bgpGrace
-	l := anycastlab.StartLab(t, o)
+	l := anycastlab.Start(t, o)
 	n := l.Node("n1")
 
 	t.Run("routes arrive with the node's next hops", func(t *testing.T) {
@@ -33,20 +33,20 @@ func TestDaemonBGP(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := map[netip.Prefix]netip.Addr{
-			netip.PrefixFrom(anycastlab.LabVIP4, 32):  n.Addr4,
-			netip.PrefixFrom(anycastlab.LabVIP6, 128): n.Addr6,
+			netip.PrefixFrom(anycastlab.VIP4, 32):  n.Addr4,
+			netip.PrefixFrom(anycastlab.VIP6, 128): n.Addr6,
 		}
 		if len(rs) != len(want) {
 			t.Fatalf("BIRD has %v, want one route per VIP", rs)
 		}
 		for _, r := range rs {
 			if nh, ok := want[r.Prefix]; !ok || len(r.NextHops) != 1 || r.NextHops[0] != nh ||
-				!slices.Equal(r.ASPath, []uint32{anycastlab.LabNodeASN}) || r.Protocol != "n1" || len(r.Communities) != 0 {
-				t.Errorf("route %s, want next hop %v, AS path [%d], no community", r, want[r.Prefix], anycastlab.LabNodeASN)
+				!slices.Equal(r.ASPath, []uint32{anycastlab.NodeASN}) || r.Protocol != "n1" || len(r.Communities) != 0 {
+				t.Errorf("route %s, want next hop %v, AS path [%d], no community", r, want[r.Prefix], anycastlab.NodeASN)
 			}
 		}
 		// The router's kernel forwards the VIPs to the node.
-		for vip, nh := range map[netip.Addr]netip.Addr{anycastlab.LabVIP4: n.Addr4, anycastlab.LabVIP6: n.Addr6} {
+		for vip, nh := range map[netip.Addr]netip.Addr{anycastlab.VIP4: n.Addr4, anycastlab.VIP6: n.Addr6} {
 			if kr, err := l.KernelRoute(vip); err != nil || !strings.Contains(kr, "via "+nh.String()) {
 				t.Errorf("router's kernel route for %s: %q %v, want via %s", vip, kr, err, nh)
 			}

@@ -29,12 +29,12 @@ const (
 	labWait       = 15 * time.Second
 )
 
-func labBinaries(t *testing.T) anycastlab.LabOptions {
+func labBinaries(t *testing.T) anycastlab.Options {
 	testlab.RequireRoot(t)
 	for _, b := range []string{"ip", "bird", "birdc", "unbound", "unbound-control"} {
 		testlab.RequireBinary(t, b)
 	}
-	return anycastlab.LabOptions{
+	return anycastlab.Options{
 		Anyfront:    filepath.Join(binDir, "anyfront"),
 		Anyfrontctl: filepath.Join(binDir, "anyfrontctl"),
 	}
@@ -42,10 +42,10 @@ func labBinaries(t *testing.T) anycastlab.LabOptions {
 
 // waitNodeRoutes polls BIRD until cond holds for the VIP routes it has
 // from node, and returns when it first held.
-func waitNodeRoutes(t *testing.T, l *anycastlab.Lab, node, what string, cond func([]birdlab.BirdRoute) bool) time.Time {
+func waitNodeRoutes(t *testing.T, l *anycastlab.Lab, node, what string, cond func([]birdlab.Route) bool) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(labWait)
-	var last []birdlab.BirdRoute
+	var last []birdlab.Route
 	for time.Now().Before(deadline) {
 		byNode, err := l.NodeRoutes()
 		if err != nil {
@@ -60,7 +60,7 @@ func waitNodeRoutes(t *testing.T, l *anycastlab.Lab, node, what string, cond fun
 	return time.Time{}
 }
 
-func bothDraining(rs []birdlab.BirdRoute) bool {
+func bothDraining(rs []birdlab.Route) bool {
 	if len(rs) != 2 {
 		return false
 	}
@@ -72,7 +72,7 @@ func bothDraining(rs []birdlab.BirdRoute) bool {
 	return true
 }
 
-func bothPlain(rs []birdlab.BirdRoute) bool {
+func bothPlain(rs []birdlab.Route) bool {
 	if len(rs) != 2 {
 		return false
 	}
@@ -84,7 +84,7 @@ func bothPlain(rs []birdlab.BirdRoute) bool {
 	return true
 }
 
-func none(rs []birdlab.BirdRoute) bool { return len(rs) == 0 }
+func none(rs []birdlab.Route) bool { return len(rs) == 0 }
 
 // waitTraffic waits until the stream has answers from every node in want,
 // sent after from.
@@ -112,10 +112,10 @@ func waitTraffic(t *testing.T, s *anycastlab.QueryStream, from time.Time, want .
 func TestLab(t *testing.T) {
 	o := labBinaries(t)
 	o.WithdrawAfter, o.DrainGrace = labWithdrawAfter, labGrace
-	l := anycastlab.StartLab(t, o)
+	l := anycastlab.Start(t, o)
 	n1 := l.Node("n1")
 
-	for _, vip := range []netip.Addr{anycastlab.LabVIP4, anycastlab.LabVIP6} {
+	for _, vip := range []netip.Addr{anycastlab.VIP4, anycastlab.VIP6} {
 		r, err := l.KernelRoute(vip)
 		if err != nil || strings.Count(r, "nexthop via") != 2 {
 			t.Fatalf("router's kernel route for %s is not ECMP over both nodes: %q %v", vip, r, err)
@@ -123,7 +123,7 @@ func TestLab(t *testing.T) {
 	}
 
 	s, err := anycastlab.StartQueryStream(l.Client, anycastlab.StreamOptions{
-		Targets: []netip.AddrPort{netip.AddrPortFrom(anycastlab.LabVIP4, 53), netip.AddrPortFrom(anycastlab.LabVIP6, 53)},
+		Targets: []netip.AddrPort{netip.AddrPortFrom(anycastlab.VIP4, 53), netip.AddrPortFrom(anycastlab.VIP6, 53)},
 		Sockets: 16, Rate: 200, Timeout: time.Second,
 	})
 	if err != nil {
@@ -140,7 +140,7 @@ func TestLab(t *testing.T) {
 		}
 		tComm := waitNodeRoutes(t, l, "n1", "n1's routes carry (65535,0) with local-pref 0", bothDraining)
 		// Local-pref 0 takes n1 out of the ECMP set at once.
-		for vip, nh := range map[netip.Addr]netip.Addr{anycastlab.LabVIP4: n1.Addr4, anycastlab.LabVIP6: n1.Addr6} {
+		for vip, nh := range map[netip.Addr]netip.Addr{anycastlab.VIP4: n1.Addr4, anycastlab.VIP6: n1.Addr6} {
 			if r, err := l.KernelRoute(vip); err != nil || strings.Contains(r, "via "+nh.String()+" ") || !strings.Contains(r, "via ") {
 				t.Errorf("router's kernel route for %s while n1 drains: %q %v, want only n2", vip, r, err)
 			}

@@ -15,9 +15,9 @@ import (
 // a missing program as RequireBinary does.
 func TestStartersSkipOrFail(t *testing.T) {
 	starters := map[string]func(testing.TB){
-		"StartUnbound": func(tb testing.TB) { testlab.StartUnbound(tb, testlab.UnboundOptions{}) },
-		"StartNamed":   func(tb testing.TB) { testlab.StartNamed(tb) },
-		"StartBird":    func(tb testing.TB) { birdlab.StartBird(tb, nil, birdlab.BirdOptions{}) },
+		"StartUnbound":  func(tb testing.TB) { testlab.StartUnbound(tb, testlab.UnboundOptions{}) },
+		"StartNamed":    func(tb testing.TB) { testlab.StartNamed(tb) },
+		"birdlab.Start": func(tb testing.TB) { birdlab.Start(tb, nil, birdlab.Options{}) },
 	}
 	for name, start := range starters {
 		t.Run(name+" under -short", func(t *testing.T) {
@@ -43,11 +43,11 @@ func TestStartersSkipOrFail(t *testing.T) {
 	t.Run("namespace helpers under -short", func(t *testing.T) {
 		testlab.SetShort(t, true)
 		for what, start := range map[string]func(testing.TB){
-			"NewNetns":       func(tb testing.TB) { testlab.NewNetns(tb, "x") },
-			"NewVeth":        func(tb testing.TB) { testlab.NewVeth(tb, "x", nil, nil, nil, nil) },
-			"NewXDPLab":      func(tb testing.TB) { testlab.NewXDPLab(tb) },
-			"StartLab":       func(tb testing.TB) { anycastlab.StartLab(tb, anycastlab.LabOptions{}) },
-			"StartLossyFarm": func(tb testing.TB) { faultlab.StartLossyFarm(tb, faultlab.LossyFarmOptions{}) },
+			"NewNetns":                func(tb testing.TB) { testlab.NewNetns(tb, "x") },
+			"NewVeth":                 func(tb testing.TB) { testlab.NewVeth(tb, "x", nil, nil, nil, nil) },
+			"NewXDPLab":               func(tb testing.TB) { testlab.NewXDPLab(tb) },
+			"anycastlab.Start":        func(tb testing.TB) { anycastlab.Start(tb, anycastlab.Options{}) },
+			"faultlab.StartLossyFarm": func(tb testing.TB) { faultlab.StartLossyFarm(tb, faultlab.LossyFarmOptions{}) },
 		} {
 			if o := testlab.RunOutcome(t, start); !o.Skipped || !strings.Contains(o.Msg, "-short") {
 				t.Errorf("%s: skipped %v, failed %v: %s", what, o.Skipped, o.Failed, o.Msg)

@@ -26,8 +26,8 @@ import (
 // http://NODE-ADDRESS:8053, and two unbound backends on its own
 // 127.0.0.1:5301 and :5302.
 var (
-	LabVIP4 = netip.MustParseAddr("192.0.2.53")
-	LabVIP6 = netip.MustParseAddr("2001:db8:53::53")
+	VIP4 = netip.MustParseAddr("192.0.2.53")
+	VIP6 = netip.MustParseAddr("2001:db8:53::53")
 
 	labClient4 = netip.MustParsePrefix("203.0.113.2/24")
 	labClient6 = netip.MustParsePrefix("2001:db8:113::2/64")
@@ -37,14 +37,14 @@ var (
 
 // Lab constants.
 const (
-	// LabRouterASN and LabNodeASN: the router's AS and the one every
+	// RouterASN and NodeASN: the router's AS and the one every
 	// node shares (one operator's anycast).
-	LabRouterASN = 65000
-	LabNodeASN   = 65001
-	// LabWhoZone answers a TXT record naming the node and backend
+	RouterASN = 65000
+	NodeASN   = 65001
+	// WhoZone answers a TXT record naming the node and backend
 	// ("n1/r2") for every name under it, so a client can tell who answered
 	// a query that no cache has seen.
-	LabWhoZone = "who.lab.test."
+	WhoZone = "who.lab.test."
 	// labMaxNodes: node i uses 198.51.100.(4i-3)/30 and 2001:db8:10i::/64.
 	labMaxNodes = 9
 	// labAdminPort is every node's admin API port on its own address.
@@ -57,8 +57,8 @@ const (
 	labReadyTimeout = 30 * time.Second
 )
 
-// LabOptions configures a lab. Anyfront is required.
-type LabOptions struct {
+// Options configures a lab. Anyfront is required.
+type Options struct {
 	// Prefix names the namespaces (PREFIX-rtr, PREFIX-n1, ...) and veths
 	// (PREFIXn1a, ...); at most 10 characters. A leftover of the same name
 	// is removed first.
@@ -82,27 +82,27 @@ type LabOptions struct {
 	Logf func(format string, args ...any)
 }
 
-// DefaultLabHealthCheck is the nodes' health check unless
-// LabOptions.HealthCheck says otherwise.
-const DefaultLabHealthCheck = `{qname: "health.anyfront.test.", qtype: A, interval: 1s, timeout: 500ms, rise: 2, fall: 2}`
+// DefaultHealthCheck is the nodes' health check unless
+// Options.HealthCheck says otherwise.
+const DefaultHealthCheck = `{qname: "health.anyfront.test.", qtype: A, interval: 1s, timeout: 500ms, rise: 2, fall: 2}`
 
 // Lab is a running anycast lab. Close tears it down.
 type Lab struct {
 	Router *testlab.Netns
 	Client *testlab.Netns // nil with NoClient
 	Bird   *birdlab.Bird
-	Nodes  []*LabNode
+	Nodes  []*Node
 	// Dir holds every node's config, token and log.
 	Dir  string
-	opts LabOptions
+	opts Options
 
 	ownDir  bool
 	closers []func() // in start order; Close runs them backwards
 }
 
-// NewLab builds the lab and returns once BIRD has both VIPs from every
+// New builds the lab and returns once BIRD has both VIPs from every
 // node. On error everything started is torn down.
-func NewLab(o LabOptions) (l *Lab, err error) {
+func New(o Options) (l *Lab, err error) {
 	if o.Nodes == 0 {
 		o.Nodes = 2
 	}
@@ -116,7 +116,7 @@ func NewLab(o LabOptions) (l *Lab, err error) {
 		return nil, errors.New("lab: the anyfront binary is required")
 	}
 	if o.HealthCheck == "" {
-		o.HealthCheck = DefaultLabHealthCheck
+		o.HealthCheck = DefaultHealthCheck
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -145,10 +145,10 @@ func NewLab(o LabOptions) (l *Lab, err error) {
 	return l, l.WaitRoutes(labReadyTimeout)
 }
 
-// StartLab builds a lab for a test, named after it (LabPrefix), fails the
+// Start builds a lab for a test, named after it (LabPrefix), fails the
 // test when it cannot, and tears it down when the test ends, pass or fail,
 // with the nodes' and BIRD's logs when it failed.
-func StartLab(t testing.TB, o LabOptions) *Lab {
+func Start(t testing.TB, o Options) *Lab {
 	t.Helper()
 	testlab.SkipShort(t, "the anycast lab (namespaces, bird, unbound, anyfront)")
 	testlab.RequireRoot(t)
@@ -157,7 +157,7 @@ func StartLab(t testing.TB, o LabOptions) *Lab {
 		o.Dir = t.TempDir()
 	}
 	o.Logf = t.Logf
-	l, err := NewLab(o)
+	l, err := New(o)
 	if err != nil {
 		if errors.Is(err, testlab.ErrNotInstalled) {
 			testlab.SkipMissing(t, err)
@@ -260,7 +260,7 @@ func (l *Lab) build() error {
 		}
 	}
 	for i := 1; i <= o.Nodes; i++ {
-		n := newLabNode(l, i)
+		n := newNode(l, i)
 		rtr4, node4, rtr6, node6 := labNodeNet(i)
 		if n.NS, err = l.newNetns(n.Name); err != nil {
 			return err
@@ -269,8 +269,8 @@ func (l *Lab) build() error {
 			return err
 		}
 		for _, args := range [][]string{
-			{"addr", "add", LabVIP4.String() + "/32", "dev", "lo"},
-			{"addr", "add", LabVIP6.String() + "/128", "dev", "lo"},
+			{"addr", "add", VIP4.String() + "/32", "dev", "lo"},
+			{"addr", "add", VIP6.String() + "/128", "dev", "lo"},
 			{"route", "add", "default", "via", rtr4.Addr().String()},
 			{"-6", "route", "add", "default", "via", rtr6.Addr().String()},
 		} {
@@ -282,7 +282,7 @@ func (l *Lab) build() error {
 	}
 	o.Logf("lab: namespaces and links up (%s-*)", o.Prefix)
 
-	b, err := birdlab.NewBird(l.Router, labBirdOptions(o.Nodes))
+	b, err := birdlab.New(l.Router, labBirdOptions(o.Nodes))
 	if err != nil {
 		return err
 	}
@@ -302,20 +302,20 @@ func (l *Lab) build() error {
 // per node (named after it, so birdc shows which node a route is from),
 // ECMP into the kernel, graceful shutdown honoured. Its BGP identifier is
 // its address towards n1.
-func labBirdOptions(nodes int) birdlab.BirdOptions {
-	o := birdlab.BirdOptions{ASN: LabRouterASN, KernelECMP: true, HonourGracefulShutdown: true}
+func labBirdOptions(nodes int) birdlab.Options {
+	o := birdlab.Options{ASN: RouterASN, KernelECMP: true, HonourGracefulShutdown: true}
 	for i := 1; i <= nodes; i++ {
 		rtr4, node4, _, _ := labNodeNet(i)
 		if i == 1 {
 			o.RouterID = rtr4.Addr()
 		}
-		o.Neighbors = append(o.Neighbors, birdlab.BirdNeighbor{Name: fmt.Sprintf("n%d", i), Address: node4.Addr(), ASN: LabNodeASN})
+		o.Neighbors = append(o.Neighbors, birdlab.Neighbor{Name: fmt.Sprintf("n%d", i), Address: node4.Addr(), ASN: NodeASN})
 	}
 	return o
 }
 
 // Node returns the node named name ("n1"), or nil.
-func (l *Lab) Node(name string) *LabNode {
+func (l *Lab) Node(name string) *Node {
 	for _, n := range l.Nodes {
 		if n.Name == name {
 			return n

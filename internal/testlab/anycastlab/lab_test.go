@@ -40,7 +40,7 @@ func golden(t *testing.T, name, got string) {
 // docLab is a lab as make lab builds it, not started: what the golden files
 // and docs/lab.md show.
 func docLab() *Lab {
-	return &Lab{Dir: labDocDir, opts: LabOptions{Prefix: "aflab", Nodes: 2, HealthCheck: DefaultLabHealthCheck,
+	return &Lab{Dir: labDocDir, opts: Options{Prefix: "aflab", Nodes: 2, HealthCheck: DefaultHealthCheck,
 		WithdrawAfter: 2 * time.Second, DrainGrace: 10 * time.Second}}
 }
 
@@ -48,13 +48,13 @@ func docLab() *Lab {
 // checks that the node config is valid and that docs/lab.md shows it as
 // generated.
 func TestLabGolden(t *testing.T) {
-	bird, err := birdlab.BirdConfig(labBirdOptions(2))
+	bird, err := birdlab.Config(labBirdOptions(2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "lab-bird.conf", bird)
 
-	n1 := newLabNode(docLab(), 1)
+	n1 := newNode(docLab(), 1)
 	cfg := n1.config()
 	golden(t, "lab-n1.yaml", cfg)
 
@@ -95,10 +95,10 @@ func TestLabAddresses(t *testing.T) {
 	if !r4.Masked().Contains(n4.Addr()) || n4.Addr().As4()[3] >= 255 {
 		t.Errorf("last node: %v %v", r4, n4)
 	}
-	if _, err := NewLab(LabOptions{Prefix: "x", Nodes: labMaxNodes + 1, Anyfront: "a"}); err == nil {
+	if _, err := New(Options{Prefix: "x", Nodes: labMaxNodes + 1, Anyfront: "a"}); err == nil {
 		t.Error("too many nodes accepted")
 	}
-	if _, err := NewLab(LabOptions{Prefix: "much-too-long", Anyfront: "a"}); err == nil {
+	if _, err := New(Options{Prefix: "much-too-long", Anyfront: "a"}); err == nil {
 		t.Error("long prefix accepted")
 	}
 }
@@ -134,7 +134,7 @@ func TestLabTornDownOnError(t *testing.T) {
 		testlab.RequireBinary(t, b)
 	}
 	prefix := testlab.LabPrefix(t)
-	_, err := NewLab(LabOptions{Prefix: prefix, Anyfront: "/bin/false", Dir: t.TempDir(), Logf: t.Logf})
+	_, err := New(Options{Prefix: prefix, Anyfront: "/bin/false", Dir: t.TempDir(), Logf: t.Logf})
 	if err == nil || !strings.Contains(err.Error(), "anyfront exited during start") {
 		t.Fatalf("want a start error, got %v", err)
 	}

@@ -30,8 +30,8 @@ const (
 	labBackends = 2
 )
 
-// LabNode is one anyfront node of the lab, with its backends.
-type LabNode struct {
+// Node is one anyfront node of the lab, with its backends.
+type Node struct {
 	Name string // "n1"
 	NS   *testlab.Netns
 	// Addr4 and Addr6 are the node's addresses on its link to the
@@ -53,9 +53,9 @@ type LabNode struct {
 // labBackendName is the i-th (1-based) backend's name on its node: "r1".
 func labBackendName(i int) string { return fmt.Sprintf("r%d", i) }
 
-// newLabNode returns node i (1-based) of l, not started.
-func newLabNode(l *Lab, i int) *LabNode {
-	n := &LabNode{Name: fmt.Sprintf("n%d", i), lab: l}
+// newNode returns node i (1-based) of l, not started.
+func newNode(l *Lab, i int) *Node {
+	n := &Node{Name: fmt.Sprintf("n%d", i), lab: l}
 	rtr4, node4, rtr6, node6 := labNodeNet(i)
 	n.Addr4, n.Addr6, n.Router4, n.Router6 = node4.Addr(), node6.Addr(), rtr4.Addr(), rtr6.Addr()
 	n.AdminURL = fmt.Sprintf("http://%s:%d", n.Addr4, labAdminPort)
@@ -65,14 +65,14 @@ func newLabNode(l *Lab, i int) *LabNode {
 	return n
 }
 
-func (n *LabNode) start() error {
+func (n *Node) start() error {
 	l := n.lab
 	for i := 1; i <= labBackends; i++ {
 		who := n.Name + "/" + labBackendName(i)
 		u, err := testlab.NewUnbound(testlab.UnboundOptions{Netns: n.NS, Port: labBackendPort + i - 1, ExtraLocalData: []string{
-			`local-zone: "` + LabWhoZone + `" redirect`,
-			LabWhoZone + ` 3600 IN SOA localhost. nobody.invalid. 1 3600 1200 604800 60`,
-			LabWhoZone + ` 0 IN TXT "` + who + `"`,
+			`local-zone: "` + WhoZone + `" redirect`,
+			WhoZone + ` 3600 IN SOA localhost. nobody.invalid. 1 3600 1200 604800 60`,
+			WhoZone + ` 0 IN TXT "` + who + `"`,
 		}})
 		if err != nil {
 			return fmt.Errorf("backend %s: %w", who, err)
@@ -104,14 +104,14 @@ func (n *LabNode) start() error {
 }
 
 // config returns the node's anyfront.yaml.
-func (n *LabNode) config() string {
+func (n *Node) config() string {
 	o := n.lab.opts
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("# The anyfront lab (internal/testlab/anycastlab/node.go): node %s.", n.Name)
 	w("listen:")
-	w("  - {address: %q}", netip.AddrPortFrom(LabVIP4, 53).String())
-	w("  - {address: %q}", netip.AddrPortFrom(LabVIP6, 53).String())
+	w("  - {address: %q}", netip.AddrPortFrom(VIP4, 53).String())
+	w("  - {address: %q}", netip.AddrPortFrom(VIP6, 53).String())
 	w("acl: [%q, %q, \"127.0.0.0/8\", \"::1/128\"]", labClient4.Masked(), labClient6.Masked())
 	w("pools:")
 	w("  default:")
@@ -125,12 +125,12 @@ func (n *LabNode) config() string {
 	w("  listen: %q", netip.AddrPortFrom(n.Addr4, labAdminPort).String())
 	w("  token_file: %q", n.TokenFile)
 	w("bgp:")
-	w("  asn: %d", LabNodeASN)
+	w("  asn: %d", NodeASN)
 	w("  router_id: %s", n.Addr4)
-	w("  peers: [{address: %s, asn: %d, hold_time: 9s}]", n.Router4, LabRouterASN)
+	w("  peers: [{address: %s, asn: %d, hold_time: 9s}]", n.Router4, RouterASN)
 	w("  announce:")
-	w("    - {prefix: %q, pools: [default], min_healthy: 1}", netip.PrefixFrom(LabVIP4, 32))
-	w("    - {prefix: %q, next_hop: %q, pools: [default], min_healthy: 1}", netip.PrefixFrom(LabVIP6, 128), n.Addr6)
+	w("    - {prefix: %q, pools: [default], min_healthy: 1}", netip.PrefixFrom(VIP4, 32))
+	w("    - {prefix: %q, next_hop: %q, pools: [default], min_healthy: 1}", netip.PrefixFrom(VIP6, 128), n.Addr6)
 	if o.WithdrawAfter > 0 {
 		w("  withdraw_after: %s", o.WithdrawAfter)
 	}
@@ -142,7 +142,7 @@ func (n *LabNode) config() string {
 
 // startProcess runs anyfront in the node's namespace and waits until its
 // admin API answers.
-func (n *LabNode) startProcess() error {
+func (n *Node) startProcess() error {
 	logf, err := os.OpenFile(n.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -175,17 +175,17 @@ func (n *LabNode) startProcess() error {
 }
 
 // PID returns anyfront's process ID (0 when not running).
-func (n *LabNode) PID() int {
+func (n *Node) PID() int {
 	if n.proc == nil || n.proc.Exited() {
 		return 0
 	}
 	return n.proc.PID()
 }
 
-func (n *LabNode) exited() bool { return n.proc != nil && n.proc.Exited() }
+func (n *Node) exited() bool { return n.proc != nil && n.proc.Exited() }
 
 // Signal sends sig to anyfront.
-func (n *LabNode) Signal(sig syscall.Signal) error {
+func (n *Node) Signal(sig syscall.Signal) error {
 	if n.proc == nil {
 		return testlab.ErrExited
 	}
@@ -194,7 +194,7 @@ func (n *LabNode) Signal(sig syscall.Signal) error {
 
 // Wait waits up to timeout for anyfront to exit and returns its exit
 // code (-1 when killed by a signal).
-func (n *LabNode) Wait(timeout time.Duration) (int, error) {
+func (n *Node) Wait(timeout time.Duration) (int, error) {
 	select {
 	case <-n.proc.Done():
 	case <-time.After(timeout):
@@ -213,7 +213,7 @@ func (n *LabNode) Wait(timeout time.Duration) (int, error) {
 
 // Kill stops anyfront by PID with SIGKILL, without a drain (the lab's
 // teardown: the namespaces go next anyway).
-func (n *LabNode) Kill() {
+func (n *Node) Kill() {
 	if n.proc != nil {
 		n.proc.Kill()
 	}
@@ -221,7 +221,7 @@ func (n *LabNode) Kill() {
 
 // HTTP makes an admin API call from inside the node's namespace, with the
 // token, and returns the status and body.
-func (n *LabNode) HTTP(method, path string) (int, string, error) {
+func (n *Node) HTTP(method, path string) (int, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), labHTTPTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, n.AdminURL+path, nil)
@@ -244,14 +244,14 @@ func (n *LabNode) HTTP(method, path string) (int, string, error) {
 
 // CtlCommand returns the anyfrontctl command line for this node, as run
 // from the root namespace (for printing).
-func (n *LabNode) CtlCommand(args ...string) string {
+func (n *Node) CtlCommand(args ...string) string {
 	return strings.Join(append([]string{"ip", "netns", "exec", n.NS.Name, n.lab.opts.Anyfrontctl,
 		"-admin", n.AdminURL, "-token-file", n.TokenFile}, args...), " ")
 }
 
 // Ctl runs anyfrontctl against the node from inside its namespace and
 // returns its combined output and exit code.
-func (n *LabNode) Ctl(args ...string) (string, int, error) {
+func (n *Node) Ctl(args ...string) (string, int, error) {
 	if n.lab.opts.Anyfrontctl == "" {
 		return "", 0, errors.New("lab: no anyfrontctl binary given")
 	}
@@ -271,7 +271,7 @@ func (n *LabNode) Ctl(args ...string) (string, int, error) {
 }
 
 // LogTail returns the last lines of anyfront's log.
-func (n *LabNode) LogTail(lines int) string {
+func (n *Node) LogTail(lines int) string {
 	data, err := os.ReadFile(n.LogFile)
 	if err != nil {
 		return fmt.Sprintf("(cannot read %s: %v)", n.LogFile, err)

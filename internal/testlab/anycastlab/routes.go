@@ -13,14 +13,14 @@ import (
 
 // Routes returns BIRD's routes for the VIPs (all of them, not only the
 // best), each from the node named by its Protocol.
-func (l *Lab) Routes() ([]birdlab.BirdRoute, error) {
+func (l *Lab) Routes() ([]birdlab.Route, error) {
 	rs, err := l.Bird.Routes()
 	if err != nil {
 		return nil, err
 	}
-	var out []birdlab.BirdRoute
+	var out []birdlab.Route
 	for _, r := range rs {
-		if a := r.Prefix.Addr(); a == LabVIP4 || a == LabVIP6 {
+		if a := r.Prefix.Addr(); a == VIP4 || a == VIP6 {
 			out = append(out, r)
 		}
 	}
@@ -28,12 +28,12 @@ func (l *Lab) Routes() ([]birdlab.BirdRoute, error) {
 }
 
 // NodeRoutes returns, per node name, the VIP routes BIRD has from it.
-func (l *Lab) NodeRoutes() (map[string][]birdlab.BirdRoute, error) {
+func (l *Lab) NodeRoutes() (map[string][]birdlab.Route, error) {
 	rs, err := l.Routes()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string][]birdlab.BirdRoute{}
+	out := map[string][]birdlab.Route{}
 	for _, r := range rs {
 		out[r.Protocol] = append(out[r.Protocol], r)
 	}
@@ -44,7 +44,7 @@ func (l *Lab) NodeRoutes() (map[string][]birdlab.BirdRoute, error) {
 // community, from every node.
 func (l *Lab) WaitRoutes(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	var last map[string][]birdlab.BirdRoute
+	var last map[string][]birdlab.Route
 	var err error
 	for {
 		if last, err = l.NodeRoutes(); err == nil && l.allPlain(last) {
@@ -63,7 +63,7 @@ func (l *Lab) WaitRoutes(timeout time.Duration) error {
 	}
 }
 
-func (l *Lab) allPlain(byNode map[string][]birdlab.BirdRoute) bool {
+func (l *Lab) allPlain(byNode map[string][]birdlab.Route) bool {
 	for _, n := range l.Nodes {
 		rs := byNode[n.Name]
 		if len(rs) != 2 {

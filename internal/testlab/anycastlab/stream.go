@@ -32,7 +32,7 @@ type StreamOptions struct {
 type StreamQuery struct {
 	Sent   time.Time
 	Target netip.AddrPort
-	// Node names who answered ("n1"), from the LabWhoZone TXT; empty
+	// Node names who answered ("n1"), from the WhoZone TXT; empty
 	// when the query failed.
 	Node string
 	// Err is "" for a good answer, else "timeout", an rcode name, or what
@@ -41,7 +41,7 @@ type StreamQuery struct {
 }
 
 // QueryStream sends a steady stream of TXT queries for unique names under
-// LabWhoZone from inside a namespace (the lab's client), so no cache can
+// WhoZone from inside a namespace (the lab's client), so no cache can
 // answer and every answer names the node that handled it.
 type QueryStream struct {
 	opts    StreamOptions
@@ -124,7 +124,7 @@ func (s *QueryStream) send() {
 		seq++
 		sock := int(seq % uint64(len(s.conns)))
 		target := s.opts.Targets[int(seq/uint64(len(s.conns)))%len(s.opts.Targets)]
-		q := new(dns.Msg).SetQuestion(fmt.Sprintf("q%d-%d.%s", s.started.UnixNano()%1e6, seq, LabWhoZone), dns.TypeTXT)
+		q := new(dns.Msg).SetQuestion(fmt.Sprintf("q%d-%d.%s", s.started.UnixNano()%1e6, seq, WhoZone), dns.TypeTXT)
 		q.Id = dns.Id()
 		buf, err := q.Pack()
 		if err != nil {

@@ -49,11 +49,11 @@ type Bird struct {
 	proc *testlab.Proc // nil after Close
 }
 
-// NewBird writes o's configuration and starts BIRD in ns (nil: the current
+// New writes o's configuration and starts BIRD in ns (nil: the current
 // namespace), in the foreground, returning once birdc gets an answer. The
 // caller must Close it. Errors wrap ErrNotInstalled when bird is missing and
 // carry the tail of BIRD's log when it fails to start.
-func NewBird(ns *testlab.Netns, o BirdOptions) (*Bird, error) {
+func New(ns *testlab.Netns, o Options) (*Bird, error) {
 	bin, err := testlab.LookBinary("bird")
 	if err != nil {
 		return nil, err
@@ -62,7 +62,7 @@ func NewBird(ns *testlab.Netns, o BirdOptions) (*Bird, error) {
 	if err != nil {
 		return nil, err
 	}
-	conf, err := BirdConfig(o)
+	conf, err := Config(o)
 	if err != nil {
 		return nil, err
 	}
@@ -113,12 +113,12 @@ func NewBird(ns *testlab.Netns, o BirdOptions) (*Bird, error) {
 	return b, nil
 }
 
-// StartBird starts a lab router for a test (see NewBird), failing the test
+// Start starts a lab router for a test (see New), failing the test
 // when it cannot, and stops it and removes its files when the test ends.
-func StartBird(t testing.TB, ns *testlab.Netns, o BirdOptions) *Bird {
+func Start(t testing.TB, ns *testlab.Netns, o Options) *Bird {
 	t.Helper()
 	testlab.SkipShort(t, "bird")
-	b, err := NewBird(ns, o)
+	b, err := New(ns, o)
 	if err != nil {
 		if errors.Is(err, testlab.ErrNotInstalled) {
 			testlab.SkipMissing(t, err)
@@ -169,12 +169,12 @@ func (b *Bird) Birdc(args ...string) (string, error) {
 
 // Routes returns every route BIRD holds, with their attributes
 // (birdc show route all).
-func (b *Bird) Routes() ([]BirdRoute, error) {
+func (b *Bird) Routes() ([]Route, error) {
 	out, err := b.Birdc("show", "route", "all")
 	if err != nil {
 		return nil, err
 	}
-	return ParseBirdRoutes(out)
+	return ParseRoutes(out)
 }
 
 // ProtocolState returns a protocol's state and info columns from
@@ -257,8 +257,8 @@ func parseImportStats(out string) (updates, withdraws uint64, err error) {
 // changed (a new password drops that session), and keeps the others up.
 // On a refused config BIRD keeps running the old one and Reconfigure
 // returns BIRD's complaint.
-func (b *Bird) Reconfigure(o BirdOptions) error {
-	conf, err := BirdConfig(o)
+func (b *Bird) Reconfigure(o Options) error {
+	conf, err := Config(o)
 	if err != nil {
 		return err
 	}

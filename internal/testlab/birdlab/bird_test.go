@@ -14,7 +14,7 @@ func TestParseBirdRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := ParseBirdRoutes(string(out))
+	rs, err := ParseRoutes(string(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,34 +40,34 @@ func TestParseBirdRoutes(t *testing.T) {
 	if !rs[0].HasCommunity("65535:0") || rs[1].HasCommunity("65535:0") {
 		t.Error("HasCommunity")
 	}
-	if _, err := ParseBirdRoutes("Table master4:\nnonsense\n"); err == nil {
+	if _, err := ParseRoutes("Table master4:\nnonsense\n"); err == nil {
 		t.Error("garbage parsed without error")
 	}
 }
 
 func TestBirdConfigRefusesIncompleteOptions(t *testing.T) {
-	ok := BirdOptions{RouterID: netip.MustParseAddr("198.51.100.1"), ASN: 65000,
-		Neighbors: []BirdNeighbor{{Name: "n1", Address: netip.MustParseAddr("198.51.100.2"), ASN: 65001}}}
-	conf, err := BirdConfig(ok)
+	ok := Options{RouterID: netip.MustParseAddr("198.51.100.1"), ASN: 65000,
+		Neighbors: []Neighbor{{Name: "n1", Address: netip.MustParseAddr("198.51.100.2"), ASN: 65001}}}
+	conf, err := Config(ok)
 	if err != nil || !strings.Contains(conf, "neighbor 198.51.100.2 as 65001;") {
 		t.Fatalf("valid options: %v\n%s", err, conf)
 	}
 	lab := ok
 	lab.KernelECMP, lab.HonourGracefulShutdown = true, true
-	conf, _ = BirdConfig(lab)
+	conf, _ = Config(lab)
 	for _, s := range []string{"merge paths on;", "(65535, 0) ~ bgp_community", "import filter graceful_shutdown;"} {
 		if !strings.Contains(conf, s) {
 			t.Errorf("lab config lacks %q:\n%s", s, conf)
 		}
 	}
-	for name, o := range map[string]BirdOptions{
+	for name, o := range map[string]Options{
 		"no router id":   {ASN: 1, Neighbors: ok.Neighbors},
 		"no neighbours":  {RouterID: ok.RouterID, ASN: 1},
-		"bad name":       {RouterID: ok.RouterID, ASN: 1, Neighbors: []BirdNeighbor{{Name: "a-b", Address: ok.RouterID, ASN: 1}}},
-		"neighbour asn":  {RouterID: ok.RouterID, ASN: 1, Neighbors: []BirdNeighbor{{Name: "a", Address: ok.RouterID}}},
+		"bad name":       {RouterID: ok.RouterID, ASN: 1, Neighbors: []Neighbor{{Name: "a-b", Address: ok.RouterID, ASN: 1}}},
+		"neighbour asn":  {RouterID: ok.RouterID, ASN: 1, Neighbors: []Neighbor{{Name: "a", Address: ok.RouterID}}},
 		"IPv6 router id": {RouterID: netip.MustParseAddr("2001:db8::1"), ASN: 1, Neighbors: ok.Neighbors},
 	} {
-		if _, err := BirdConfig(o); err == nil {
+		if _, err := Config(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -88,9 +88,9 @@ func TestNamespaceVethAndBird(t *testing.T) {
 			ns, []netip.Prefix{netip.MustParsePrefix("203.0.113.1/30"), netip.MustParsePrefix("2001:db8:113::1/64")})
 		nsName, link = ns.Name, v.A
 		// The lab router's options, so real BIRD checks the syntax.
-		b := StartBird(t, ns, BirdOptions{RouterID: netip.MustParseAddr("203.0.113.1"), ASN: 65000,
+		b := Start(t, ns, Options{RouterID: netip.MustParseAddr("203.0.113.1"), ASN: 65000,
 			KernelECMP: true, HonourGracefulShutdown: true,
-			Neighbors: []BirdNeighbor{{Name: "peer", Address: netip.MustParseAddr("203.0.113.2"), ASN: 65001}}})
+			Neighbors: []Neighbor{{Name: "peer", Address: netip.MustParseAddr("203.0.113.2"), ASN: 65001}}})
 		bird = b.proc
 		if st, err := b.ProtocolState("peer"); err != nil || !strings.HasPrefix(st, "start") {
 			t.Errorf("protocol state %q, %v (want start: nobody connects)", st, err)
@@ -135,25 +135,25 @@ func TestParseImportStats(t *testing.T) {
 }
 
 func TestBirdConfigSessionSecurity(t *testing.T) {
-	n := BirdNeighbor{Name: "n1", Address: netip.MustParseAddr("198.51.100.2"), ASN: 65001}
-	base := BirdOptions{RouterID: netip.MustParseAddr("198.51.100.1"), ASN: 65000}
+	n := Neighbor{Name: "n1", Address: netip.MustParseAddr("198.51.100.2"), ASN: 65001}
+	base := Options{RouterID: netip.MustParseAddr("198.51.100.1"), ASN: 65000}
 	for _, tc := range []struct {
 		name      string
-		edit      func(*BirdNeighbor)
+		edit      func(*Neighbor)
 		want, not []string
 	}{
-		{"neither option: no password, no ttl security", func(*BirdNeighbor) {},
+		{"neither option: no password, no ttl security", func(*Neighbor) {},
 			nil, []string{"password", "ttl security"}},
-		{"password", func(n *BirdNeighbor) { n.Password = "s3cr3t pass" },
+		{"password", func(n *Neighbor) { n.Password = "s3cr3t pass" },
 			[]string{"\tpassword \"s3cr3t pass\";\n"}, []string{"ttl security"}},
-		{"ttl security", func(n *BirdNeighbor) { n.TTLSecurity = true },
+		{"ttl security", func(n *Neighbor) { n.TTLSecurity = true },
 			[]string{"\tttl security on;\n"}, []string{"password"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, nb := base, n
 			tc.edit(&nb)
-			o.Neighbors = []BirdNeighbor{nb}
-			conf, err := BirdConfig(o)
+			o.Neighbors = []Neighbor{nb}
+			conf, err := Config(o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -177,8 +177,8 @@ func TestBirdConfigSessionSecurity(t *testing.T) {
 		t.Run("password refused: "+name, func(t *testing.T) {
 			o, nb := base, n
 			nb.Password = pw
-			o.Neighbors = []BirdNeighbor{nb}
-			_, err := BirdConfig(o)
+			o.Neighbors = []Neighbor{nb}
+			_, err := Config(o)
 			if err == nil {
 				t.Fatal("accepted")
 			}

@@ -10,8 +10,8 @@ import (
 	"text/template"
 )
 
-// BirdNeighbor is one BGP neighbour of a lab router.
-type BirdNeighbor struct {
+// Neighbor is one BGP neighbour of a lab router.
+type Neighbor struct {
 	// Name is the BIRD protocol name (letters, digits, underscores),
 	// as birdc shows it.
 	Name    string
@@ -30,11 +30,11 @@ type BirdNeighbor struct {
 // birdPasswordLimit is Linux's TCP-MD5 key limit (TCP_MD5SIG_MAXKEYLEN).
 const birdPasswordLimit = 80
 
-// BirdOptions configures a lab BIRD 2 router.
-type BirdOptions struct {
+// Options configures a lab BIRD 2 router.
+type Options struct {
 	RouterID  netip.Addr // required, IPv4
 	ASN       uint32     // required
-	Neighbors []BirdNeighbor
+	Neighbors []Neighbor
 	// KernelECMP exports the best routes to the namespace's kernel table
 	// with equal-cost paths merged (ECMP across anycast nodes), for a lab
 	// whose clients route through this router. Off: routes stay in BIRD.
@@ -48,7 +48,7 @@ type BirdOptions struct {
 // birdName is what BIRD accepts as a protocol name.
 var birdName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 
-func (o BirdOptions) validate() error {
+func (o Options) validate() error {
 	if !o.RouterID.Is4() {
 		return errors.New("bird: RouterID must be an IPv4 address")
 	}
@@ -122,13 +122,13 @@ protocol bgp {{.Name}} {
 {{- end}}
 `))
 
-// BirdConfig renders the bird.conf for o.
-func BirdConfig(o BirdOptions) (string, error) {
+// Config renders the bird.conf for o.
+func Config(o Options) (string, error) {
 	if err := o.validate(); err != nil {
 		return "", err
 	}
 	data := struct {
-		BirdOptions
+		Options
 		Import string
 	}{o, "all"}
 	if o.HonourGracefulShutdown {

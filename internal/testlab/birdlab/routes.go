@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// BirdRoute is one route from `birdc show route all`.
-type BirdRoute struct {
+// Route is one route from `birdc show route all`.
+type Route struct {
 	Table    string // master4, master6
 	Prefix   netip.Prefix
 	Protocol string // the BGP protocol (neighbour) it came from
@@ -30,7 +30,7 @@ type BirdRoute struct {
 
 // HasCommunity reports whether the route carries c ("65535:0" or a large
 // community "a:b:c").
-func (r BirdRoute) HasCommunity(c string) bool {
+func (r Route) HasCommunity(c string) bool {
 	for _, x := range r.Communities {
 		if x == c {
 			return true
@@ -39,7 +39,7 @@ func (r BirdRoute) HasCommunity(c string) bool {
 	return false
 }
 
-func (r BirdRoute) String() string {
+func (r Route) String() string {
 	med := "-"
 	if r.MED != nil {
 		med = strconv.FormatUint(uint64(*r.MED), 10)
@@ -57,9 +57,9 @@ var routeHead = regexp.MustCompile(`^(\S+)?\s+\w+ \[(\S+) ([^\]]*)\]( \*)? \(\d+
 // "(65001, 1, 2)".
 var birdPair = regexp.MustCompile(`\(([\d, ]+)\)`)
 
-// ParseBirdRoutes parses the output of `birdc show route all`.
-func ParseBirdRoutes(out string) ([]BirdRoute, error) {
-	var routes []BirdRoute
+// ParseRoutes parses the output of `birdc show route all`.
+func ParseRoutes(out string) ([]Route, error) {
+	var routes []Route
 	var table string
 	var last netip.Prefix
 	cur := -1
@@ -92,7 +92,7 @@ func ParseBirdRoutes(out string) ([]BirdRoute, error) {
 		} else if !last.IsValid() {
 			return nil, fmt.Errorf("route without a prefix: %q", line)
 		}
-		r := BirdRoute{Table: table, Prefix: last, Protocol: m[2], Since: m[3], Primary: m[4] != ""}
+		r := Route{Table: table, Prefix: last, Protocol: m[2], Since: m[3], Primary: m[4] != ""}
 		if since, from, ok := strings.Cut(m[3], " from "); ok {
 			a, err := netip.ParseAddr(from)
 			if err != nil {
@@ -106,7 +106,7 @@ func ParseBirdRoutes(out string) ([]BirdRoute, error) {
 	return routes, nil
 }
 
-func parseBirdAttr(r *BirdRoute, attr string) error {
+func parseBirdAttr(r *Route, attr string) error {
 	if rest, ok := strings.CutPrefix(attr, "via "); ok {
 		a, err := netip.ParseAddr(strings.Fields(rest)[0])
 		if err != nil {

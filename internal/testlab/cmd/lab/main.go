@@ -69,7 +69,7 @@ func run() int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 
 	say("building the lab (namespaces %s-*); this takes a few seconds", prefix)
-	lab, err := anycastlab.NewLab(anycastlab.LabOptions{
+	lab, err := anycastlab.New(anycastlab.Options{
 		Prefix: prefix, Anyfront: bins[0], Anyfrontctl: bins[1],
 		WithdrawAfter: *withdrawAfter, DrainGrace: *grace,
 		Logf: say,
@@ -178,8 +178,8 @@ withdrawn, about fall x interval + timeout + withdraw_after), then recover:
 Status of node n2:  %[16]s
 
 Configs, tokens and logs are in %[17]s. Ctrl-C tears everything down.
-`, l.Client.Name, l.Router.Name, anycastlab.LabRouterASN, n1.NS.Name, n1.AdminURL, n2.NS.Name, n2.AdminURL,
-		anycastlab.LabNodeASN, cli, strings.TrimSuffix(anycastlab.LabWhoZone, "."), birdc,
+`, l.Client.Name, l.Router.Name, anycastlab.RouterASN, n1.NS.Name, n1.AdminURL, n2.NS.Name, n2.AdminURL,
+		anycastlab.NodeASN, cli, strings.TrimSuffix(anycastlab.WhoZone, "."), birdc,
 		n1.CtlCommand("node", "drain"), n1.CtlCommand("bgp"), n1.CtlCommand("node", "undrain"),
 		kill, n2.CtlCommand("backends"), l.Dir)
 }
