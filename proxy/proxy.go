@@ -1,5 +1,10 @@
-// Package proxy is anyfront's hot path: Do53 listeners over UDP and TCP,
-// validation, ACL, backend selection and forwarding with retries.
+// Package proxy is the core of anyfront's hot path: the routing snapshot,
+// the checks every front end shares (frontOn) and every answer goes
+// through (acceptAnswer), the UDP shard loops, the in-flight table, and a
+// query's fate (attempts, timeouts, hedging, deadline). Its rooms (wire
+// parsing, cache, rules, blocks, observers, stream front ends, sockets)
+// are packages below it; README.md has the data flow through them. The
+// rooms never import proxy.
 package proxy
 
 import (
