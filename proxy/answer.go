@@ -59,6 +59,6 @@ func (p *Proxy) acceptAnswer(pool *poolSnap, q *msgView, mode dnswire.ECSMode, r
 	if refresh {
 		return nil, false
 	}
-	p.Stats.countRcode(rv.Rcode())
+	p.stats.countRcode(rv.Rcode())
 	return resp, false
 }

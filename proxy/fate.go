@@ -47,7 +47,7 @@ func (sl *slot) endAttempt(k int) {
 func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *msgView, client *udpsock.Addr, out []byte) (int, []byte) {
 	p := s.p
 	if len(msg) < dnswire.HeaderLen {
-		p.Stats.UnexpectedAnswers.Add(1)
+		p.stats.UnexpectedAnswers.Add(1)
 		return 0, nil
 	}
 	s.mu.Lock()
@@ -66,7 +66,7 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 		s.mu.Unlock()
 		// Already answered by this backend, forged, or from an address
 		// we did not ask: not ours to use.
-		p.Stats.UnexpectedAnswers.Add(1)
+		p.stats.UnexpectedAnswers.Add(1)
 		return 0, nil
 	}
 	sl := &s.tab.slots[si]
@@ -97,7 +97,7 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 			s.tab.release(si)
 		}
 		s.mu.Unlock()
-		p.Stats.LateAnswers.Add(1)
+		p.stats.LateAnswers.Add(1)
 		u.answered(ps, now, rtt, sample, v.Rcode())
 		return 0, nil
 	}
@@ -138,10 +138,10 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	n := len(msg)
 	if n > limit {
 		if n = dnswire.TruncateTo(msg, &v.View, limit); n == 0 {
-			p.Stats.SendErrors.Add(1)
+			p.stats.SendErrors.Add(1)
 			return 0, nil
 		}
-		p.Stats.Truncated.Add(1)
+		p.stats.Truncated.Add(1)
 	}
 	p.observeAnswer(client.AddrPort().Addr(), msg[:n])
 	return ln, msg[:n]
@@ -254,9 +254,9 @@ func (s *shard) nextAttempt(si int32, now int64, hedge bool) bool {
 		u.queries.Add(1)
 		if hedge {
 			u.hedges.Add(1)
-			p.Stats.Hedges.Add(1)
+			p.stats.Hedges.Add(1)
 		} else {
-			p.Stats.Retries.Add(1)
+			p.stats.Retries.Add(1)
 		}
 		q := sl.query
 		if u.pp || sl.ecs != dnswire.ECSNone {
@@ -278,7 +278,7 @@ func (s *shard) nextAttempt(si int32, now int64, hedge bool) bool {
 		}
 		// Refused at once too: on to the next, within the budget.
 		sl.endAttempt(k)
-		p.Stats.SendErrors.Add(1)
+		p.stats.SendErrors.Add(1)
 		if hedge {
 			return false
 		}
@@ -312,7 +312,7 @@ func (s *shard) fire(si int32, now int64) {
 			s.tab.release(si)
 			return
 		}
-		p.Stats.DeadlinePassed.Add(1)
+		p.stats.DeadlinePassed.Add(1)
 		s.servfail(si)
 		return
 	}
@@ -320,7 +320,7 @@ func (s *shard) fire(si int32, now int64) {
 		sl.hedgeAt = 0
 		switch lat := sl.pool.lat; {
 		case !lat.Spend():
-			p.Stats.HedgesDenied.Add(1)
+			p.stats.HedgesDenied.Add(1)
 		case !s.nextAttempt(si, now, true):
 			lat.Refund() // nowhere to hedge to: unspent
 		}
@@ -329,7 +329,7 @@ func (s *shard) fire(si int32, now int64) {
 		if newest := &sl.att[sl.natt-1]; newest.live {
 			newest.up.retransmits.Add(1)
 		}
-		p.Stats.Timeouts.Add(1)
+		p.stats.Timeouts.Add(1)
 		if !s.nextAttempt(si, now, false) {
 			if sl.live == 0 {
 				s.servfail(si)
@@ -355,11 +355,11 @@ func (s *shard) servfail(si int32) {
 		var stale bool
 		s.reply, stale = s.p.failAnswer(sl.pool, &v.key, sl.query, v, s.reply[:0])
 		if !stale {
-			s.p.Stats.ServFail.Add(1)
+			s.p.stats.ServFail.Add(1)
 		}
 		fit := dnswire.FitUDP(s.reply, sl.maxUDP)
 		if _, err := udpsock.SendTo(s.p.udpLns[sl.ln].fd, &sl.client, fit, nil); err != nil {
-			s.p.Stats.SendErrors.Add(1)
+			s.p.stats.SendErrors.Add(1)
 		}
 		s.p.logResponseUDP(&sl.client, s.p.udpLns[sl.ln].addr, fit)
 	}

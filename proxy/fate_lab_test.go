@@ -97,7 +97,7 @@ func TestLabQueryFate(t *testing.T) {
 		if worst > 300*time.Millisecond {
 			t.Errorf("slowest answer took %v with one hung backend, want about the 20 ms RTO floor", worst)
 		}
-		if l.p.Stats.Timeouts.Load() == 0 {
+		if l.p.stats.Timeouts.Load() == 0 {
 			t.Error("no attempt timed out")
 		}
 	})
@@ -124,7 +124,7 @@ func TestLabQueryFate(t *testing.T) {
 				t.Errorf("%s: SERVFAIL after %v, want at the 500 ms deadline", network, d)
 			}
 		}
-		if n := l.p.Stats.DeadlinePassed.Load(); n != 2 {
+		if n := l.p.stats.DeadlinePassed.Load(); n != 2 {
 			t.Errorf("deadline_passed = %d, want 2", n)
 		}
 	})
@@ -159,7 +159,7 @@ func TestLabQueryFate(t *testing.T) {
 		if r == nil || r.Rcode != dns.RcodeSuccess {
 			t.Fatalf("answer: %v", r)
 		}
-		if l.p.Stats.Timeouts.Load() == 0 {
+		if l.p.stats.Timeouts.Load() == 0 {
 			t.Error("no attempt timed out while the backend was frozen")
 		}
 		// Give the other attempts' answers time to come in.
@@ -181,13 +181,13 @@ func TestLabQueryFate(t *testing.T) {
 		defer l.backends[1].Cont()
 		const n = 400
 		worst := slowest(t, l, n)
-		hedges, denied := l.p.Stats.Hedges.Load(), l.p.Stats.HedgesDenied.Load()
+		hedges, denied := l.p.stats.Hedges.Load(), l.p.stats.HedgesDenied.Load()
 		t.Logf("hedges %d, denied %d, slowest %v", hedges, denied, worst)
 		if hedges == 0 {
 			t.Error("no query was hedged")
 		}
 		// Budget: 5% of the queries since the start, plus the saved burst.
-		queries := l.p.Stats.UDPQueries.Load()
+		queries := l.p.stats.UDPQueries.Load()
 		if limit := queries*5/100 + rtt.HedgeBurst/1000 + 2; hedges > limit {
 			t.Errorf("%d hedges for %d queries, over the 5%% budget (%d)", hedges, queries, limit)
 		}
@@ -203,11 +203,11 @@ func TestLabQueryFate(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer l.backends[1].Cont()
-		before := l.p.Stats.Hedges.Load()
+		before := l.p.stats.Hedges.Load()
 		if err := hammer(l, "tcp", 4, 200, noerror); err != nil {
 			t.Fatal(err)
 		}
-		if l.p.Stats.Hedges.Load() == before {
+		if l.p.stats.Hedges.Load() == before {
 			t.Error("no dnswire.TCP query was hedged")
 		}
 	})

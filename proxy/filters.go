@@ -69,14 +69,14 @@ func (p *Proxy) routeRules(set *rules.Set, byName map[string]*poolSnap) []ruleRo
 // the core counts it.
 func (p *Proxy) ruleAnswer(r *rules.Rule, tr dnswire.Transport, msg []byte, v *msgView, out []byte) (verdict, []byte) {
 	o, out := r.Answer(tr, msg, &v.View, out)
-	p.Stats.RuleActions[o].Add(1)
+	p.stats.RuleActions[o].Add(1)
 	switch o {
 	case rules.Refuse:
-		p.Stats.RuleRefused.Add(1)
+		p.stats.RuleRefused.Add(1)
 	case rules.Spoof:
-		p.Stats.RuleSpoofed.Add(1)
+		p.stats.RuleSpoofed.Add(1)
 	case rules.Drop:
-		p.Stats.RuleDropped.Add(1)
+		p.stats.RuleDropped.Add(1)
 		return vDrop, out
 	}
 	return vReply, out

@@ -50,7 +50,7 @@ func (p *Proxy) frontOn(tr dnswire.Transport, snap *snapshot, v *msgView, msg []
 
 func (p *Proxy) frontChecks(tr dnswire.Transport, snap *snapshot, v *msgView, msg []byte, parseErr error, client netip.Addr, out []byte) (verdict, *poolSnap, []byte) {
 	if !p.aclAllows(snap, client) {
-		p.Stats.ACLRefused.Add(1)
+		p.stats.ACLRefused.Add(1)
 		if parseErr != nil && parseErr != dnswire.ErrOpcode && parseErr != dnswire.ErrQDCount {
 			return vDrop, nil, out // never answer garbage from strangers
 		}
@@ -62,14 +62,14 @@ func (p *Proxy) frontChecks(tr dnswire.Transport, snap *snapshot, v *msgView, ms
 		if v.QEnd == dnswire.HeaderLen {
 			// No question (RFC 8906 §3.1.4 judges the opcode first):
 			// nothing for a rule to match or a backend to answer.
-			p.Stats.NotImp.Add(1)
+			p.stats.NotImp.Add(1)
 			return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeNotImp)
 		}
 	case dnswire.ErrQDCount:
-		p.Stats.FormErr.Add(1)
+		p.stats.FormErr.Add(1)
 		return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeFormErr)
 	default:
-		p.Stats.countMalformed(parseErr)
+		p.stats.countMalformed(parseErr)
 		return vDrop, nil, out
 	}
 	pool := snap.def
@@ -80,7 +80,7 @@ func (p *Proxy) frontChecks(tr dnswire.Transport, snap *snapshot, v *msgView, ms
 	}
 	switch {
 	case r == nil && parseErr == dnswire.ErrOpcode:
-		p.Stats.NotImp.Add(1)
+		p.stats.NotImp.Add(1)
 		return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeNotImp)
 	case r == nil:
 	case r.Forwards() && parseErr == dnswire.ErrOpcode:
@@ -95,7 +95,7 @@ func (p *Proxy) frontChecks(tr dnswire.Transport, snap *snapshot, v *msgView, ms
 	if parseErr == dnswire.ErrOpcode {
 		// The cache key has no opcode: only QUERY answers are cached.
 		if len(pool.ups) == 0 {
-			p.Stats.NoBackend.Add(1)
+			p.stats.NoBackend.Add(1)
 			return vReply, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeServFail)
 		}
 		return vForward, pool, out
@@ -119,7 +119,7 @@ func (p *Proxy) frontChecks(tr dnswire.Transport, snap *snapshot, v *msgView, ms
 	if len(pool.ups) == 0 {
 		o, stale := p.failAnswer(pool, k, msg, v, out)
 		if !stale {
-			p.Stats.NoBackend.Add(1)
+			p.stats.NoBackend.Add(1)
 		}
 		return vReply, nil, o
 	}

@@ -292,7 +292,7 @@ func TestLabForwarding(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		before := l.p.Stats.Malformed()
+		before := l.p.stats.Malformed()
 		valid := pack(t, query("demo.test.", dns.TypeA))
 		junk := [][]byte{
 			{}, {1}, valid[:11], valid[:dnswire.HeaderLen+2],
@@ -313,7 +313,7 @@ func TestLabForwarding(t *testing.T) {
 		wantA(t, r, "192.0.2.11")
 		// The empty datagrams may be coalesced away by nothing, but most
 		// of the others must have been seen and counted.
-		if got := l.p.Stats.Malformed() - before; got < 3000 {
+		if got := l.p.stats.Malformed() - before; got < 3000 {
 			t.Errorf("counted %d malformed of 5000", got)
 		}
 	})
@@ -397,7 +397,7 @@ func TestLabFailover(t *testing.T) {
 		if err := hammer(l, "udp", 16, 400, noerror); err != nil {
 			t.Fatal(err)
 		}
-		if l.p.Stats.Retries.Load() == 0 {
+		if l.p.stats.Retries.Load() == 0 {
 			t.Error("no query was retried")
 		}
 	})
@@ -590,7 +590,7 @@ rules:
 			wantA(t, r, "192.0.2.11") // no rule: the default pool
 		})
 	}
-	if got := l.p.Stats.RuleDropped.Load(); got != 2 {
+	if got := l.p.stats.RuleDropped.Load(); got != 2 {
 		t.Errorf("rule drops counted %d, want 2", got)
 	}
 }

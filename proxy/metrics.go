@@ -14,9 +14,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Stats counts what the proxy did. Counters only grow; the admin package
-// exports them to Prometheus.
-type Stats struct {
+// Queries is how many queries the proxy took in over UDP and over the
+// stream transports since it started.
+func (p *Proxy) Queries() (udp, stream uint64) {
+	return p.stats.UDPQueries.Load(), p.stats.TCPQueries.Load()
+}
+
+// counters count what the proxy did. They only grow; the collector
+// exports them to Prometheus. They are the core's alone to write.
+type counters struct {
 	UDPQueries atomic.Uint64
 	TCPQueries atomic.Uint64
 	ACLRefused atomic.Uint64
@@ -49,7 +55,7 @@ type Stats struct {
 	RuleActions [rules.NumOutcomes]atomic.Uint64
 }
 
-func (s *Stats) countMalformed(err error) {
+func (s *counters) countMalformed(err error) {
 	switch err {
 	case dnswire.ErrShort:
 		s.MalformedShort.Add(1)
@@ -60,10 +66,10 @@ func (s *Stats) countMalformed(err error) {
 	}
 }
 
-func (s *Stats) countRcode(rc int) { s.Rcodes[rc&0xF].Add(1) }
+func (s *counters) countRcode(rc int) { s.Rcodes[rc&0xF].Add(1) }
 
 // Malformed is the total of malformed queries dropped.
-func (s *Stats) Malformed() uint64 {
+func (s *counters) Malformed() uint64 {
 	return s.MalformedShort.Load() + s.MalformedNotQuery.Load() + s.MalformedName.Load()
 }
 
@@ -162,7 +168,7 @@ var (
 )
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	s := &c.p.Stats
+	s := &c.p.stats
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}

@@ -82,8 +82,9 @@ type Proxy struct {
 	// xdp publishes the hottest cached answers to XDP; nil without it.
 	xdp *xdppublish.Publisher
 
-	// Stats are the proxy's counters, read by the metrics exporter.
-	Stats Stats
+	// stats are the proxy's counters, read by the metrics exporter; other
+	// packages read them through Collector and Queries, never write them.
+	stats counters
 }
 
 // Deps are what the proxy needs from the rest of the daemon.

@@ -26,7 +26,7 @@ func (a streamAnswers) Answer(msg []byte, client, local netip.AddrPort, tr dnswi
 
 func (p *Proxy) streamDeps() stream.Deps {
 	return stream.Deps{Handler: streamAnswers{p}, Log: p.log,
-		Queries: &p.Stats.TCPQueries, ConnsRefused: &p.Stats.TCPConnsRefused, Short: &p.Stats.MalformedShort}
+		Queries: &p.stats.TCPQueries, ConnsRefused: &p.stats.TCPConnsRefused, Short: &p.stats.MalformedShort}
 }
 
 // transportSource is one front end's counters under its protocol's name.

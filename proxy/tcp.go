@@ -105,7 +105,7 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 			wait = min(left, max(u.rtt.RTO(snap.rtoFloor, snap.rtoCeil), tcpMinAttempt))
 		}
 		if attempt > 0 {
-			p.Stats.Retries.Add(1)
+			p.stats.Retries.Add(1)
 		}
 		u.queries.Add(1)
 		u.stats.Outstanding.Add(1)
@@ -127,7 +127,7 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 				continue
 			}
 			if err == tcppool.ErrTimeout {
-				p.Stats.Timeouts.Add(1)
+				p.stats.Timeouts.Add(1)
 				if wait < left {
 					u.retransmits.Add(1) // merely slow so far: no health outcome
 					continue
@@ -154,14 +154,14 @@ func (p *Proxy) forwardTCP(snap *snapshot, pool *poolSnap, msg []byte, v *msgVie
 		return resp
 	}
 	if p.now() >= deadline {
-		p.Stats.DeadlinePassed.Add(1)
+		p.stats.DeadlinePassed.Add(1)
 	}
 	if refresh {
 		return nil
 	}
 	out, stale := p.failAnswer(pool, &v.key, msg, v, nil)
 	if !stale {
-		p.Stats.ServFail.Add(1)
+		p.stats.ServFail.Add(1)
 	}
 	return out
 }
@@ -195,13 +195,13 @@ func (p *Proxy) hedgeTCP(pool *poolSnap, h uint64, tried *uint64, u *upstream, f
 	if idx := pool.pol.Pick(h, *tried); idx < 0 {
 		// nowhere to hedge to
 	} else if !pool.lat.Spend() {
-		p.Stats.HedgesDenied.Add(1)
+		p.stats.HedgesDenied.Add(1)
 	} else {
 		u2 = pool.ups[idx]
 		*tried |= 1 << (uint(idx) % 64)
 		u2.queries.Add(1)
 		u2.hedges.Add(1)
-		p.Stats.Hedges.Add(1)
+		p.stats.Hedges.Add(1)
 		sent2 = p.now()
 		if w2, err = u2.tcp.Start(fwd, deadline, client, local); err != nil {
 			u2.refusals.Add(1)

@@ -315,7 +315,7 @@ func TestTransportLab(t *testing.T) {
 		valid := pack(t, q())
 		asResponse := q()
 		asResponse.Response = true
-		before := tl.p.Stats.Malformed()
+		before := tl.p.stats.Malformed()
 		for _, tc := range []struct {
 			name   string
 			method string
@@ -355,7 +355,7 @@ func TestTransportLab(t *testing.T) {
 				t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.want)
 			}
 		}
-		if got := tl.p.Stats.Malformed() - before; got < 3 {
+		if got := tl.p.stats.Malformed() - before; got < 3 {
 			t.Errorf("malformed counter went up by %d, want at least 3", got)
 		}
 		// Still serving.
@@ -373,7 +373,7 @@ func TestTransportLab(t *testing.T) {
 		if c.ConnectionState().Version < tls.VersionTLS12 {
 			t.Errorf("TLS version %x", c.ConnectionState().Version)
 		}
-		before := tl.p.Stats.Malformed()
+		before := tl.p.stats.Malformed()
 		dc := &dns.Conn{Conn: c}
 		garbage := []byte{0, 5, 1, 2, 3, 4, 5}
 		if _, err := c.Write(garbage); err != nil {
@@ -390,7 +390,7 @@ func TestTransportLab(t *testing.T) {
 		wantA(t, r, "192.0.2.10")
 		// Each pipelined query is answered on its own: the garbage may be
 		// counted after the good one is answered.
-		waitFor(t, func() bool { return tl.p.Stats.Malformed() > before })
+		waitFor(t, func() bool { return tl.p.stats.Malformed() > before })
 	})
 	t.Run("DoQ refuses a non-zero message ID", func(t *testing.T) {
 		m := q()
@@ -456,7 +456,7 @@ func TestTransportLab(t *testing.T) {
 		waitFor(t, func() bool {
 			return tl.p.conns.ConnsFrom(netip.MustParseAddr("127.0.0.1")) >= 8
 		})
-		refused := tl.p.Stats.TCPConnsRefused.Load()
+		refused := tl.p.stats.TCPConnsRefused.Load()
 		if _, err := tl.dotExchange(q()); err == nil {
 			t.Error("a ninth dnswire.DoT connection was served")
 		}
@@ -464,7 +464,7 @@ func TestTransportLab(t *testing.T) {
 		if err == nil {
 			t.Errorf("a dnswire.DoH connection over the bound was served: %d", resp.StatusCode)
 		}
-		if tl.p.Stats.TCPConnsRefused.Load() < refused+2 {
+		if tl.p.stats.TCPConnsRefused.Load() < refused+2 {
 			t.Error("refusals not counted")
 		}
 		for _, c := range conns {

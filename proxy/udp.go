@@ -99,14 +99,14 @@ func (s *shard) clientLoop(l *udpListener) {
 		n, err := rb.Recv(l.fd)
 		if err != nil {
 			if err != unix.EAGAIN && err != unix.EINTR {
-				s.p.Stats.ReadErrors.Add(1)
+				s.p.stats.ReadErrors.Add(1)
 			}
 			continue
 		}
 		for i := 0; i < n; i++ {
 			msg, trunc := rb.Msg(i)
 			if trunc {
-				s.p.Stats.MalformedShort.Add(1)
+				s.p.stats.MalformedShort.Add(1)
 				continue
 			}
 			u, wire, out := s.handleQuery(l, msg, &rb.Addrs[i], &v, outs[i][:0], wires[i][:0])
@@ -119,7 +119,7 @@ func (s *shard) clientLoop(l *udpListener) {
 				// spoofs) obey the client's buffer like forwarded ones.
 				if fit := dnswire.FitUDP(out, v.MaxUDPResponse()); fit != nil {
 					if len(fit) < len(out) {
-						s.p.Stats.Truncated.Add(1)
+						s.p.stats.Truncated.Add(1)
 					}
 					rep.Add(&rb.Addrs[i], fit)
 					s.p.logResponseUDP(&rb.Addrs[i], l.addr, fit)
@@ -129,14 +129,14 @@ func (s *shard) clientLoop(l *udpListener) {
 		if fwd.N > 0 {
 			// A send the kernel refuses leaves its query to the timeout.
 			failed := fwd.Flush(s.bfd, s.drainFn)
-			s.p.Stats.SendErrors.Add(uint64(failed))
+			s.p.stats.SendErrors.Add(uint64(failed))
 			// The sends may have drained ICMP errors meant for the
 			// backend loop, which will not wake for them now.
 			s.handleRefused()
 		}
 		if rep.N > 0 {
 			failed := rep.Flush(l.fd, nil)
-			s.p.Stats.SendErrors.Add(uint64(failed))
+			s.p.stats.SendErrors.Add(uint64(failed))
 		}
 	}
 }
@@ -148,7 +148,7 @@ func (s *shard) clientLoop(l *udpListener) {
 // nothing). A cache hit due for prefetch does both.
 func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *msgView, out, wire []byte) (*upstream, []byte, []byte) {
 	p := s.p
-	p.Stats.UDPQueries.Add(1)
+	p.stats.UDPQueries.Add(1)
 	snap := p.snap.Load()
 	err := v.ParseQuery(msg)
 	client := src.AddrPort().Addr()
@@ -166,7 +166,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *ms
 		}
 		o, stale := p.failAnswer(pool, &v.key, msg, v, out)
 		if !stale {
-			p.Stats.NoBackend.Add(1)
+			p.stats.NoBackend.Add(1)
 		}
 		return nil, nil, o
 	}
@@ -179,7 +179,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *ms
 		if refresh {
 			return nil, nil, out
 		}
-		p.Stats.Shed.Add(1)
+		p.stats.Shed.Add(1)
 		return nil, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeServFail)
 	}
 	sl := &s.tab.slots[si]
@@ -251,7 +251,7 @@ func (s *shard) backendLoop() {
 			case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.EACCES:
 				s.errPending.Store(true)
 			default:
-				s.p.Stats.ReadErrors.Add(1)
+				s.p.stats.ReadErrors.Add(1)
 			}
 			s.handleRefused()
 			continue
@@ -260,7 +260,7 @@ func (s *shard) backendLoop() {
 		for i := 0; i < n; i++ {
 			msg, trunc := rb.Msg(i)
 			if trunc {
-				s.p.Stats.UnexpectedAnswers.Add(1)
+				s.p.stats.UnexpectedAnswers.Add(1)
 				continue
 			}
 			ln, out := s.handleAnswer(msg, rb.Addrs[i].AddrPort(), &v, &qv, &clients[i], outs[i][:0])
@@ -272,7 +272,7 @@ func (s *shard) backendLoop() {
 		for i, rep := range reps {
 			if rep.N > 0 {
 				failed := rep.Flush(s.p.udpLns[i].fd, nil)
-				s.p.Stats.SendErrors.Add(uint64(failed))
+				s.p.stats.SendErrors.Add(uint64(failed))
 			}
 		}
 	}

@@ -215,8 +215,8 @@ func (d *daemon) run(sig context.Context) error {
 	// The proxy's final tallies: an operator (or a test) compares what
 	// clients sent with what was taken in, and so tells queries that
 	// arrived after the proxy stopped reading from ones it dropped.
-	st := &d.proxy.Stats
-	d.log.Info("proxy stopped", "udp_queries", st.UDPQueries.Load(), "tcp_queries", st.TCPQueries.Load())
+	udpQ, tcpQ := d.proxy.Queries()
+	d.log.Info("proxy stopped", "udp_queries", udpQ, "tcp_queries", tcpQ)
 	stopBGP()
 	if d.bgp != nil {
 		if e := <-bgpDone; e != nil && !errors.Is(e, context.Canceled) {
