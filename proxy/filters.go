@@ -122,7 +122,3 @@ func (p *Proxy) collectRulesAndBlocks(ch chan<- prometheus.Metric) {
 	}
 	p.dyn.Collect(ch)
 }
-
-// wireName turns a presentation name into lowercase wire format (cache
-// purges by suffix, tests).
-func wireName(name string) []byte { return rules.WireName(name) }

@@ -5,7 +5,7 @@ package proxy
 // calls below. `make fuzz FUZZTIME=60s` runs each for that long; `make
 // fuzz-short` runs each for a few seconds, as `make test` does.
 //
-// FuzzParseQuery (wire_test.go) covers the query parser against miekg/dns.
+// FuzzParseQuery (dnswire/wire_test.go) covers the query parser against miekg/dns.
 
 import (
 	"bytes"
@@ -154,7 +154,11 @@ func TestWriteFuzzSeeds(t *testing.T) {
 				fmt.Fprintf(&b, "bool(%v)\n", x)
 			}
 		}
+		// A target is written into the corpus of the package that owns it.
 		dir := filepath.Join("testdata", "fuzz", target)
+		if target == "FuzzParseQuery" {
+			dir = filepath.Join("dnswire", "testdata", "fuzz", target)
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}

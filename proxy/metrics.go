@@ -295,7 +295,7 @@ func (c collector) collectCaches(ch chan<- prometheus.Metric) {
 // PurgeCache removes cached answers for names under suffix ("" or "." for
 // all) from every pool's cache and returns how many it removed.
 func (p *Proxy) PurgeCache(suffix string) (int, error) {
-	w := wireName(suffix)
+	w := rules.WireName(suffix)
 	p.buildMu.Lock()
 	caches := make([]*pcache.Cache, 0, len(p.caches))
 	for _, pc := range p.caches {
