@@ -171,6 +171,11 @@ func (d *daemon) run(sig context.Context) error {
 		return g.Wait()
 	}
 	g.Go(func() error { return d.admin.Run(gctx) })
+	// SIGHUP is ours before READY=1: systemd may reload the moment it
+	// hears we are up, and a SIGHUP nobody asked for kills the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	// systemd (Type=notify) starts units ordered after us only now, and
 	// the operator's `systemctl start` returns only now: with the sockets
 	// bound and queries answered.
@@ -178,7 +183,7 @@ func (d *daemon) run(sig context.Context) error {
 	if d.xdp != nil {
 		g.Go(func() error { return d.xdp.Run(gctx) })
 	}
-	g.Go(func() error { d.reloadOnHUP(gctx); return nil })
+	g.Go(func() error { d.reloadOnHUP(gctx, hup); return nil })
 	if f := d.cfg.Node.StateFile; f != "" {
 		g.Go(func() error { return d.store.KeepOperator(gctx, f, d.log.With("component", "state")) })
 	}
@@ -263,10 +268,7 @@ func probeBGPPort(cfg *config.BGP) error {
 	return ln.Close()
 }
 
-func (d *daemon) reloadOnHUP(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func (d *daemon) reloadOnHUP(ctx context.Context, hup <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
