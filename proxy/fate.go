@@ -104,6 +104,12 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	restoreQuery(msg, &v.View, sl.clientID, sl.query[dnswire.HeaderLen:sl.qEnd])
 	*client = sl.client
 	ln, limit, pool, refresh, mode := sl.ln, sl.maxUDP, sl.pool, sl.refresh, sl.ecs
+	wait, local, tr := sl.wait, sl.local, sl.tr
+	var again []byte
+	if wait != nil && v.Flags&dnswire.FlagTC != 0 {
+		// Too large for UDP, and a stream client takes any size.
+		again = append(again, sl.query...)
+	}
 	if pool.cache != nil {
 		// The key comes from the client's query, parsed now while the
 		// slot still holds it.
@@ -124,6 +130,10 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	s.mu.Unlock()
 
 	u.answered(ps, now, rtt, sample, v.Rcode())
+	if again != nil {
+		p.refetchTCP(ps, again, client.AddrPort(), local, tr, wait)
+		return 0, nil
+	}
 	msg, stale := p.acceptAnswer(pool, qv, mode, msg, &v.View, refresh, out, now)
 	switch {
 	case stale:
@@ -131,6 +141,10 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 			return 0, nil
 		}
 		p.observeAnswer(client.AddrPort().Addr(), msg)
+		if wait != nil {
+			p.deliver(wait, tr, client.AddrPort(), local, msg)
+			return 0, nil
+		}
 		return ln, msg
 	case msg == nil:
 		return 0, nil // a refresh
@@ -144,6 +158,10 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 		p.stats.Truncated.Add(1)
 	}
 	p.observeAnswer(client.AddrPort().Addr(), msg[:n])
+	if wait != nil {
+		p.deliver(wait, tr, client.AddrPort(), local, msg[:n])
+		return 0, nil
+	}
 	return ln, msg[:n]
 }
 
@@ -357,6 +375,15 @@ func (s *shard) servfail(si int32) {
 		if !stale {
 			s.p.stats.ServFail.Add(1)
 		}
+		if sl.wait != nil {
+			// Under s.mu: a waiter does not block.
+			s.p.deliver(sl.wait, sl.tr, sl.client.AddrPort(), sl.local, s.reply)
+			for k := 0; k < sl.natt; k++ {
+				sl.endAttempt(k)
+			}
+			s.tab.release(si)
+			return
+		}
 		fit := dnswire.FitUDP(s.reply, sl.maxUDP)
 		if _, err := udpsock.SendTo(s.p.udpLns[sl.ln].fd, &sl.client, fit, nil); err != nil {
 			s.p.stats.SendErrors.Add(1)
@@ -379,6 +406,10 @@ func (s *shard) retryWire(sl *slot, u *upstream) []byte {
 	} else {
 		v.PlanECS(&sl.pool.ecs, sl.query, sl.client.AddrPort().Addr())
 	}
-	s.wire = appendWire(s.wire[:0], u, sl.client.AddrPort(), s.p.udpLns[sl.ln].addr, sl.query, v, sl.id)
+	local := sl.local
+	if sl.ln >= 0 {
+		local = s.p.udpLns[sl.ln].addr
+	}
+	s.wire = appendWire(s.wire[:0], u, sl.client.AddrPort(), local, sl.query, v, sl.id)
 	return s.wire
 }

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"math/rand/v2"
+	"net/netip"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
 	"github.com/anyfront/anyfront/proxy/internal/udpsock"
+	"github.com/anyfront/anyfront/proxy/stream"
 )
 
 // maxAttempts bounds a query's sends: the first and up to config's retries
@@ -59,6 +61,12 @@ type slot struct {
 	refresh bool
 	// ecs is what was done to the query's ECS, to undo in the answer.
 	ecs dnswire.ECSMode
+	// wait, for a query a stream front end read (async.go), takes the
+	// answer in place of a UDP client; ln is then -1, and local and tr
+	// are the query's own.
+	wait  stream.Waiter
+	local netip.AddrPort
+	tr    dnswire.Transport
 }
 
 // attemptTo returns the index of the slot's live attempt to u, or -1.

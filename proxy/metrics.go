@@ -42,6 +42,7 @@ type counters struct {
 	LateAnswers       atomic.Uint64 // valid answers to a query already answered: discarded
 	DeadlinePassed    atomic.Uint64 // queries unanswered at their deadline (SERVFAIL or stale)
 	Truncated         atomic.Uint64 // answers cut to the client's UDP size
+	TCPRefetches      atomic.Uint64 // stream queries asked again over TCP: their UDP answer came truncated
 	UnexpectedAnswers atomic.Uint64 // late, forged or unknown backend answers
 	ReadErrors        atomic.Uint64
 	SendErrors        atomic.Uint64
@@ -198,6 +199,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEvents, s.LateAnswers.Load(), "late_answer")
 	counter(descEvents, s.DeadlinePassed.Load(), "deadline_passed")
 	counter(descEvents, s.Truncated.Load(), "truncated")
+	counter(descEvents, s.TCPRefetches.Load(), "tcp_refetch")
 	counter(descEvents, s.UnexpectedAnswers.Load(), "unexpected_answer")
 	counter(descEvents, s.ReadErrors.Load(), "read_error")
 	counter(descEvents, s.SendErrors.Load(), "send_error")

@@ -24,6 +24,12 @@ func (a streamAnswers) Answer(msg []byte, client, local netip.AddrPort, tr dnswi
 	return a.p.answerTCPFrom(msg, client, local, tr)
 }
 
+// AnswerAsync validates and answers one query from a stream front end
+// that does not block on it (async.go).
+func (a streamAnswers) AnswerAsync(msg []byte, client, local netip.AddrPort, tr dnswire.Transport, w stream.Waiter) {
+	a.p.answerAsync(msg, client, local, tr, w)
+}
+
 func (p *Proxy) streamDeps() stream.Deps {
 	return stream.Deps{Handler: streamAnswers{p}, Log: p.log,
 		Queries: &p.stats.TCPQueries, ConnsRefused: &p.stats.TCPConnsRefused, Short: &p.stats.MalformedShort}

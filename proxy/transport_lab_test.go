@@ -239,6 +239,32 @@ func TestTransportLab(t *testing.T) {
 			wantA(t, unpack(t, gb), "192.0.2.10")
 		}
 	})
+	t.Run("DoH gets a large answer whole: over HTTP/2 refetched over TCP after UDP's TC", func(t *testing.T) {
+		// Connections per client are bounded across DoT and DoH: give
+		// back what this takes.
+		conns := tl.conns()
+		defer func() { waitFor(t, func() bool { return tl.conns() <= conns }) }()
+		for _, http1 := range []bool{false, true} {
+			before := tl.p.stats.TCPRefetches.Load()
+			m := query(testlab.BigName, dns.TypeTXT)
+			m.Id = 0
+			c := tl.dohClient(http1)
+			defer c.CloseIdleConnections()
+			resp, b, err := tl.dohPost(c, pack(t, m), "application/dns-message")
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("HTTP/1.1 %v: %v %v", http1, resp, err)
+			}
+			r := unpack(t, b)
+			if r.Truncated || len(r.Answer) < 20 || r.Len() < 2048 {
+				t.Fatalf("HTTP/1.1 %v: want the whole answer, got TC=%v %d records %d bytes", http1, r.Truncated, len(r.Answer), r.Len())
+			}
+			// HTTP/2 goes to the backends over UDP first (async.go);
+			// HTTP/1.1 over TCP from the start.
+			if got, want := tl.p.stats.TCPRefetches.Load()-before, map[bool]uint64{false: 1, true: 0}[http1]; got != want {
+				t.Errorf("HTTP/1.1 %v: %d TCP refetches, want %d", http1, got, want)
+			}
+		}
+	})
 	t.Run("DoH answers many concurrent streams on one HTTP/2 connection", func(t *testing.T) {
 		c := tl.dohClient(false)
 		defer c.CloseIdleConnections()

@@ -183,10 +183,29 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *ms
 		return nil, nil, dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeServFail)
 	}
 	sl := &s.tab.slots[si]
-	now := p.now()
-	sl.clientID = v.ID
 	sl.client = *src
 	sl.ln = l.idx
+	sl.maxUDP = v.MaxUDPResponse()
+	s.track(si, snap, pool, u, idx, h, v, msg, refresh)
+	if u.pp || v.ECS.Mode != dnswire.ECSNone {
+		wire = appendWire(wire, u, src.AddrPort(), l.addr, msg, v, sl.id)
+	} else {
+		binary.BigEndian.PutUint16(msg, sl.id)
+		wire = msg
+	}
+	u.stats.Outstanding.Add(1)
+	s.mu.Unlock()
+	u.queries.Add(1)
+	return u, wire, out
+}
+
+// track fills a slot just allocated for v's query msg, first sent to u
+// (pool.ups[idx]), and puts it on the timer wheel. The caller has set the
+// slot's destination (client and ln, or wait) and holds s.mu.
+func (s *shard) track(si int32, snap *snapshot, pool *poolSnap, u *upstream, idx int, h uint64, v *msgView, msg []byte, refresh bool) {
+	sl := &s.tab.slots[si]
+	now := s.p.now()
+	sl.clientID = v.ID
 	sl.pool = pool
 	sl.hash = h
 	bit := uint64(1) << (uint(idx) % 64)
@@ -204,7 +223,6 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *ms
 	}
 	sl.query = append(sl.query[:0], msg...)
 	sl.qEnd = v.QEnd
-	sl.maxUDP = v.MaxUDPResponse()
 	sl.refresh = refresh
 	sl.ecs = v.ECS.Mode
 	sl.setDue()
@@ -216,16 +234,6 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *ms
 		default:
 		}
 	}
-	if u.pp || v.ECS.Mode != dnswire.ECSNone {
-		wire = appendWire(wire, u, src.AddrPort(), l.addr, msg, v, sl.id)
-	} else {
-		binary.BigEndian.PutUint16(msg, sl.id)
-		wire = msg
-	}
-	u.stats.Outstanding.Add(1)
-	s.mu.Unlock()
-	u.queries.Add(1)
-	return u, wire, out
 }
 
 // backendLoop reads every backend's answers on this shard's socket, until

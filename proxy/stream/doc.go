@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/stream/h2"
 )
 
 // Handler answers queries for the front ends: the core's one validation
@@ -37,6 +38,19 @@ type Handler interface {
 	// be called from many goroutines at once and keeps no reference to msg
 	// once it returns.
 	Answer(msg []byte, client, local netip.AddrPort, tr dnswire.Transport) []byte
+	// AnswerAsync is Answer for front ends that never block a connection
+	// on one query: it returns at once, and the answer (nil for none)
+	// reaches w.Answered exactly once, maybe before AnswerAsync returns,
+	// maybe later from another goroutine. msg is read only until
+	// AnswerAsync returns.
+	AnswerAsync(msg []byte, client, local netip.AddrPort, tr dnswire.Transport, w Waiter)
+}
+
+// Waiter receives one query's answer from Handler.AnswerAsync. Answered
+// must not block (it may run on a goroutine that serves many queries) and
+// must copy resp if it keeps it: resp is valid only until Answered returns.
+type Waiter interface {
+	Answered(resp []byte)
 }
 
 // Deps are what every front end gets from the core: where queries go, a
@@ -92,6 +106,9 @@ type Counters struct {
 	ppBadHeader   atomic.Uint64 // connections closed for a missing or bad PROXY header
 	ppRefused     atomic.Uint64 // connections closed: too many headers pending
 	ppUntrusted   atomic.Uint64 // connections from outside proxy_protocol_from, served plain
+	// h2 is a DoH front end's HTTP/2 server's, whose 4xx answers are
+	// bad requests too.
+	h2 *h2.Stats
 }
 
 // Counts are transport counters read at one moment, or summed over front
@@ -114,4 +131,9 @@ func (n *Counts) Add(c *Counters) {
 	n.ProxyBadHeader += c.ppBadHeader.Load()
 	n.ProxyRefused += c.ppRefused.Load()
 	n.ProxyUntrusted += c.ppUntrusted.Load()
+	if c.h2 != nil {
+		for _, code := range []int{400, 403, 404, 405, 413, 415, 431} {
+			n.BadRequests += c.h2.Responses(code)
+		}
+	}
 }

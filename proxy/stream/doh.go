@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -21,11 +22,16 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/stream/h2"
 )
 
 // DNS over HTTPS (RFC 8484): GET with ?dns= and POST with a
 // application/dns-message body, over HTTP/2 or HTTP/1.1 on TLS. Each request
 // is one query through the Handler, the path every stream front end shares.
+// The front end accepts and handshakes itself, then routes by ALPN: "h2"
+// to our own HTTP/2 server (proxy/stream/h2, no goroutine per request, the
+// query answered through Handler.AnswerAsync: doh2.go), anything else to
+// net/http's HTTP/1.1 server (this file), fed through a listener of ours.
 
 const (
 	dohMediaType = "application/dns-message"
@@ -72,6 +78,13 @@ type DoH struct {
 	deps  Deps
 	st    Counters
 	srv   *http.Server
+	h1    *connQueue // TLS connections for srv
+	h2    *h2.Server
+	tls   *tls.Config
+	// h2ctx ends with Close: every HTTP/2 connection then sends GOAWAY and
+	// closes once its answers are written.
+	h2ctx  context.Context
+	stopH2 context.CancelFunc
 	// maxQueries bounds requests per connection, as for TCP.
 	maxQueries int
 
@@ -91,25 +104,37 @@ func NewDoH(ln net.Listener, cfg DoHConfig, deps Deps) *DoH {
 		d.path = "/dns-query"
 	}
 	d.ln, d.pp = wrapPROXY(ln, cfg.ProxyFrom, &d.st)
+	d.tls = cfg.Certs.tlsConfig("doh")
+	d.h1 = newConnQueue(d.ln.Addr())
+	d.h2ctx, d.stopH2 = context.WithCancel(context.Background())
+	var err error
+	d.h2, err = h2.New(h2.Config{
+		Path:        d.path,
+		MaxStreams:  uint32(max(lim.MaxInflightPerConn, 1)),
+		MaxBody:     dohMaxBody,
+		IdleTimeout: lim.IdleTimeout,
+		MaxConnAge:  lim.MaxConnTime,
+		MaxRequests: lim.MaxQueriesPerConn,
+	}, dohH2{d})
+	if err != nil {
+		panic(err) // the config above is always valid
+	}
+	d.st.h2 = d.h2.Stats()
 	d.srv = &http.Server{
-		Handler:           d,
-		TLSConfig:         cfg.Certs.tlsConfig("doh"),
+		Handler: d,
+		// HTTP/2 never reaches net/http: ALPN "h2" is served by d.h2.
+		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ReadHeaderTimeout: dohReadHeaderTimeout,
 		ReadTimeout:       lim.IdleTimeout, // headers and body of one request
 		// A request waits at most for its answer, then writes.
 		WriteTimeout:   lim.IdleTimeout + cfg.AnswerTime,
 		IdleTimeout:    lim.IdleTimeout,
 		MaxHeaderBytes: dohMaxHeaderBytes,
-		HTTP2: &http.HTTP2Config{
-			// As many streams as a TCP connection may pipeline queries.
-			MaxConcurrentStreams: lim.MaxInflightPerConn,
-			MaxReadFrameSize:     1 << 14, // the HTTP/2 minimum; DNS messages are small
-		},
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, dohConnKey{}, &dohConnState{end: time.Now().Add(lim.MaxConnTime)})
 		},
-		// net/http reports failed handshakes and bad frames on its
-		// error log: counted, and logged at Debug only (clients cause them).
+		// net/http reports bad requests on its error log: logged at
+		// Debug only (clients cause them).
 		ErrorLog: log.New(&httpErrorLog{log: d.deps.Log, st: &d.st}, "", 0),
 	}
 	return d
@@ -128,30 +153,48 @@ func (d *DoH) Serve(ctx context.Context) error {
 	}
 	defer wg.Wait()
 	errc := make(chan error, 1)
-	go func() { errc <- d.srv.ServeTLS(&admitListener{Listener: d.ln, d: d}, "", "") }()
+	go func() { errc <- d.srv.Serve(d.h1) }()
+	var conns sync.WaitGroup
+	acceptErr := make(chan error, 1)
+	go func() { acceptErr <- d.acceptLoop(&conns) }()
+	var failed error
 	select {
 	case <-d.stop.closing():
-	case err := <-errc:
-		if d.stop.closed() {
-			return nil // Close raced ServeTLS: not a failure
+	case err := <-acceptErr:
+		if !d.stop.closed() {
+			failed = fmt.Errorf("doh server %s: %w", d.ln.Addr(), err)
 		}
-		d.ln.Close()
-		return fmt.Errorf("doh server %s: %w", d.ln.Addr(), err)
+		d.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), dohShutdownGrace)
+	grace, cancel := context.WithTimeout(context.Background(), dohShutdownGrace)
 	defer cancel()
-	_ = d.srv.Shutdown(ctx)
+	_ = d.srv.Shutdown(grace)
+	done := make(chan struct{})
+	go func() { conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-grace.Done():
+		// Clients that keep streams open past the grace: cut them off.
+		d.conns.closeAll()
+		<-done
+	}
 	_ = d.srv.Close()
+	d.h1.Close()
 	<-errc
-	return nil
+	if failed == nil {
+		<-acceptErr
+	}
+	return failed
 }
 
-// Close stops the server: no new connections, and no more reads on the
-// open ones; requests in flight finish within dohShutdownGrace.
+// Close stops the server: no new connections, no new requests on the open
+// ones (HTTP/2 connections get GOAWAY); requests in flight finish within
+// dohShutdownGrace.
 func (d *DoH) Close() error {
 	d.stop.close(func(bool) {
 		d.ln.Close()
-		d.conns.stopReads()
+		d.stopH2()
+		d.conns.refuseNew()
 	})
 	return nil
 }
@@ -309,37 +352,6 @@ func (l *httpErrorLog) Write(b []byte) (int, error) {
 	}
 	l.log.Debug("doh", "reason", line)
 	return len(b), nil
-}
-
-// admitListener puts DoH connections under the shared connection bounds
-// (total and per client), counted with TCP and DoT connections.
-type admitListener struct {
-	net.Listener
-	d *DoH
-}
-
-func (l *admitListener) Accept() (net.Conn, error) {
-	d := l.d
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		client := addrOf(c.RemoteAddr())
-		if !d.conns.add(c) {
-			d.deps.ConnsRefused.Add(1)
-			c.Close()
-			continue
-		}
-		if !d.bound.admit(client.Addr()) {
-			d.conns.remove(c)
-			d.deps.ConnsRefused.Add(1)
-			c.Close()
-			continue
-		}
-		d.st.conns.Add(1)
-		return &admittedConn{Conn: c, d: d, client: client}, nil
-	}
 }
 
 // admittedConn gives its slot back when closed.

@@ -3,6 +3,7 @@ package stream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"io"
 	"net/http"
@@ -65,8 +66,17 @@ func TestDoHStatus(t *testing.T) {
 	d := NewDoH(k.tcpListener(), DoHConfig{Limits: testLimits, Certs: k.certs}, k.deps())
 	done := serve(context.Background(), d)
 	t.Cleanup(func() { d.Close(); wait(t, done) })
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: k.pool, ForceAttemptHTTP2: true}, Timeout: 5 * time.Second}
-	t.Cleanup(c.CloseIdleConnections)
+	// HTTP/2 reaches our own server (h2), HTTP/1.1 net/http's: the same
+	// answers from both.
+	h2c := &http.Client{Transport: &http.Transport{TLSClientConfig: k.pool.Clone(), ForceAttemptHTTP2: true}, Timeout: 5 * time.Second}
+	h1c := &http.Client{Transport: &http.Transport{TLSClientConfig: k.pool.Clone(), TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}, Timeout: 5 * time.Second}
+	t.Cleanup(h2c.CloseIdleConnections)
+	t.Cleanup(h1c.CloseIdleConnections)
+	bad := func() uint64 {
+		var n Counts
+		n.Add(d.Counters())
+		return n.BadRequests
+	}
 	url := "https://" + d.Addr().String() + "/dns-query"
 	valid := pack(t, query("a.example.", dns.TypeA))
 	get := func(b []byte) string { return url + "?dns=" + base64.RawURLEncoding.EncodeToString(b) }
@@ -89,34 +99,39 @@ func TestDoHStatus(t *testing.T) {
 		{"GET with bad base64", "GET", url + "?dns=ab$cd", "", nil, false, 400},
 		{"a dropped query", "POST", url, dohMediaType, valid, true, 403},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			k.h.drop.Store(tc.drop)
-			bad := d.Counters().badRequests.Load()
-			req, _ := http.NewRequest(tc.method, tc.url, bytes.NewReader(tc.body))
-			if tc.ctype != "" {
-				req.Header.Set("Content-Type", tc.ctype)
-			}
-			resp, err := c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, b)
-			}
-			if counted := d.Counters().badRequests.Load() - bad; (tc.want != 200) != (counted == 1) {
-				t.Errorf("bad requests counted %d", counted)
-			}
-			if tc.want == 200 {
-				if ct := resp.Header.Get("Content-Type"); ct != dohMediaType {
-					t.Errorf("content type %q", ct)
+		for _, c := range []*http.Client{h2c, h1c} {
+			t.Run(tc.name, func(t *testing.T) {
+				k.h.drop.Store(tc.drop)
+				before := bad()
+				req, _ := http.NewRequest(tc.method, tc.url, bytes.NewReader(tc.body))
+				if tc.ctype != "" {
+					req.Header.Set("Content-Type", tc.ctype)
 				}
-				if tc.method != "HEAD" && (len(b) < 12 || b[2]&0x80 == 0) {
-					t.Errorf("body is not a DNS response: %x", b)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-		})
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.want {
+					t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, b)
+				}
+				if want := map[bool]string{true: "HTTP/2.0", false: "HTTP/1.1"}[c == h2c]; resp.Proto != want {
+					t.Errorf("served over %s, want %s", resp.Proto, want)
+				}
+				if counted := bad() - before; (tc.want != 200) != (counted == 1) {
+					t.Errorf("bad requests counted %d", counted)
+				}
+				if tc.want == 200 {
+					if ct := resp.Header.Get("Content-Type"); ct != dohMediaType {
+						t.Errorf("content type %q", ct)
+					}
+					if tc.method != "HEAD" && (len(b) < 12 || b[2]&0x80 == 0) {
+						t.Errorf("body is not a DNS response: %x", b)
+					}
+				}
+			})
+		}
 	}
 	if last := k.h.last.Load(); last.tr != dnswire.DoH || last.client.Addr() != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("the handler got transport %s from %v", dnswire.TransportName(last.tr), last.client)

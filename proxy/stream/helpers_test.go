@@ -58,3 +58,14 @@ func (e *echo) Answer(msg []byte, client, local netip.AddrPort, tr dnswire.Trans
 	resp[4], resp[5] = 0, 0 // no question: a bare header
 	return resp
 }
+
+// AnswerAsync answers as Answer does: at once, or once block is closed, on
+// a goroutine of its own (only tests block).
+func (e *echo) AnswerAsync(msg []byte, client, local netip.AddrPort, tr dnswire.Transport, w Waiter) {
+	if e.block == nil {
+		w.Answered(e.Answer(msg, client, local, tr))
+		return
+	}
+	q := append([]byte(nil), msg...)
+	go func() { w.Answered(e.Answer(q, client, local, tr)) }()
+}

@@ -95,6 +95,23 @@ func (s *connSet) remove(c net.Conn) {
 	delete(s.m, c)
 }
 
+// refuseNew takes no more connections.
+func (s *connSet) refuseNew() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+}
+
+// closeAll closes every connection.
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for c := range s.m {
+		_ = c.Close()
+	}
+}
+
 // stopReads ends every connection's reads; what was read is still answered.
 func (s *connSet) stopReads() {
 	s.mu.Lock()

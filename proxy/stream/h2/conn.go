@@ -45,6 +45,7 @@ type conn struct {
 	cfg    *Config
 	nc     net.Conn
 	remote net.Addr
+	local  net.Addr
 
 	// reader-only
 	br      *bufio.Reader
@@ -90,7 +91,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
-		s: s, cfg: &s.cfg, nc: nc, remote: nc.RemoteAddr(),
+		s: s, cfg: &s.cfg, nc: nc, remote: nc.RemoteAddr(), local: nc.LocalAddr(),
 		wake:    make(chan struct{}, 1),
 		wdone:   make(chan struct{}),
 		streams: make(map[uint32]*Request),

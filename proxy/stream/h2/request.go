@@ -18,8 +18,9 @@ type Request struct {
 	// Query is the DNS message: the decoded ?dns= parameter of a GET, the
 	// body of a POST.
 	Query []byte
-	// Remote is the client's address (the connection's RemoteAddr).
-	Remote net.Addr
+	// Remote is the client's address (the connection's RemoteAddr), Local
+	// the address it connected to (its LocalAddr).
+	Remote, Local net.Addr
 
 	c  *conn
 	id uint32
@@ -51,7 +52,7 @@ var reqPool = sync.Pool{New: func() any { return new(Request) }}
 func getRequest(c *conn, id uint32) *Request {
 	r := reqPool.Get().(*Request)
 	buf, out := r.buf[:0], r.out[:0]
-	*r = Request{c: c, id: id, buf: buf, out: out, Remote: c.remote, clen: -1}
+	*r = Request{c: c, id: id, buf: buf, out: out, Remote: c.remote, Local: c.local, clen: -1}
 	return r
 }
 
@@ -65,7 +66,7 @@ func putRequest(r *Request) {
 	if cap(r.out) > maxPooledBuf {
 		r.out = nil
 	}
-	r.c, r.Query, r.Remote = nil, nil, nil
+	r.c, r.Query, r.Remote, r.Local = nil, nil, nil, nil
 	reqPool.Put(r)
 }
 
