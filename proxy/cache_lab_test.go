@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/anyfront/anyfront/proxy/pcache"
 )
 
@@ -35,7 +36,7 @@ pools:
 	}
 	ask := func(network, name string, qtype uint16) *dns.Msg {
 		t.Helper()
-		r, err := l.exchange(network, query(name, qtype))
+		r, err := l.exchange(network, dnstest.Query(name, qtype))
 		if err != nil {
 			t.Fatalf("%s %s: %v", network, name, err)
 		}
@@ -135,7 +136,7 @@ func TestLabCacheHitAllocs(t *testing.T) {
 	testlab.RequireBinary(t, "unbound")
 	ub := testlab.StartUnbound(t, testlab.UnboundOptions{})
 	l := runProxy(t, fmt.Sprintf("pools:\n  default:\n    backends: [{name: r1, address: %q}]\n    cache: {size: 1000}\n", ub.Addr))
-	l.exchange("udp", query("www.demo.test.", dns.TypeA)) // fills the cache
+	l.exchange("udp", dnstest.Query("www.demo.test.", dns.TypeA)) // fills the cache
 	hits := l.p.snap.Load().def.cache.Stats().Hits
 	if avg := udpAllocsPerQuery(t, l.addr, "www.demo.test."); avg > 0.05 {
 		t.Errorf("%.2f allocations per cache hit, want 0", avg)

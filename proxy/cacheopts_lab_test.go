@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 // TestLabCacheClientOptions runs a cache in front of BIND 9 (cookies, NSID,
@@ -32,7 +33,7 @@ func TestLabCacheClientOptions(t *testing.T) {
 	ask := func(t *testing.T, m *dns.Msg, opts ...dns.EDNS0) *dns.Msg {
 		t.Helper()
 		if len(opts) > 0 || m.IsEdns0() == nil {
-			withOpts(m, opts...)
+			dnstest.WithOpts(m, opts...)
 		}
 		r, err := l.exchange("udp", m)
 		if err != nil {
@@ -60,17 +61,17 @@ func TestLabCacheClientOptions(t *testing.T) {
 		if strings.Contains(second, "mismatch") || !strings.Contains(second, "COOKIE: a1a2a3a4a5a6a7a8") || !strings.Contains(second, "(good)") {
 			t.Errorf("second (cached) answer does not echo its own cookie:\n%s", second)
 		}
-		r := ask(t, query("s1.conf.test.", dns.TypeA), cookieOpt("b1b2b3b4b5b6b7b8"))
+		r := ask(t, dnstest.Query("s1.conf.test.", dns.TypeA), dnstest.CookieOpt("b1b2b3b4b5b6b7b8"))
 		c, _ := option(r, dns.EDNS0COOKIE).(*dns.EDNS0_COOKIE)
 		if c == nil || len(c.Cookie) != 48 || c.Cookie[:16] != "b1b2b3b4b5b6b7b8" {
 			t.Errorf("hit cookie %v: want the client cookie and a 16-byte server cookie", c)
 		}
 	})
 	t.Run("a client that sends no cookie, NSID or EXPIRE gets none", func(t *testing.T) {
-		ask(t, query("s2.conf.test.", dns.TypeA), cookieOpt("0102030405060708"), &dns.EDNS0_NSID{Code: dns.EDNS0NSID},
+		ask(t, dnstest.Query("s2.conf.test.", dns.TypeA), dnstest.CookieOpt("0102030405060708"), &dns.EDNS0_NSID{Code: dns.EDNS0NSID},
 			&dns.EDNS0_EXPIRE{Code: dns.EDNS0EXPIRE, Empty: true})
-		ask(t, query("s2.conf.test.", dns.TypeA), cookieOpt("0102030405060708"))
-		r := ask(t, query("s2.conf.test.", dns.TypeA))
+		ask(t, dnstest.Query("s2.conf.test.", dns.TypeA), dnstest.CookieOpt("0102030405060708"))
+		r := ask(t, dnstest.Query("s2.conf.test.", dns.TypeA))
 		for _, code := range []uint16{dns.EDNS0COOKIE, dns.EDNS0NSID, dns.EDNS0EXPIRE, dns.EDNS0PADDING} {
 			if o := option(r, code); o != nil {
 				t.Errorf("cached answer carries %v the client did not ask for", o)
@@ -78,7 +79,7 @@ func TestLabCacheClientOptions(t *testing.T) {
 		}
 	})
 	t.Run("NSID on a cached name is the backend's", func(t *testing.T) {
-		ask(t, query("s1.conf.test.", dns.TypeA))
+		ask(t, dnstest.Query("s1.conf.test.", dns.TypeA))
 		out := dig(t, "+nsid", "s1.conf.test")
 		if !strings.Contains(out, `NSID: `) || !strings.Contains(out, testlab.NamedServerID) {
 			t.Errorf("NSID query on a cached name did not reach the backend:\n%s", out)
@@ -96,7 +97,7 @@ func TestLabCacheClientOptions(t *testing.T) {
 		}
 	})
 	t.Run("a TSIG-signed query after an unsigned one gets the backend's signed answer", func(t *testing.T) {
-		ask(t, query("conf.test.", dns.TypeSOA))
+		ask(t, dnstest.Query("conf.test.", dns.TypeSOA))
 		out := dig(t, "-y", "hmac-sha256:k:"+testlab.NamedTSIGSecret, "conf.test", "SOA")
 		if !strings.Contains(out, "TSIG PSEUDOSECTION") || !strings.Contains(out, "NOERROR") || strings.Contains(out, "failure") {
 			t.Errorf("signed query was not answered signed:\n%s", out)
@@ -112,18 +113,18 @@ func TestLabCacheClientOptions(t *testing.T) {
 	t.Run("queries the backend refuses as malformed are answered as the backend does", func(t *testing.T) {
 		for name, q := range map[string]func() *dns.Msg{
 			"OPT owned by a non-root name": func() *dns.Msg {
-				q := query("s1.conf.test.", dns.TypeA)
+				q := dnstest.Query("s1.conf.test.", dns.TypeA)
 				q.Extra = append(q.Extra, &dns.OPT{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeOPT, Class: 1232}})
 				return q
 			},
 			"two OPTs": func() *dns.Msg {
-				q := query("s1.conf.test.", dns.TypeA)
+				q := dnstest.Query("s1.conf.test.", dns.TypeA)
 				o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: 1232}}
 				q.Extra = append(q.Extra, o, o)
 				return q
 			},
 			"a record in the answer section": func() *dns.Msg {
-				q := query("s1.conf.test.", dns.TypeA)
+				q := dnstest.Query("s1.conf.test.", dns.TypeA)
 				rr, _ := dns.NewRR("s1.conf.test. 60 IN A 192.0.2.99")
 				q.Answer = append(q.Answer, rr)
 				return q
@@ -144,14 +145,4 @@ func TestLabCacheClientOptions(t *testing.T) {
 			}
 		}
 	})
-}
-
-func withOpts(q *dns.Msg, opts ...dns.EDNS0) *dns.Msg {
-	q.SetEdns0(1232, false)
-	q.IsEdns0().Option = append(q.IsEdns0().Option, opts...)
-	return q
-}
-
-func cookieOpt(hexCookie string) *dns.EDNS0_COOKIE {
-	return &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hexCookie}
 }

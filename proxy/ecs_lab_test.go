@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 // ecsServer is an authoritative test server for ecs.test. that records the
@@ -142,7 +143,7 @@ func TestLabECS(t *testing.T) {
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run(network+": a client without EDNS gets no OPT back", func(t *testing.T) {
 			name := network + "-plain.ecs.test."
-			r := l.ask(t, network, "127.0.0.2", query(name, dns.TypeA))
+			r := l.ask(t, network, "127.0.0.2", dnstest.Query(name, dns.TypeA))
 			if r.IsEdns0() != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 				t.Fatalf("answer %v: want one A record and no OPT", r)
 			}
@@ -150,7 +151,7 @@ func TestLabECS(t *testing.T) {
 		})
 		t.Run(network+": a client with EDNS keeps its OPT, without the ECS it never sent", func(t *testing.T) {
 			name := network + "-edns.ecs.test."
-			q := query(name, dns.TypeA)
+			q := dnstest.Query(name, dns.TypeA)
 			q.SetEdns0(1232, true)
 			r := l.ask(t, network, "127.0.0.2", q)
 			if o := r.IsEdns0(); o == nil || !o.Do() || len(o.Option) != 0 {
@@ -160,8 +161,8 @@ func TestLabECS(t *testing.T) {
 		})
 		t.Run(network+": a client's own ECS passes through both ways", func(t *testing.T) {
 			name := network + "-own.ecs.test."
-			r := l.ask(t, network, "127.0.0.2", withSubnet(query(name, dns.TypeA), "203.0.113.0/24"))
-			if got := subnetOf(t, r); len(got) != 1 || got[0].Address.String() != "203.0.113.0" {
+			r := l.ask(t, network, "127.0.0.2", withSubnet(dnstest.Query(name, dns.TypeA), "203.0.113.0/24"))
+			if got := dnstest.SubnetOf(t, r); len(got) != 1 || got[0].Address.String() != "203.0.113.0" {
 				t.Fatalf("answer's ECS %v: want the client's own echoed", got)
 			}
 			want(t, name, "203.0.113.0/24")
@@ -169,32 +170,32 @@ func TestLabECS(t *testing.T) {
 	}
 	t.Run("scope 24: shared within the /24, not beyond", func(t *testing.T) {
 		name := "s24.ecs.test."
-		l.ask(t, "udp", "127.0.0.2", query(name, dns.TypeA))
-		r := l.ask(t, "udp", "127.0.0.3", query(name, dns.TypeA)) // same /24: from the cache
+		l.ask(t, "udp", "127.0.0.2", dnstest.Query(name, dns.TypeA))
+		r := l.ask(t, "udp", "127.0.0.3", dnstest.Query(name, dns.TypeA)) // same /24: from the cache
 		wantA(t, r, "192.0.0.10")
-		r = l.ask(t, "udp", "127.0.1.2", query(name, dns.TypeA)) // another /24: asks the backend
+		r = l.ask(t, "udp", "127.0.1.2", dnstest.Query(name, dns.TypeA)) // another /24: asks the backend
 		wantA(t, r, "192.0.1.10")
 		want(t, name, "127.0.0.0/24", "127.0.1.0/24")
 	})
 	t.Run("scope 0: shared by every subnet", func(t *testing.T) {
 		name := "s0.ecs.test."
-		l.ask(t, "udp", "127.0.0.2", query(name, dns.TypeA))
-		wantA(t, l.ask(t, "udp", "127.0.1.2", query(name, dns.TypeA)), "192.0.0.10")
-		wantA(t, l.ask(t, "tcp", "127.0.2.2", query(name, dns.TypeA)), "192.0.0.10")
+		l.ask(t, "udp", "127.0.0.2", dnstest.Query(name, dns.TypeA))
+		wantA(t, l.ask(t, "udp", "127.0.1.2", dnstest.Query(name, dns.TypeA)), "192.0.0.10")
+		wantA(t, l.ask(t, "tcp", "127.0.2.2", dnstest.Query(name, dns.TypeA)), "192.0.0.10")
 		want(t, name, "127.0.0.0/24")
 	})
 	t.Run("no ECS in the answer: shared by every subnet", func(t *testing.T) {
 		name := "noecs.ecs.test."
-		l.ask(t, "udp", "127.0.0.2", query(name, dns.TypeA))
-		l.ask(t, "udp", "127.0.1.2", query(name, dns.TypeA))
+		l.ask(t, "udp", "127.0.0.2", dnstest.Query(name, dns.TypeA))
+		l.ask(t, "udp", "127.0.1.2", dnstest.Query(name, dns.TypeA))
 		want(t, name, "127.0.0.0/24")
 	})
 	t.Run("an answer too big for a client without EDNS is truncated after the OPT goes", func(t *testing.T) {
-		r := l.ask(t, "udp", "127.0.0.2", query("big.ecs.test.", dns.TypeA))
+		r := l.ask(t, "udp", "127.0.0.2", dnstest.Query("big.ecs.test.", dns.TypeA))
 		if !r.Truncated || r.IsEdns0() != nil || len(r.Answer) != 0 {
 			t.Fatalf("answer %v: want TC=1, no OPT, no records", r)
 		}
-		r = l.ask(t, "tcp", "127.0.0.2", query("big.ecs.test.", dns.TypeA))
+		r = l.ask(t, "tcp", "127.0.0.2", dnstest.Query("big.ecs.test.", dns.TypeA))
 		if r.Truncated || len(r.Answer) != 40 || r.IsEdns0() != nil {
 			t.Fatalf("tcp answer: TC=%v, %d records, OPT %v; want all 40 and no OPT", r.Truncated, len(r.Answer), r.IsEdns0())
 		}
@@ -204,11 +205,11 @@ func TestLabECS(t *testing.T) {
 func TestLabECSOverride(t *testing.T) {
 	l, s := ecsLab(t, "{add: true, override: true, v4_prefix: 16}", "{size: 0}")
 	name := "s24.ecs.test."
-	r := l.ask(t, "udp", "127.0.0.2", withSubnet(query(name, dns.TypeA), "203.0.113.0/24"))
+	r := l.ask(t, "udp", "127.0.0.2", withSubnet(dnstest.Query(name, dns.TypeA), "203.0.113.0/24"))
 	if got := s.subnets(name); len(got) != 1 || got[0] != "127.0.0.0/16" {
 		t.Fatalf("backend got ECS %v, want the client's own address cut to /16", got)
 	}
-	if o := r.IsEdns0(); o == nil || len(subnetOf(t, r)) != 0 {
+	if o := r.IsEdns0(); o == nil || len(dnstest.SubnetOf(t, r)) != 0 {
 		t.Fatalf("answer's OPT %v: want it kept, without the ECS anyfront put in", o)
 	}
 }
@@ -220,7 +221,7 @@ func TestLabECSAllocs(t *testing.T) {
 	testlab.RequireBinary(t, "unbound")
 	t.Run("forwarded with an OPT added and removed", func(t *testing.T) {
 		l := startLab(t, 1, "", "    ecs: {add: true}")
-		if r := l.ask(t, "udp", "127.0.0.2", query("www.demo.test.", dns.TypeA)); r.IsEdns0() != nil {
+		if r := l.ask(t, "udp", "127.0.0.2", dnstest.Query("www.demo.test.", dns.TypeA)); r.IsEdns0() != nil {
 			t.Fatalf("answer kept the OPT anyfront added: %v", r)
 		}
 		if avg := udpAllocsPerQuery(t, l.addr, "www.demo.test."); avg > 0.05 {
@@ -245,26 +246,13 @@ func TestLabECSThroughUnbound(t *testing.T) {
 	l := runProxy(t, fmt.Sprintf("pools:\n  default:\n    backends: [{name: u1, address: %q}]\n    ecs: {add: true, v4_prefix: 24}\n    cache: {size: 1000}\n",
 		u.Addr.String()))
 	name := "s24.ecs.test."
-	wantA(t, l.ask(t, "udp", "127.0.0.2", query(name, dns.TypeA)), "192.0.0.10")
-	wantA(t, l.ask(t, "udp", "127.0.1.2", query(name, dns.TypeA)), "192.0.1.10")
+	wantA(t, l.ask(t, "udp", "127.0.0.2", dnstest.Query(name, dns.TypeA)), "192.0.0.10")
+	wantA(t, l.ask(t, "udp", "127.0.1.2", dnstest.Query(name, dns.TypeA)), "192.0.1.10")
 	// The third query comes from anyfront's cache: unbound's scope-24
 	// answer for 127.0.0.0/24 serves it.
-	wantA(t, l.ask(t, "udp", "127.0.0.3", query(name, dns.TypeA)), "192.0.0.10")
+	wantA(t, l.ask(t, "udp", "127.0.0.3", dnstest.Query(name, dns.TypeA)), "192.0.0.10")
 	got := auth.subnets(name)
 	if strings.Join(got, " ") != "127.0.0.0/24 127.0.1.0/24" {
 		t.Fatalf("the authoritative server got ECS %q through unbound, want the two clients' /24s", got)
 	}
-}
-
-func subnetOf(t *testing.T, m *dns.Msg) []*dns.EDNS0_SUBNET {
-	t.Helper()
-	var s []*dns.EDNS0_SUBNET
-	if o := m.IsEdns0(); o != nil {
-		for _, opt := range o.Option {
-			if e, ok := opt.(*dns.EDNS0_SUBNET); ok {
-				s = append(s, e)
-			}
-		}
-	}
-	return s
 }

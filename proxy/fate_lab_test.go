@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/anyfront/anyfront/proxy/internal/rtt"
 	"github.com/anyfront/anyfront/state"
 )
@@ -66,7 +67,7 @@ func slowest(t *testing.T, l *lab, n int) time.Duration {
 			defer wg.Done()
 			for i := 0; i < n/4; i++ {
 				start := time.Now()
-				r, err := l.exchange("udp", query(fmt.Sprintf("s%d-%d.%s", w, i, testlab.RandZone), dns.TypeA))
+				r, err := l.exchange("udp", dnstest.Query(fmt.Sprintf("s%d-%d.%s", w, i, testlab.RandZone), dns.TypeA))
 				if err != nil || r.Rcode != dns.RcodeSuccess {
 					t.Errorf("query: %v %v", err, r)
 					return
@@ -112,7 +113,7 @@ func TestLabQueryFate(t *testing.T) {
 		}
 		for _, network := range []string{"udp", "tcp"} {
 			start := time.Now()
-			r, err := l.exchange(network, query("hung.demo.test.", dns.TypeA))
+			r, err := l.exchange(network, dnstest.Query("hung.demo.test.", dns.TypeA))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -148,7 +149,7 @@ func TestLabQueryFate(t *testing.T) {
 		}
 		done := make(chan *dns.Msg, 1)
 		go func() {
-			r, _ := l.exchange("udp", query("late."+testlab.RandZone, dns.TypeA))
+			r, _ := l.exchange("udp", dnstest.Query("late."+testlab.RandZone, dns.TypeA))
 			done <- r
 		}()
 		time.Sleep(150 * time.Millisecond)

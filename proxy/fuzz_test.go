@@ -17,28 +17,29 @@ import (
 	"testing"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 
 	"github.com/miekg/dns"
 )
 
 // fuzzQuery builds a query seed with optional EDNS.
 func fuzzQuery(t testing.TB, name string, qtype uint16, edns bool) []byte {
-	q := query(name, qtype)
+	q := dnstest.Query(name, qtype)
 	if edns {
 		q.SetEdns0(1232, true)
 	}
-	return pack(t, q)
+	return dnstest.Pack(t, q)
 }
 
 // fuzzAnswer builds a backend answer seed to q.
 func fuzzAnswer(t testing.TB, name string, qtype uint16, edns bool, records int) []byte {
-	q := query(name, qtype)
-	r := bigAnswer(t, q, records)
+	q := dnstest.Query(name, qtype)
+	r := dnstest.BigAnswer(t, q, records)
 	if edns {
 		r.SetEdns0(1232, true)
 		r.IsEdns0().Option = append(r.IsEdns0().Option, &dns.EDNS0_LOCAL{Code: 65001, Data: []byte("opt")})
 	}
-	return pack(t, r)
+	return dnstest.Pack(t, r)
 }
 
 // FuzzMatchResponse feeds a query and an arbitrary "backend answer" to the
@@ -175,12 +176,12 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	long = append(long, 0, 0, 1, 0, 1)
 	opc := append([]byte{}, q...)
 	opc[2] |= 5 << 3
-	cls := pack(t, &dns.Msg{MsgHdr: dns.MsgHdr{Id: 7}, Question: []dns.Question{{Name: "x.", Qtype: dns.TypeA, Qclass: 0xFE}}})
-	ev := query("v.example.", dns.TypeA)
+	cls := dnstest.Pack(t, &dns.Msg{MsgHdr: dns.MsgHdr{Id: 7}, Question: []dns.Question{{Name: "x.", Qtype: dns.TypeA, Qclass: 0xFE}}})
+	ev := dnstest.Query("v.example.", dns.TypeA)
 	ev.SetEdns0(1232, false)
 	ev.IsEdns0().SetVersion(3)
 	ev.IsEdns0().Option = append(ev.IsEdns0().Option, &dns.EDNS0_LOCAL{Code: 65500, Data: []byte{1, 2}})
-	for i, b := range [][]byte{q, loop, fwd, long, opc, cls, pack(t, ev)} {
+	for i, b := range [][]byte{q, loop, fwd, long, opc, cls, dnstest.Pack(t, ev)} {
 		write("FuzzParseQuery", fmt.Sprintf("seed-%d", i), b)
 	}
 	write("FuzzMatchResponse", "seed-edns-truncate", q, fuzzAnswer(t, "www.example.", dns.TypeA, true, 20), uint16(512))

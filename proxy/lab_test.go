@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,7 +110,7 @@ func runConfigDeps(t testing.TB, addr, yml string, deps Deps, before ...func(*Pr
 	// Ready when it answers anything.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := l.exchange("udp", query("ready.demo.test.", dns.TypeA)); err == nil {
+		if _, err := l.exchange("udp", dnstest.Query("ready.demo.test.", dns.TypeA)); err == nil {
 			return l
 		}
 		select {
@@ -159,7 +160,7 @@ func hammer(l *lab, network string, workers, total int, check func(*dns.Msg) err
 						return
 					}
 				}
-				q := query(fmt.Sprintf("q%d.rand.demo.test.", i), dns.TypeA)
+				q := dnstest.Query(fmt.Sprintf("q%d.rand.demo.test.", i), dns.TypeA)
 				r, _, err := c.ExchangeWithConn(q, conn)
 				if err == nil {
 					err = check(r)
@@ -217,7 +218,7 @@ func TestLabForwarding(t *testing.T) {
 	})
 	t.Run("mixed-case question is echoed as sent", func(t *testing.T) {
 		for _, network := range []string{"udp", "tcp"} {
-			r, err := l.exchange(network, query("DeMo.TeSt.", dns.TypeA))
+			r, err := l.exchange(network, dnstest.Query("DeMo.TeSt.", dns.TypeA))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -228,7 +229,7 @@ func TestLabForwarding(t *testing.T) {
 		}
 	})
 	t.Run("large answer is truncated for a non-EDNS dnswire.UDP client", func(t *testing.T) {
-		r, err := l.exchange("udp", query("big.demo.test.", dns.TypeTXT))
+		r, err := l.exchange("udp", dnstest.Query("big.demo.test.", dns.TypeTXT))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +238,7 @@ func TestLabForwarding(t *testing.T) {
 		}
 	})
 	t.Run("large answer comes whole over TCP", func(t *testing.T) {
-		r, err := l.exchange("tcp", query("big.demo.test.", dns.TypeTXT))
+		r, err := l.exchange("tcp", dnstest.Query("big.demo.test.", dns.TypeTXT))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +247,7 @@ func TestLabForwarding(t *testing.T) {
 		}
 	})
 	t.Run("EDNS passes through: DO echoed, unknown version gets BADVERS", func(t *testing.T) {
-		q := query("demo.test.", dns.TypeA)
+		q := dnstest.Query("demo.test.", dns.TypeA)
 		q.SetEdns0(1232, true)
 		r, err := l.exchange("udp", q)
 		if err != nil {
@@ -255,7 +256,7 @@ func TestLabForwarding(t *testing.T) {
 		if opt := r.IsEdns0(); opt == nil || !opt.Do() {
 			t.Errorf("want OPT with DO, got %v", r)
 		}
-		q = query("demo.test.", dns.TypeA)
+		q = dnstest.Query("demo.test.", dns.TypeA)
 		q.SetEdns0(1232, false)
 		q.IsEdns0().SetVersion(1)
 		r, err = l.exchange("udp", q)
@@ -267,7 +268,7 @@ func TestLabForwarding(t *testing.T) {
 		}
 	})
 	t.Run("QDCOUNT 2 gets FORMERR and NOTIFY gets NOTIMP", func(t *testing.T) {
-		q := query("demo.test.", dns.TypeA)
+		q := dnstest.Query("demo.test.", dns.TypeA)
 		q.Question = append(q.Question, q.Question[0])
 		r, err := l.exchange("udp", q)
 		if err != nil {
@@ -276,7 +277,7 @@ func TestLabForwarding(t *testing.T) {
 		if r.Rcode != dns.RcodeFormatError {
 			t.Errorf("want FORMERR, got %s", dns.RcodeToString[r.Rcode])
 		}
-		q = query("demo.test.", dns.TypeSOA)
+		q = dnstest.Query("demo.test.", dns.TypeSOA)
 		q.Opcode = dns.OpcodeNotify
 		r, err = l.exchange("tcp", q)
 		if err != nil {
@@ -293,7 +294,7 @@ func TestLabForwarding(t *testing.T) {
 		}
 		defer c.Close()
 		before := l.p.stats.Malformed()
-		valid := pack(t, query("demo.test.", dns.TypeA))
+		valid := dnstest.Pack(t, dnstest.Query("demo.test.", dns.TypeA))
 		junk := [][]byte{
 			{}, {1}, valid[:11], valid[:dnswire.HeaderLen+2],
 			append(append([]byte{}, valid[:dnswire.HeaderLen]...), 0xC0, 12, 0, 1, 0, 1),
@@ -306,7 +307,7 @@ func TestLabForwarding(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		r, err := l.exchange("udp", query("www.demo.test.", dns.TypeA))
+		r, err := l.exchange("udp", dnstest.Query("www.demo.test.", dns.TypeA))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -330,7 +331,7 @@ func TestLabPipelinedTCP(t *testing.T) {
 	const n = 100
 	want := map[uint16]string{}
 	for i := 0; i < n; i++ {
-		q := query(fmt.Sprintf("p%d.rand.demo.test.", i), dns.TypeA)
+		q := dnstest.Query(fmt.Sprintf("p%d.rand.demo.test.", i), dns.TypeA)
 		q.Id = uint16(1000 + i)
 		want[q.Id] = q.Question[0].Name
 		if err := c.WriteMsg(q); err != nil {
@@ -359,7 +360,7 @@ func TestLabACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, network := range []string{"udp", "tcp"} {
-		r, err := l.exchange(network, query("demo.test.", dns.TypeA))
+		r, err := l.exchange(network, dnstest.Query("demo.test.", dns.TypeA))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +409,7 @@ func TestLabFailover(t *testing.T) {
 		}
 		for _, network := range []string{"udp", "tcp"} {
 			start := time.Now()
-			r, err := l.exchange(network, query("demo.test.", dns.TypeA))
+			r, err := l.exchange(network, dnstest.Query("demo.test.", dns.TypeA))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -431,7 +432,7 @@ func TestLabFailover(t *testing.T) {
 		}
 		for _, network := range []string{"udp", "tcp"} {
 			start := time.Now()
-			r, err := l.exchange(network, query("demo.test.", dns.TypeA))
+			r, err := l.exchange(network, dnstest.Query("demo.test.", dns.TypeA))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -466,7 +467,7 @@ func udpAllocsPerQuery(t *testing.T, addr, name string) float64 {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	q := pack(t, query(name, dns.TypeA))
+	q := dnstest.Pack(t, dnstest.Query(name, dns.TypeA))
 	buf := make([]byte, 4096)
 	roundTrip := func() {
 		if _, err := c.Write(q); err != nil {
@@ -486,7 +487,7 @@ func udpAllocsPerQuery(t *testing.T, addr, name string) float64 {
 func TestLabMetrics(t *testing.T) {
 	testlab.RequireBinary(t, "unbound")
 	l := startLab(t, 1, "", "")
-	if _, err := l.exchange("udp", query("www.demo.test.", dns.TypeA)); err != nil {
+	if _, err := l.exchange("udp", dnstest.Query("www.demo.test.", dns.TypeA)); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()
@@ -522,7 +523,7 @@ func TestLabMetrics(t *testing.T) {
 func BenchmarkForwardUDP(b *testing.B) {
 	testlab.RequireBinary(b, "unbound")
 	l := startLab(b, 2, "", "")
-	q := pack(b, query("www.demo.test.", dns.TypeA))
+	q := dnstest.Pack(b, dnstest.Query("www.demo.test.", dns.TypeA))
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -562,28 +563,28 @@ rules:
 `, def.Addr, corp.Addr))
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run(network, func(t *testing.T) {
-			r, err := l.exchange(network, query("Host.Corp.Example.", dns.TypeA))
+			r, err := l.exchange(network, dnstest.Query("Host.Corp.Example.", dns.TypeA))
 			if err != nil {
 				t.Fatal(err)
 			}
 			wantA(t, r, "198.51.100.7") // only the corp backend knows it
-			r, err = l.exchange(network, query("demo.test.", dns.TypeANY))
+			r, err = l.exchange(network, dnstest.Query("demo.test.", dns.TypeANY))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if r.Rcode != dns.RcodeRefused {
 				t.Errorf("ANY: %s, want REFUSED", dns.RcodeToString[r.Rcode])
 			}
-			r, err = l.exchange(network, query("spoof.example.", dns.TypeA))
+			r, err = l.exchange(network, dnstest.Query("spoof.example.", dns.TypeA))
 			if err != nil {
 				t.Fatal(err)
 			}
 			wantA(t, r, "192.0.2.99")
 			c := &dns.Client{Net: network, Timeout: 300 * time.Millisecond}
-			if r, _, err := c.Exchange(query("x.blocked.example.", dns.TypeA), l.addr); err == nil {
+			if r, _, err := c.Exchange(dnstest.Query("x.blocked.example.", dns.TypeA), l.addr); err == nil {
 				t.Errorf("dropped query was answered: %v", r)
 			}
-			r, err = l.exchange(network, query("www.demo.test.", dns.TypeA))
+			r, err = l.exchange(network, dnstest.Query("www.demo.test.", dns.TypeA))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -604,7 +605,7 @@ func TestLabGCReachesWaitingReaders(t *testing.T) {
 	l := startLab(t, 1, "", "")
 	var pauses []time.Duration
 	for i := 0; i < 5; i++ {
-		if _, err := l.exchange("udp", query("www.demo.test.", dns.TypeA)); err != nil {
+		if _, err := l.exchange("udp", dnstest.Query("www.demo.test.", dns.TypeA)); err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()

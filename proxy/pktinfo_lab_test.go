@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 // TestLabWildcardAnswersFromAddressAsked listens on 0.0.0.0 and :: and asks
@@ -47,7 +48,7 @@ rules:
 	ask := func(t *testing.T, addr, name string) *dns.Msg {
 		t.Helper()
 		c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
-		r, _, err := c.Exchange(query(name, dns.TypeA), addr)
+		r, _, err := c.Exchange(dnstest.Query(name, dns.TypeA), addr)
 		if err != nil {
 			t.Fatalf("%s to %s: %v", name, addr, err)
 		}
@@ -67,7 +68,7 @@ rules:
 		})
 		t.Run("TCP from "+addr, func(t *testing.T) {
 			c := &dns.Client{Net: "tcp", Timeout: 2 * time.Second}
-			r, _, err := c.Exchange(query("www.demo.test.", dns.TypeA), addr)
+			r, _, err := c.Exchange(dnstest.Query("www.demo.test.", dns.TypeA), addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +121,7 @@ pools:
 }
 
 func doqQuery(name string) *dns.Msg {
-	m := query(name, dns.TypeA)
+	m := dnstest.Query(name, dns.TypeA)
 	m.Id = 0 // RFC 9250: DoQ messages carry ID 0
 	return m
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 // ppLab is anyfront in front of one unbound that takes only queries behind
@@ -40,7 +41,7 @@ func (l *lab) askFrom(t *testing.T, network, src, name string) *dns.Msg {
 	} else {
 		c.Dialer.LocalAddr = &net.UDPAddr{IP: net.ParseIP(src)}
 	}
-	r, _, err := c.Exchange(query(name, dns.TypeA), l.addr)
+	r, _, err := c.Exchange(dnstest.Query(name, dns.TypeA), l.addr)
 	if err != nil {
 		t.Fatalf("%s query for %s from %s: %v", network, name, src, err)
 	}
@@ -81,7 +82,7 @@ func TestLabProxyProtocolToBackend(t *testing.T) {
 					defer wg.Done()
 					c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second,
 						Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}}
-					r, _, err := c.Exchange(query(fmt.Sprintf("mix%d.demo.test.", i), dns.TypeA), l.addr)
+					r, _, err := c.Exchange(dnstest.Query(fmt.Sprintf("mix%d.demo.test.", i), dns.TypeA), l.addr)
 					want := dns.RcodeNameError
 					if src == "127.0.0.3" {
 						want = dns.RcodeRefused

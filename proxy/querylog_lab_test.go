@@ -21,6 +21,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/anyfront/anyfront/proxy/querylog"
 	"github.com/anyfront/anyfront/state"
 )
@@ -80,7 +81,7 @@ func askFrom(t *testing.T, network, server, name string, qtype uint16) netip.Add
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	r, _, err := c.ExchangeWithConn(query(name, qtype), conn)
+	r, _, err := c.ExchangeWithConn(dnstest.Query(name, qtype), conn)
 	if err != nil {
 		t.Fatalf("%s %s: %v", network, name, err)
 	}
@@ -176,13 +177,13 @@ func readTapFile(t *testing.T, path string) []tapMsg {
 func TestLabQueryLogEncryptedTransports(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "queries.dnstap")
 	tl := startTransportLab(t, addrPicker{}, nil, fmt.Sprintf("query_log: {dnstap: {file: %q}}\n", path))
-	if r, err := tl.dotExchange(query("dot.rand.demo.test.", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
+	if r, err := tl.dotExchange(dnstest.Query("dot.rand.demo.test.", dns.TypeA)); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("DoT: %v %v", r, err)
 	}
-	if r := tl.dohExchange(t, query("doh.rand.demo.test.", dns.TypeA)); r.Rcode != dns.RcodeSuccess {
+	if r := tl.dohExchange(t, dnstest.Query("doh.rand.demo.test.", dns.TypeA)); r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("DoH: %v", r)
 	}
-	doq := query("doq.rand.demo.test.", dns.TypeA)
+	doq := dnstest.Query("doq.rand.demo.test.", dns.TypeA)
 	doq.Id = 0 // RFC 9250 section 4.2.1
 	if r, err := tl.doqExchange(t, doq); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("DoQ: %v %v", r, err)

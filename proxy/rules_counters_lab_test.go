@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 // TestLabRuleActionCounters sends queries that each rule action answers
@@ -26,7 +27,7 @@ func TestLabRuleActionCounters(t *testing.T) {
 `)
 	ask := func(network, name string, want int) {
 		t.Helper()
-		r, err := l.exchange(network, query(name, dns.TypeA))
+		r, err := l.exchange(network, dnstest.Query(name, dns.TypeA))
 		if err != nil {
 			t.Fatalf("%s over %s: %v", name, network, err)
 		}
@@ -43,13 +44,13 @@ func TestLabRuleActionCounters(t *testing.T) {
 	ask("udp", "limited.example.", dns.RcodeNameError)
 	ask("udp", "limited.example.", dns.RcodeRefused) // over it: the rule's refuse
 	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
-	r, _, err := c.Exchange(query("tc.example.", dns.TypeA), l.addr)
+	r, _, err := c.Exchange(dnstest.Query("tc.example.", dns.TypeA), l.addr)
 	if err != nil || !r.Truncated {
 		t.Fatalf("tc.example.: %v %v", r, err)
 	}
 	ask("tcp", "tc.example.", dns.RcodeNameError) // TCP goes past a truncate rule, to unbound
 	c.Timeout = 300 * time.Millisecond
-	if _, _, err := c.Exchange(query("drop.example.", dns.TypeA), l.addr); err == nil {
+	if _, _, err := c.Exchange(dnstest.Query("drop.example.", dns.TypeA), l.addr); err == nil {
 		t.Fatal("a dropped query was answered")
 	}
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 // ruleLab is a proxy with a default pool (with a cache) and a corp pool,
@@ -77,7 +78,7 @@ func TestLabRuleActions(t *testing.T) {
 `)
 	ask := func(t *testing.T, network, name string, qtype uint16) *dns.Msg {
 		t.Helper()
-		r, err := l.exchange(network, query(name, qtype))
+		r, err := l.exchange(network, dnstest.Query(name, qtype))
 		if err != nil {
 			t.Fatalf("%s %s: %v", network, name, err)
 		}
@@ -108,7 +109,7 @@ func TestLabRuleActions(t *testing.T) {
 				}
 			})
 			t.Run("drop", func(t *testing.T) {
-				if r, err := l.from("127.0.0.1", network, query("drop.rule.test.", dns.TypeA), 300*time.Millisecond); err == nil {
+				if r, err := l.from("127.0.0.1", network, dnstest.Query("drop.rule.test.", dns.TypeA), 300*time.Millisecond); err == nil {
 					t.Errorf("dropped query answered: %v", r)
 				}
 			})
@@ -165,7 +166,7 @@ func TestLabRuleActions(t *testing.T) {
 		}
 	})
 	t.Run("rd: false fires only without RD", func(t *testing.T) {
-		q := query("norec.rule.test.", dns.TypeA)
+		q := dnstest.Query("norec.rule.test.", dns.TypeA)
 		q.RecursionDesired = false
 		wantRcode(t, mustExchange(t, l, q), dns.RcodeRefused)
 		if r := ask(t, "udp", "norec.rule.test.", dns.TypeA); r.Rcode == dns.RcodeRefused {
@@ -174,13 +175,13 @@ func TestLabRuleActions(t *testing.T) {
 	})
 	t.Run("an opcode rule forwards NOTIFY; other opcodes get NOTIMP", func(t *testing.T) {
 		before := backendQueries(t, def)
-		q := query("demo.test.", dns.TypeSOA)
+		q := dnstest.Query("demo.test.", dns.TypeSOA)
 		q.Opcode = dns.OpcodeNotify
 		r := mustExchange(t, l, q)
 		if backendQueries(t, def) == before {
 			t.Errorf("NOTIFY was not forwarded: %v", r)
 		}
-		q = query("demo.test.", dns.TypeSOA)
+		q = dnstest.Query("demo.test.", dns.TypeSOA)
 		q.Opcode = dns.OpcodeStatus
 		wantRcode(t, mustExchange(t, l, q), dns.RcodeNotImplemented)
 	})
@@ -232,7 +233,7 @@ func TestLabRulesReload(t *testing.T) {
 	ub := testlab.StartUnbound(t, testlab.UnboundOptions{})
 	base := fmt.Sprintf("pools:\n  default: {backends: [{name: d1, address: %q}]}\n", ub.Addr)
 	l := runProxy(t, base+"rules:\n  - {match: {qname: [www.demo.test]}, action: {refuse: true}}\n")
-	if r := mustExchange(t, l, query("www.demo.test.", dns.TypeA)); r.Rcode != dns.RcodeRefused {
+	if r := mustExchange(t, l, dnstest.Query("www.demo.test.", dns.TypeA)); r.Rcode != dns.RcodeRefused {
 		t.Fatalf("before reload: %v", r)
 	}
 	text := fmt.Sprintf("listen: [{address: %q}]\n%srules:\n  - {match: {qname: [demo.test]}, action: {spoof: [192.0.2.77]}}\n", l.addr, base)
@@ -246,7 +247,7 @@ func TestLabRulesReload(t *testing.T) {
 	l.p.Reload(cfg)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		r := mustExchange(t, l, query("demo.test.", dns.TypeA))
+		r := mustExchange(t, l, dnstest.Query("demo.test.", dns.TypeA))
 		if len(r.Answer) > 0 && r.Answer[0].(*dns.A).A.String() == "192.0.2.77" {
 			break
 		}
@@ -255,7 +256,7 @@ func TestLabRulesReload(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	wantA(t, mustExchange(t, l, query("www.demo.test.", dns.TypeA)), "192.0.2.11") // old rule gone
+	wantA(t, mustExchange(t, l, dnstest.Query("www.demo.test.", dns.TypeA)), "192.0.2.11") // old rule gone
 	list := l.p.RuleList()
 	if len(list) != 1 || list[0].Hits == 0 || list[0].Action["spoof"] == nil {
 		t.Errorf("rule list after reload: %+v", list)
@@ -305,7 +306,7 @@ dynamic_blocks:
 	const flooder, bystander = "127.0.0.1", "127.0.0.2"
 	ask := func(src, network, name string) *dns.Msg {
 		t.Helper()
-		r, err := l.from(src, network, query(name, dns.TypeA), 2*time.Second)
+		r, err := l.from(src, network, dnstest.Query(name, dns.TypeA), 2*time.Second)
 		if err != nil {
 			t.Fatalf("%s %s from %s: %v", network, name, src, err)
 		}
@@ -394,7 +395,7 @@ dynamic_blocks:
 	defer c.Close()
 	buf := make([]byte, 4096)
 	for _, name := range []string{"www.demo.test.", "demo.test."} { // forwarded, cached
-		q := pack(t, query(name, dns.TypeA))
+		q := dnstest.Pack(t, dnstest.Query(name, dns.TypeA))
 		roundTrip := func() {
 			if _, err := c.Write(q); err != nil {
 				t.Fatal(err)

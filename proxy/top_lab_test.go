@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/anyfront/anyfront/proxy/top"
 )
 
@@ -30,7 +31,7 @@ func TestLabTopClientsAndNames(t *testing.T) {
 			if i%2 == 1 {
 				name = strings.ToUpper(name[:2]) + name[2:]
 			}
-			if _, _, err := d.Exchange(query(name, dns.TypeA), l.addr); err != nil {
+			if _, _, err := d.Exchange(dnstest.Query(name, dns.TypeA), l.addr); err != nil {
 				t.Fatalf("from %s: %v", c.from, err)
 			}
 		}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/anyfront/anyfront/internal/proxyproto"
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/anyfront/anyfront/proxy/stream"
 )
 
@@ -142,25 +143,16 @@ func (tl *transportLab) dohPost(c *http.Client, body []byte, ctype string) (*htt
 	return resp, b, err
 }
 
-func unpack(t testing.TB, b []byte) *dns.Msg {
-	t.Helper()
-	m := new(dns.Msg)
-	if err := m.Unpack(b); err != nil {
-		t.Fatalf("unpack answer: %v", err)
-	}
-	return m
-}
-
 func (tl *transportLab) dohExchange(t testing.TB, m *dns.Msg) *dns.Msg {
 	t.Helper()
-	resp, b, err := tl.dohPost(tl.dohClient(false), pack(t, m), "application/dns-message")
+	resp, b, err := tl.dohPost(tl.dohClient(false), dnstest.Pack(t, m), "application/dns-message")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, b)
 	}
-	return unpack(t, b)
+	return dnstest.Unpack(t, b)
 }
 
 func (tl *transportLab) doqExchange(t testing.TB, m *dns.Msg) (*dns.Msg, error) {
@@ -176,7 +168,7 @@ func (tl *transportLab) doqExchange(t testing.TB, m *dns.Msg) (*dns.Msg, error) 
 	if err != nil {
 		return nil, err
 	}
-	b := pack(t, m)
+	b := dnstest.Pack(t, m)
 	if _, err := s.Write(binary.BigEndian.AppendUint16(nil, uint16(len(b)))); err != nil {
 		return nil, err
 	}
@@ -192,12 +184,12 @@ func (tl *transportLab) doqExchange(t testing.TB, m *dns.Msg) (*dns.Msg, error) 
 	if len(resp) < 2 || int(binary.BigEndian.Uint16(resp)) != len(resp)-2 {
 		return nil, fmt.Errorf("bad dnswire.DoQ framing: %d bytes", len(resp))
 	}
-	return unpack(t, resp[2:]), nil
+	return dnstest.Unpack(t, resp[2:]), nil
 }
 
 func TestTransportLab(t *testing.T) {
 	tl := startTransportLab(t, addrPicker{}, nil, "proxy: {tcp: {max_conns_per_client: 8}}\n")
-	q := func() *dns.Msg { m := query("demo.test.", dns.TypeA); m.Id = 0; return m }
+	q := func() *dns.Msg { m := dnstest.Query("demo.test.", dns.TypeA); m.Id = 0; return m }
 
 	t.Run("DoT answers", func(t *testing.T) {
 		r, err := tl.dotExchange(q())
@@ -209,7 +201,7 @@ func TestTransportLab(t *testing.T) {
 	t.Run("DoH answers over HTTP/2 and HTTP/1.1, POST and GET", func(t *testing.T) {
 		for _, http1 := range []bool{false, true} {
 			c := tl.dohClient(http1)
-			resp, b, err := tl.dohPost(c, pack(t, q()), "application/dns-message")
+			resp, b, err := tl.dohPost(c, dnstest.Pack(t, q()), "application/dns-message")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -220,14 +212,14 @@ func TestTransportLab(t *testing.T) {
 			if ct := resp.Header.Get("Content-Type"); ct != "application/dns-message" {
 				t.Errorf("content type %q", ct)
 			}
-			r := unpack(t, b)
+			r := dnstest.Unpack(t, b)
 			wantA(t, r, "192.0.2.10")
 			cc := resp.Header.Get("Cache-Control")
 			age, err := strconv.Atoi(strings.TrimPrefix(cc, "max-age="))
 			if err != nil || uint32(age) > r.Answer[0].Header().Ttl {
 				t.Errorf("Cache-Control %q with answer TTL %d", cc, r.Answer[0].Header().Ttl)
 			}
-			get, err := c.Get(tl.url() + "?dns=" + base64.RawURLEncoding.EncodeToString(pack(t, q())))
+			get, err := c.Get(tl.url() + "?dns=" + base64.RawURLEncoding.EncodeToString(dnstest.Pack(t, q())))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +228,7 @@ func TestTransportLab(t *testing.T) {
 			if get.StatusCode != 200 {
 				t.Fatalf("GET status %d: %s", get.StatusCode, gb)
 			}
-			wantA(t, unpack(t, gb), "192.0.2.10")
+			wantA(t, dnstest.Unpack(t, gb), "192.0.2.10")
 		}
 	})
 	t.Run("DoH gets a large answer whole: over HTTP/2 refetched over TCP after UDP's TC", func(t *testing.T) {
@@ -270,7 +262,7 @@ func TestTransportLab(t *testing.T) {
 		defer c.CloseIdleConnections()
 		// One request first, so the others find the HTTP/2 connection
 		// instead of each dialing its own.
-		if _, _, err := tl.dohPost(c, pack(t, q()), "application/dns-message"); err != nil {
+		if _, _, err := tl.dohPost(c, dnstest.Pack(t, q()), "application/dns-message"); err != nil {
 			t.Fatal(err)
 		}
 		conns := tl.p.TransportStats()["doh"].Conns
@@ -278,9 +270,9 @@ func TestTransportLab(t *testing.T) {
 		errs := make(chan error, n)
 		for i := 0; i < n; i++ {
 			go func() {
-				m := query(fmt.Sprintf("c%d.%s", i, testlab.RandZone), dns.TypeA)
+				m := dnstest.Query(fmt.Sprintf("c%d.%s", i, testlab.RandZone), dns.TypeA)
 				m.Id = 0
-				resp, b, err := tl.dohPost(c, pack(t, m), "application/dns-message")
+				resp, b, err := tl.dohPost(c, dnstest.Pack(t, m), "application/dns-message")
 				if err == nil && resp.StatusCode != 200 {
 					err = fmt.Errorf("status %d", resp.StatusCode)
 				}
@@ -312,7 +304,7 @@ func TestTransportLab(t *testing.T) {
 	t.Run("FORMERR and NOTIMP as over UDP", func(t *testing.T) {
 		formerr := q()
 		formerr.Question = append(formerr.Question, formerr.Question[0])
-		notify := query("demo.test.", dns.TypeSOA)
+		notify := dnstest.Query("demo.test.", dns.TypeSOA)
 		notify.Opcode = dns.OpcodeNotify
 		notify.Id = 0
 		for _, c := range []struct {
@@ -338,7 +330,7 @@ func TestTransportLab(t *testing.T) {
 	})
 	t.Run("bad dnswire.DoH requests get their status and are counted", func(t *testing.T) {
 		c := tl.dohClient(false)
-		valid := pack(t, q())
+		valid := dnstest.Pack(t, q())
 		asResponse := q()
 		asResponse.Response = true
 		before := tl.p.stats.Malformed()
@@ -354,7 +346,7 @@ func TestTransportLab(t *testing.T) {
 			{"no content type", "POST", tl.url(), "", valid, 415},
 			{"truncated DNS", "POST", tl.url(), "application/dns-message", valid[:7], 400},
 			{"garbage after a header", "POST", tl.url(), "application/dns-message", append(valid[:12:12], 0xFF, 0xFF, 0xFF), 400},
-			{"a response, not a query", "POST", tl.url(), "application/dns-message", pack(t, asResponse), 400},
+			{"a response, not a query", "POST", tl.url(), "application/dns-message", dnstest.Pack(t, asResponse), 400},
 			{"empty body", "POST", tl.url(), "application/dns-message", nil, 400},
 			{"oversized body", "POST", tl.url(), "application/dns-message", make([]byte, 70000), 413},
 			{"bad method", "PUT", tl.url(), "application/dns-message", valid, 405},
@@ -405,7 +397,7 @@ func TestTransportLab(t *testing.T) {
 		if _, err := c.Write(garbage); err != nil {
 			t.Fatal(err)
 		}
-		if err := dc.WriteMsg(query("demo.test.", dns.TypeA)); err != nil {
+		if err := dc.WriteMsg(dnstest.Query("demo.test.", dns.TypeA)); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -486,7 +478,7 @@ func TestTransportLab(t *testing.T) {
 		if _, err := tl.dotExchange(q()); err == nil {
 			t.Error("a ninth dnswire.DoT connection was served")
 		}
-		resp, _, err := tl.dohPost(tl.dohClient(true), pack(t, q()), "application/dns-message")
+		resp, _, err := tl.dohPost(tl.dohClient(true), dnstest.Pack(t, q()), "application/dns-message")
 		if err == nil {
 			t.Errorf("a dnswire.DoH connection over the bound was served: %d", resp.StatusCode)
 		}
@@ -620,7 +612,7 @@ func TestProxyProtocolLab(t *testing.T) {
 			c = tls.Client(c, tlsCfg)
 		}
 		dc := &dns.Conn{Conn: c}
-		if err := dc.WriteMsg(query("demo.test.", dns.TypeA)); err != nil {
+		if err := dc.WriteMsg(dnstest.Query("demo.test.", dns.TypeA)); err != nil {
 			return nil, err
 		}
 		return dc.ReadMsg()
@@ -672,13 +664,13 @@ func TestProxyProtocolLab(t *testing.T) {
 	}
 	dohAsk := func(c *http.Client) *dns.Msg {
 		t.Helper()
-		resp, err := c.Post("https://"+ppDoH+"/dns-query", "application/dns-message", bytes.NewReader(pack(t, query("demo.test.", dns.TypeA))))
+		resp, err := c.Post("https://"+ppDoH+"/dns-query", "application/dns-message", bytes.NewReader(dnstest.Pack(t, dnstest.Query("demo.test.", dns.TypeA))))
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		return unpack(t, b)
+		return dnstest.Unpack(t, b)
 	}
 	t.Run("the header works in front of DoH", func(t *testing.T) {
 		for src, want := range map[string]int{"192.0.2.9:443": dns.RcodeSuccess, "203.0.113.9:443": dns.RcodeRefused} {

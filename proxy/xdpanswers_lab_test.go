@@ -14,6 +14,7 @@ import (
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/ebpf"
 	"github.com/anyfront/anyfront/internal/testlab"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 var (
@@ -173,12 +174,12 @@ pools:
 		q    *dns.Msg
 		v6   bool
 	}{
-		{"A, mixed case", query("WwW.DeMo.TeSt.", dns.TypeA), false},
-		{"AAAA with EDNS and DO", edns(query("demo.test.", dns.TypeAAAA), true), false},
-		{"a CNAME chain", query("alias.demo.test.", dns.TypeA), false},
-		{"NXDOMAIN with its SOA", edns(query("nx.demo.test.", dns.TypeA), false), false},
-		{"over IPv6", query("www.demo.test.", dns.TypeTXT), true},
-		{"short TTL", query("short.demo.test.", dns.TypeA), false},
+		{"A, mixed case", dnstest.Query("WwW.DeMo.TeSt.", dns.TypeA), false},
+		{"AAAA with EDNS and DO", edns(dnstest.Query("demo.test.", dns.TypeAAAA), true), false},
+		{"a CNAME chain", dnstest.Query("alias.demo.test.", dns.TypeA), false},
+		{"NXDOMAIN with its SOA", edns(dnstest.Query("nx.demo.test.", dns.TypeA), false), false},
+		{"over IPv6", dnstest.Query("www.demo.test.", dns.TypeTXT), true},
+		{"short TTL", dnstest.Query("short.demo.test.", dns.TypeA), false},
 	}
 	for _, s := range shapes {
 		for i := 0; i < 3; i++ {
@@ -209,7 +210,7 @@ pools:
 		if v6 {
 			src, dst = xdpClient6, xdpVIP6
 		}
-		action, out, err := xdp.Run(xdpFrame(src, dst, pack(t, q)))
+		action, out, err := xdp.Run(xdpFrame(src, dst, dnstest.Pack(t, q)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +235,7 @@ pools:
 				if action != ebpf.XDP_TX {
 					t.Fatalf("XDP action %d, want XDP_TX", action)
 				}
-				fromXDP, fromProxy = a, rawExchange(t, l.addr, pack(t, q))
+				fromXDP, fromProxy = a, rawExchange(t, l.addr, dnstest.Pack(t, q))
 				if bytes.Equal(fromXDP, fromProxy) {
 					break
 				}
@@ -256,7 +257,7 @@ pools:
 
 	t.Run("a source outside the ACL passes", func(t *testing.T) {
 		src := netip.MustParseAddrPort("203.0.113.9:40000")
-		action, _, err := xdp.Run(xdpFrame(src, xdpVIP4, pack(t, query("www.demo.test.", dns.TypeA))))
+		action, _, err := xdp.Run(xdpFrame(src, xdpVIP4, dnstest.Pack(t, dnstest.Query("www.demo.test.", dns.TypeA))))
 		if err != nil || action != ebpf.XDP_PASS {
 			t.Errorf("action %d, %v: want XDP_PASS", action, err)
 		}
@@ -265,17 +266,17 @@ pools:
 		if _, err := l.p.PurgeCache("alias.demo.test."); err != nil {
 			t.Fatal(err)
 		}
-		if action, _ := ask(t, query("alias.demo.test.", dns.TypeA), false); action != ebpf.XDP_PASS {
+		if action, _ := ask(t, dnstest.Query("alias.demo.test.", dns.TypeA), false); action != ebpf.XDP_PASS {
 			t.Errorf("purged name: action %d, want XDP_PASS", action)
 		}
-		if action, _ := ask(t, query("www.demo.test.", dns.TypeA), false); action != ebpf.XDP_TX {
+		if action, _ := ask(t, dnstest.Query("www.demo.test.", dns.TypeA), false); action != ebpf.XDP_TX {
 			t.Errorf("another name: action %d, want XDP_TX", action)
 		}
 	})
 	t.Run("an answer is never served past its expiry", func(t *testing.T) {
 		// TTL 3 with prefetch: XDP serves it until a second before it
 		// expires, so the last queries reach the proxy and refresh it.
-		q := query("short.demo.test.", dns.TypeA)
+		q := dnstest.Query("short.demo.test.", dns.TypeA)
 		deadline := time.Now().Add(4 * time.Second)
 		for time.Now().Before(deadline) {
 			if action, _ := ask(t, q, false); action == ebpf.XDP_PASS {
@@ -293,7 +294,7 @@ pools:
 		l.p.Reload(cfg)
 		deadline := time.Now().Add(2 * time.Second)
 		for {
-			action, _ := ask(t, query("www.demo.test.", dns.TypeA), false)
+			action, _ := ask(t, dnstest.Query("www.demo.test.", dns.TypeA), false)
 			if action == ebpf.XDP_PASS {
 				break
 			}
@@ -303,12 +304,12 @@ pools:
 			time.Sleep(20 * time.Millisecond)
 		}
 		// The rounds after the reload publish again what no rule touches.
-		l.exchange("udp", edns(query("demo.test.", dns.TypeAAAA), true))
+		l.exchange("udp", edns(dnstest.Query("demo.test.", dns.TypeAAAA), true))
 		time.Sleep(1500 * time.Millisecond)
-		if action, _ := ask(t, query("www.demo.test.", dns.TypeA), false); action != ebpf.XDP_PASS {
+		if action, _ := ask(t, dnstest.Query("www.demo.test.", dns.TypeA), false); action != ebpf.XDP_PASS {
 			t.Errorf("the refused name came back to XDP: action %d", action)
 		}
-		if action, _ := ask(t, edns(query("demo.test.", dns.TypeAAAA), true), false); action != ebpf.XDP_TX {
+		if action, _ := ask(t, edns(dnstest.Query("demo.test.", dns.TypeAAAA), true), false); action != ebpf.XDP_TX {
 			t.Errorf("a name no rule touches: action %d, want XDP_TX again", action)
 		}
 	})

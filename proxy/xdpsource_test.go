@@ -11,6 +11,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/ebpf/xdpanswer"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/anyfront/anyfront/proxy/pcache"
 	"github.com/anyfront/anyfront/proxy/xdppublish"
 )
@@ -64,8 +65,8 @@ pools:
 	snap := &snapshot{def: def, acl: cfg.ACL, rules: set, ruleRoutes: routes}
 
 	now := int64(time.Hour)
-	q := query("x.demo.test.", dns.TypeA)
-	raw := pack(t, q)
+	q := dnstest.Query("x.demo.test.", dns.TypeA)
+	raw := dnstest.Pack(t, q)
 	var v msgView
 	if err := v.ParseQuery(raw); err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ pools:
 	r := new(dns.Msg).SetReply(q)
 	rr, _ := dns.NewRR("x.demo.test. 300 IN A 192.0.2.1")
 	r.Answer = append(r.Answer, rr)
-	c.Store(&v.key, pack(t, r), now)
+	c.Store(&v.key, dnstest.Pack(t, r), now)
 	for i := 0; i < 3; i++ {
 		if _, res, _ := c.Answer(nil, &v.key, raw, &v.View, now, false); res != pcache.Hit {
 			t.Fatal("not a cache hit")

@@ -2,36 +2,12 @@ package dnswire
 
 import (
 	"bytes"
-	"net"
 	"net/netip"
 	"testing"
 
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/miekg/dns"
 )
-
-// ecsQuery builds a query with optional EDNS (udp > 0), DO, a cookie and a
-// client subnet.
-func ecsQuery(t testing.TB, udp uint16, cookie bool, subnet string) []byte {
-	t.Helper()
-	m := query("www.Example.com.", dns.TypeA)
-	if udp > 0 {
-		m.SetEdns0(udp, true)
-		o := m.IsEdns0()
-		if cookie {
-			o.Option = append(o.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
-		}
-		if subnet != "" {
-			p := netip.MustParsePrefix(subnet)
-			fam := uint16(1)
-			if p.Addr().Is6() {
-				fam = 2
-			}
-			o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: fam,
-				SourceNetmask: uint8(p.Bits()), Address: net.IP(p.Addr().AsSlice())})
-		}
-	}
-	return pack(t, m)
-}
 
 // forward runs a query through planECS and appendForward as the UDP path
 // does and unpacks what would go to the backend.
@@ -48,19 +24,6 @@ func forward(t *testing.T, q []byte, pol ECSPolicy, client string) (*dns.Msg, []
 		t.Fatalf("forwarded query does not unpack: %v\n% x", err, out)
 	}
 	return m, out, v
-}
-
-func subnetOf(t *testing.T, m *dns.Msg) []*dns.EDNS0_SUBNET {
-	t.Helper()
-	var s []*dns.EDNS0_SUBNET
-	if o := m.IsEdns0(); o != nil {
-		for _, opt := range o.Option {
-			if e, ok := opt.(*dns.EDNS0_SUBNET); ok {
-				s = append(s, e)
-			}
-		}
-	}
-	return s
 }
 
 func hasCookie(m *dns.Msg) bool {
@@ -89,25 +52,25 @@ func TestECSQueryEdits(t *testing.T) {
 		unchanged   bool
 		clientState ECSClient
 	}{
-		{name: "no OPT: one is added, advertising 512", q: ecsQuery(t, 0, false, ""), pol: add, client: "192.0.2.77",
+		{name: "no OPT: one is added, advertising 512", q: dnstest.ECSQuery(t, 0, false, ""), pol: add, client: "192.0.2.77",
 			mode: ECSAddOPT, want: "192.0.2.0/24", payload: 512},
-		{name: "OPT without ECS: the option joins the others", q: ecsQuery(t, 4096, true, ""), pol: add, client: "192.0.2.77",
+		{name: "OPT without ECS: the option joins the others", q: dnstest.ECSQuery(t, 4096, true, ""), pol: add, client: "192.0.2.77",
 			mode: ECSAddOption, want: "192.0.2.0/24", payload: 4096, cookie: true, do: true},
-		{name: "IPv6 client cut to 56 bits", q: ecsQuery(t, 1232, false, ""), pol: add, client: "2001:db8:1234:56ff:ffff::1",
+		{name: "IPv6 client cut to 56 bits", q: dnstest.ECSQuery(t, 1232, false, ""), pol: add, client: "2001:db8:1234:56ff:ffff::1",
 			mode: ECSAddOption, want: "2001:db8:1234:5600::/56", payload: 1232, do: true},
-		{name: "a prefix off a byte boundary zeroes the rest", q: ecsQuery(t, 0, false, ""), pol: ECSPolicy{Add: true, V4: 20},
+		{name: "a prefix off a byte boundary zeroes the rest", q: dnstest.ECSQuery(t, 0, false, ""), pol: ECSPolicy{Add: true, V4: 20},
 			client: "198.51.100.255", mode: ECSAddOPT, want: "198.51.96.0/20", payload: 512},
-		{name: "prefix 0 sends the family alone", q: ecsQuery(t, 0, false, ""), pol: ECSPolicy{Add: true, V4: 0},
+		{name: "prefix 0 sends the family alone", q: dnstest.ECSQuery(t, 0, false, ""), pol: ECSPolicy{Add: true, V4: 0},
 			client: "203.0.113.9", mode: ECSAddOPT, want: "0.0.0.0/0", payload: 512},
-		{name: "v4-mapped client counts as IPv4", q: ecsQuery(t, 0, false, ""), pol: add, client: "::ffff:192.0.2.77",
+		{name: "v4-mapped client counts as IPv4", q: dnstest.ECSQuery(t, 0, false, ""), pol: add, client: "::ffff:192.0.2.77",
 			mode: ECSAddOPT, want: "192.0.2.0/24", payload: 512},
-		{name: "client ECS kept without override", q: ecsQuery(t, 4096, true, "203.0.113.0/24"), pol: add, client: "192.0.2.77",
+		{name: "client ECS kept without override", q: dnstest.ECSQuery(t, 4096, true, "203.0.113.0/24"), pol: add, client: "192.0.2.77",
 			mode: ECSNone, want: "203.0.113.0/24", payload: 4096, cookie: true, do: true, unchanged: true, clientState: ECSClientKept},
-		{name: "client ECS replaced with override, other options kept", q: ecsQuery(t, 4096, true, "203.0.113.0/24"), pol: override,
+		{name: "client ECS replaced with override, other options kept", q: dnstest.ECSQuery(t, 4096, true, "203.0.113.0/24"), pol: override,
 			client: "192.0.2.77", mode: ECSReplace, want: "192.0.2.0/24", payload: 4096, cookie: true, do: true},
-		{name: "override alone does not add", q: ecsQuery(t, 0, false, ""), pol: ECSPolicy{Override: true, V4: 24},
+		{name: "override alone does not add", q: dnstest.ECSQuery(t, 0, false, ""), pol: ECSPolicy{Override: true, V4: 24},
 			client: "192.0.2.77", mode: ECSNone, unchanged: true},
-		{name: "no policy: untouched", q: ecsQuery(t, 4096, true, ""), pol: ECSPolicy{}, client: "192.0.2.77",
+		{name: "no policy: untouched", q: dnstest.ECSQuery(t, 4096, true, ""), pol: ECSPolicy{}, client: "192.0.2.77",
 			mode: ECSNone, payload: 4096, cookie: true, do: true, unchanged: true},
 	}
 	for _, tc := range cases {
@@ -122,7 +85,7 @@ func TestECSQueryEdits(t *testing.T) {
 			if m.Question[0].Name != "www.Example.com." || m.Id != 0x1234 {
 				t.Fatalf("question or ID changed: %v", m)
 			}
-			s := subnetOf(t, m)
+			s := dnstest.SubnetOf(t, m)
 			switch {
 			case tc.want == "" && len(s) != 0:
 				t.Fatalf("backend gets ECS %v, want none", s)
@@ -145,30 +108,6 @@ func TestECSQueryEdits(t *testing.T) {
 	}
 }
 
-// ecsAnswer is a backend's answer to q carrying ECS with scope (negative:
-// no ECS) and a cookie.
-func ecsAnswer(t *testing.T, q []byte, scope int, cookie bool) []byte {
-	t.Helper()
-	qm := new(dns.Msg)
-	if err := qm.Unpack(q); err != nil {
-		t.Fatal(err)
-	}
-	m := new(dns.Msg).SetReply(qm)
-	m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: qm.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-		A: net.IP{192, 0, 2, 10}})
-	m.SetEdns0(1232, false)
-	o := m.IsEdns0()
-	if cookie {
-		o.Option = append(o.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
-	}
-	if scope >= 0 {
-		s := subnetOf(t, qm)[0]
-		o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: s.Family,
-			SourceNetmask: s.SourceNetmask, SourceScope: uint8(scope), Address: s.Address})
-	}
-	return pack(t, m)
-}
-
 func TestECSAnswerIsCutBack(t *testing.T) {
 	add := ECSPolicy{Add: true, V4: 24}
 	cases := []struct {
@@ -178,17 +117,17 @@ func TestECSAnswerIsCutBack(t *testing.T) {
 		wantOPT   bool
 		wantScope int
 	}{
-		{"added OPT is removed", ecsQuery(t, 0, false, ""), 24, false, 24},
-		{"added option is removed, the client's OPT stays", ecsQuery(t, 4096, true, ""), 0, true, 0},
-		{"replaced option is removed", ecsQuery(t, 4096, false, "203.0.113.0/24"), 16, true, 16},
-		{"answer without ECS", ecsQuery(t, 4096, false, ""), -1, true, -1},
+		{"added OPT is removed", dnstest.ECSQuery(t, 0, false, ""), 24, false, 24},
+		{"added option is removed, the client's OPT stays", dnstest.ECSQuery(t, 4096, true, ""), 0, true, 0},
+		{"replaced option is removed", dnstest.ECSQuery(t, 4096, false, "203.0.113.0/24"), 16, true, 16},
+		{"answer without ECS", dnstest.ECSQuery(t, 4096, false, ""), -1, true, -1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			pol := add
 			pol.Override = true
 			_, fwd, qv := forward(t, tc.q, pol, "192.0.2.77")
-			resp := ecsAnswer(t, fwd, tc.scope, tc.wantOPT)
+			resp := dnstest.ECSAnswer(t, fwd, tc.scope, tc.wantOPT)
 			var v View
 			if err := MatchResponse(resp, &v, tc.q[HeaderLen:qv.QEnd]); err != nil {
 				t.Fatal(err)
@@ -201,7 +140,7 @@ func TestECSAnswerIsCutBack(t *testing.T) {
 			if err := m.Unpack(resp[:n]); err != nil {
 				t.Fatalf("cut answer does not unpack: %v", err)
 			}
-			if len(m.Answer) != 1 || (m.IsEdns0() != nil) != tc.wantOPT || len(subnetOf(t, m)) != 0 {
+			if len(m.Answer) != 1 || (m.IsEdns0() != nil) != tc.wantOPT || len(dnstest.SubnetOf(t, m)) != 0 {
 				t.Fatalf("cut answer %v: want the A record, OPT %v, no ECS", m, tc.wantOPT)
 			}
 			if tc.wantOPT && !hasCookie(m) {

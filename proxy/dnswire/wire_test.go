@@ -5,39 +5,24 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/miekg/dns"
 )
 
-func pack(t testing.TB, m *dns.Msg) []byte {
-	t.Helper()
-	b, err := m.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func query(name string, qtype uint16) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	m.Id = 0x1234
-	return m
-}
-
 func TestParseQuery(t *testing.T) {
-	withEDNS := query("Example.COM.", dns.TypeA)
+	withEDNS := dnstest.Query("Example.COM.", dns.TypeA)
 	withEDNS.SetEdns0(4096, true)
-	notify := query("example.com.", dns.TypeSOA)
+	notify := dnstest.Query("example.com.", dns.TypeSOA)
 	notify.Opcode = dns.OpcodeNotify
-	response := query("example.com.", dns.TypeA)
+	response := dnstest.Query("example.com.", dns.TypeA)
 	response.Response = true
-	tc := query("example.com.", dns.TypeA)
+	tc := dnstest.Query("example.com.", dns.TypeA)
 	tc.Truncated = true
-	two := query("example.com.", dns.TypeA)
+	two := dnstest.Query("example.com.", dns.TypeA)
 	two.Question = append(two.Question, two.Question[0])
-	none := query("example.com.", dns.TypeA)
+	none := dnstest.Query("example.com.", dns.TypeA)
 	none.Question = nil
-	valid := pack(t, query("www.Example.com.", dns.TypeAAAA))
+	valid := dnstest.Pack(t, dnstest.Query("www.Example.com.", dns.TypeAAAA))
 
 	pointer := append([]byte{}, valid[:HeaderLen]...)
 	pointer = append(pointer, 0xC0, 12, 0, 1, 0, 1) // a question whose name points at itself
@@ -64,14 +49,14 @@ func TestParseQuery(t *testing.T) {
 		opcode int
 	}{
 		{name: "plain query parses and lowercases the name", msg: valid, lower: "www.example.com.", maxUDP: 512, qtype: dns.TypeAAAA},
-		{name: "EDNS query reports buffer size and DO", msg: pack(t, withEDNS), lower: "example.com.", hasOPT: true, do: true, maxUDP: 4096, qtype: dns.TypeA},
+		{name: "EDNS query reports buffer size and DO", msg: dnstest.Pack(t, withEDNS), lower: "example.com.", hasOPT: true, do: true, maxUDP: 4096, qtype: dns.TypeA},
 		{name: "empty packet is short", msg: nil, want: ErrShort},
 		{name: "11 bytes is short", msg: valid[:11], want: ErrShort},
-		{name: "QR set is not a query", msg: pack(t, response), want: ErrNotQuery},
-		{name: "TC set is forwarded for the backend to judge", msg: pack(t, tc), want: nil},
-		{name: "two questions is FORMERR", msg: pack(t, two), want: ErrQDCount},
-		{name: "no question is FORMERR", msg: pack(t, none), want: ErrQDCount},
-		{name: "NOTIFY is NOTIMP with its question parsed", msg: pack(t, notify), want: ErrOpcode, lower: "example.com.", maxUDP: 512, qtype: dns.TypeSOA, opcode: dns.OpcodeNotify},
+		{name: "QR set is not a query", msg: dnstest.Pack(t, response), want: ErrNotQuery},
+		{name: "TC set is forwarded for the backend to judge", msg: dnstest.Pack(t, tc), want: nil},
+		{name: "two questions is FORMERR", msg: dnstest.Pack(t, two), want: ErrQDCount},
+		{name: "no question is FORMERR", msg: dnstest.Pack(t, none), want: ErrQDCount},
+		{name: "NOTIFY is NOTIMP with its question parsed", msg: dnstest.Pack(t, notify), want: ErrOpcode, lower: "example.com.", maxUDP: 512, qtype: dns.TypeSOA, opcode: dns.OpcodeNotify},
 		{name: "compression pointer in the question is malformed", msg: pointer, want: ErrBadName},
 		{name: "label over 63 bytes is malformed", msg: longLabel, want: ErrBadName},
 		{name: "name over 255 bytes is malformed", msg: longName, want: ErrBadName},
@@ -114,12 +99,12 @@ func TestAppendReply(t *testing.T) {
 		{name: "NOTIMP to an EDNS query without DO", edns: true, rcode: RcodeNotImp},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			q := query("MiXeD.example.", dns.TypeA)
+			q := dnstest.Query("MiXeD.example.", dns.TypeA)
 			q.RecursionDesired = true
 			if tt.edns {
 				q.SetEdns0(4096, tt.do)
 			}
-			raw := pack(t, q)
+			raw := dnstest.Pack(t, q)
 			var v View
 			if err := v.ParseQuery(raw); err != nil {
 				t.Fatal(err)
@@ -145,25 +130,12 @@ func TestAppendReply(t *testing.T) {
 	}
 }
 
-func bigAnswer(t testing.TB, q *dns.Msg, n int) *dns.Msg {
-	r := new(dns.Msg)
-	r.SetReply(q)
-	for i := 0; i < n; i++ {
-		rr, err := dns.NewRR(q.Question[0].Name + " 300 IN TXT \"" + strings.Repeat("x", 90) + "\"")
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Answer = append(r.Answer, rr)
-	}
-	return r
-}
-
 func TestTruncateTo(t *testing.T) {
 	t.Run("without EDNS the answer becomes header and question with TC", func(t *testing.T) {
-		q := query("big.example.", dns.TypeTXT)
-		resp := pack(t, bigAnswer(t, q, 30))
+		q := dnstest.Query("big.example.", dns.TypeTXT)
+		resp := dnstest.Pack(t, dnstest.BigAnswer(t, q, 30))
 		var v View
-		if err := MatchResponse(resp, &v, pack(t, q)[HeaderLen:]); err != nil {
+		if err := MatchResponse(resp, &v, dnstest.Pack(t, q)[HeaderLen:]); err != nil {
 			t.Fatal(err)
 		}
 		n := TruncateTo(resp, &v, 512)
@@ -176,13 +148,13 @@ func TestTruncateTo(t *testing.T) {
 		}
 	})
 	t.Run("the answer's OPT record survives truncation", func(t *testing.T) {
-		q := query("big.example.", dns.TypeTXT)
+		q := dnstest.Query("big.example.", dns.TypeTXT)
 		q.SetEdns0(1232, true)
-		r := bigAnswer(t, q, 30)
+		r := dnstest.BigAnswer(t, q, 30)
 		r.SetEdns0(1232, true)
-		resp := pack(t, r)
+		resp := dnstest.Pack(t, r)
 		var v View
-		if err := MatchResponse(resp, &v, pack(t, q)[HeaderLen:len(pack(t, q))-11]); err != nil {
+		if err := MatchResponse(resp, &v, dnstest.Pack(t, q)[HeaderLen:len(dnstest.Pack(t, q))-11]); err != nil {
 			t.Fatal(err)
 		}
 		n := TruncateTo(resp, &v, 1232)
@@ -197,26 +169,26 @@ func TestTruncateTo(t *testing.T) {
 }
 
 func TestMatchResponse(t *testing.T) {
-	q := query("Case.Example.", dns.TypeA)
-	question := pack(t, q)[HeaderLen:]
+	q := dnstest.Query("Case.Example.", dns.TypeA)
+	question := dnstest.Pack(t, q)[HeaderLen:]
 	ok := new(dns.Msg)
-	ok.SetReply(query("case.example.", dns.TypeA))
+	ok.SetReply(dnstest.Query("case.example.", dns.TypeA))
 	headerOnly := func(rcode int) []byte {
 		m := new(dns.Msg)
 		m.Response, m.Rcode = true, rcode
-		return pack(t, m)
+		return dnstest.Pack(t, m)
 	}
 	other := new(dns.Msg)
-	other.SetReply(query("other.example.", dns.TypeA))
-	notResp := query("case.example.", dns.TypeA)
+	other.SetReply(dnstest.Query("other.example.", dns.TypeA))
+	notResp := dnstest.Query("case.example.", dns.TypeA)
 	for _, tt := range []struct {
 		name string
 		resp []byte
 		ok   bool
 	}{
-		{name: "same question in another case matches", resp: pack(t, ok), ok: true},
-		{name: "another question is refused", resp: pack(t, other)},
-		{name: "a query is not a response", resp: pack(t, notResp)},
+		{name: "same question in another case matches", resp: dnstest.Pack(t, ok), ok: true},
+		{name: "another question is refused", resp: dnstest.Pack(t, other)},
+		{name: "a query is not a response", resp: dnstest.Pack(t, notResp)},
 		{name: "header-only NOERROR is a backend failure", resp: headerOnly(dns.RcodeSuccess)},
 		{name: "header-only NXDOMAIN is a backend failure", resp: headerOnly(dns.RcodeNameError)},
 		{name: "header-only FORMERR is passed on", resp: headerOnly(dns.RcodeFormatError), ok: true},
@@ -235,23 +207,23 @@ func TestMatchResponse(t *testing.T) {
 // FuzzParseQuery checks that the parser never panics and agrees with miekg/dns
 // on the question of every query it accepts.
 func FuzzParseQuery(f *testing.F) {
-	for _, m := range []*dns.Msg{query("example.com.", dns.TypeA), query("A.b.C.", dns.TypeMX)} {
-		f.Add(pack(f, m))
+	for _, m := range []*dns.Msg{dnstest.Query("example.com.", dns.TypeA), dnstest.Query("A.b.C.", dns.TypeMX)} {
+		f.Add(dnstest.Pack(f, m))
 	}
-	e := query("edns.test.", dns.TypeAAAA)
+	e := dnstest.Query("edns.test.", dns.TypeAAAA)
 	e.SetEdns0(1232, true)
-	f.Add(pack(f, e))
+	f.Add(dnstest.Pack(f, e))
 	// Per-client options, a second OPT, TC set, a header-only opcode.
-	o := query("opts.test.", dns.TypeA)
+	o := dnstest.Query("opts.test.", dns.TypeA)
 	o.SetEdns0(1232, false)
 	o.IsEdns0().Option = append(o.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"},
 		&dns.EDNS0_NSID{Code: dns.EDNS0NSID}, &dns.EDNS0_EXPIRE{Code: dns.EDNS0EXPIRE, Empty: true})
-	f.Add(pack(f, o))
+	f.Add(dnstest.Pack(f, o))
 	o.Extra = append(o.Extra, o.Extra[0])
-	f.Add(pack(f, o))
-	tc := query("tc.test.", dns.TypeA)
+	f.Add(dnstest.Pack(f, o))
+	tc := dnstest.Query("tc.test.", dns.TypeA)
 	tc.Truncated = true
-	f.Add(pack(f, tc))
+	f.Add(dnstest.Pack(f, tc))
 	f.Add([]byte{0, 1, 0x78, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var v View

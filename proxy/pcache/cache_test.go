@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 func cacheCfg(size int) config.Cache {
@@ -17,7 +18,7 @@ func cacheCfg(size int) config.Cache {
 // keyed parses a query and fills its cache key.
 func keyed(t testing.TB, q *dns.Msg) ([]byte, *qview) {
 	t.Helper()
-	raw := pack(t, q)
+	raw := dnstest.Pack(t, q)
 	v := new(qview)
 	if err := v.ParseQuery(raw); err != nil {
 		t.Fatal(err)
@@ -37,22 +38,22 @@ func answerA(t testing.TB, q *dns.Msg, ttls ...uint32) []byte {
 		rr.Header().Ttl = ttl
 		r.Answer = append(r.Answer, rr)
 	}
-	return pack(t, r)
+	return dnstest.Pack(t, r)
 }
 
 func TestCacheKey(t *testing.T) {
-	base := query("Example.COM.", dns.TypeA)
+	base := dnstest.Query("Example.COM.", dns.TypeA)
 	_, bv := keyed(t, base)
 	for _, tt := range []struct {
 		name string
 		q    func() *dns.Msg
 		same bool
 	}{
-		{"another case of the same name shares the entry", func() *dns.Msg { return query("example.com.", dns.TypeA) }, true},
-		{"another type does not", func() *dns.Msg { return query("example.com.", dns.TypeAAAA) }, false},
-		{"EDNS presence does not", func() *dns.Msg { q := query("example.com.", dns.TypeA); q.SetEdns0(1232, false); return q }, false},
-		{"the DO bit does not", func() *dns.Msg { q := query("example.com.", dns.TypeA); q.SetEdns0(1232, true); return q }, false},
-		{"the CD bit does not", func() *dns.Msg { q := query("example.com.", dns.TypeA); q.CheckingDisabled = true; return q }, false},
+		{"another case of the same name shares the entry", func() *dns.Msg { return dnstest.Query("example.com.", dns.TypeA) }, true},
+		{"another type does not", func() *dns.Msg { return dnstest.Query("example.com.", dns.TypeAAAA) }, false},
+		{"EDNS presence does not", func() *dns.Msg { q := dnstest.Query("example.com.", dns.TypeA); q.SetEdns0(1232, false); return q }, false},
+		{"the DO bit does not", func() *dns.Msg { q := dnstest.Query("example.com.", dns.TypeA); q.SetEdns0(1232, true); return q }, false},
+		{"the CD bit does not", func() *dns.Msg { q := dnstest.Query("example.com.", dns.TypeA); q.CheckingDisabled = true; return q }, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, v := keyed(t, tt.q())
@@ -61,9 +62,9 @@ func TestCacheKey(t *testing.T) {
 			}
 		})
 	}
-	e1 := query("example.com.", dns.TypeA)
+	e1 := dnstest.Query("example.com.", dns.TypeA)
 	e1.SetEdns0(1232, false)
-	e2 := query("example.com.", dns.TypeA)
+	e2 := dnstest.Query("example.com.", dns.TypeA)
 	e2.SetEdns0(1232, false)
 	e2.IsEdns0().SetVersion(1)
 	_, v1 := keyed(t, e1)
@@ -75,13 +76,13 @@ func TestCacheKey(t *testing.T) {
 
 func TestCacheStoreAndAnswer(t *testing.T) {
 	c := New(cacheCfg(1000))
-	q := query("www.example.", dns.TypeA)
+	q := dnstest.Query("www.example.", dns.TypeA)
 	raw, v := keyed(t, q)
 	sec := int64(time.Second)
 	c.Store(&v.key, answerA(t, q, 300, 100), 0)
 
 	t.Run("a hit lowers every TTL by the entry's age and echoes ID and question", func(t *testing.T) {
-		q2 := query("WWW.Example.", dns.TypeA)
+		q2 := dnstest.Query("WWW.Example.", dns.TypeA)
 		q2.Id = 0xBEEF
 		raw2, v2 := keyed(t, q2)
 		out, res, _ := c.Answer(nil, &v2.key, raw2, &v2.View, 40*sec, false)
@@ -134,7 +135,7 @@ func TestCacheStoreAndAnswer(t *testing.T) {
 }
 
 func TestCacheWhatIsStored(t *testing.T) {
-	q := query("x.example.", dns.TypeA)
+	q := dnstest.Query("x.example.", dns.TypeA)
 	soa := func(ttl, minimum uint32) dns.RR {
 		return &dns.SOA{Hdr: dns.RR_Header{Name: "example.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 			Ns: "ns.example.", Mbox: "h.example.", Serial: 1, Refresh: 1, Retry: 1, Expire: 1, Minttl: minimum}
@@ -145,7 +146,7 @@ func TestCacheWhatIsStored(t *testing.T) {
 		if edit != nil {
 			edit(r)
 		}
-		return pack(t, r)
+		return dnstest.Pack(t, r)
 	}
 	for _, tt := range []struct {
 		name string
@@ -185,11 +186,11 @@ func TestCacheWhatIsStored(t *testing.T) {
 
 func TestCacheEvictionKeepsHotEntries(t *testing.T) {
 	c := New(cacheCfg(4 * cacheShards))
-	hotQ := query("hot.example.", dns.TypeA)
+	hotQ := dnstest.Query("hot.example.", dns.TypeA)
 	hotRaw, hot := keyed(t, hotQ)
 	c.Store(&hot.key, answerA(t, hotQ, 300), 0)
 	for i := 0; i < 5000; i++ {
-		q := query(fmt.Sprintf("cold%d.example.", i), dns.TypeA)
+		q := dnstest.Query(fmt.Sprintf("cold%d.example.", i), dns.TypeA)
 		_, v := keyed(t, q)
 		c.Store(&v.key, answerA(t, q, 300), 0)
 		// The hot name is asked for between every cold store.
@@ -208,7 +209,7 @@ func TestCacheEvictionKeepsHotEntries(t *testing.T) {
 func TestCachePurge(t *testing.T) {
 	c := New(cacheCfg(1000))
 	for _, n := range []string{"a.corp.example.", "b.corp.example.", "xcorp.example.", "www.test."} {
-		q := query(n, dns.TypeA)
+		q := dnstest.Query(n, dns.TypeA)
 		_, v := keyed(t, q)
 		c.Store(&v.key, answerA(t, q, 300), 0)
 	}
@@ -225,7 +226,7 @@ func TestCachePurge(t *testing.T) {
 
 func BenchmarkCacheHit(b *testing.B) {
 	c := New(cacheCfg(1000))
-	q := query("www.example.", dns.TypeA)
+	q := dnstest.Query("www.example.", dns.TypeA)
 	raw, v := keyed(b, q)
 	c.Store(&v.key, answerA(b, q, 300, 300), 0)
 	out := make([]byte, 0, 512)
@@ -239,7 +240,7 @@ func BenchmarkCacheHit(b *testing.B) {
 
 func TestCacheHitAllocatesNothing(t *testing.T) {
 	c := New(cacheCfg(1000))
-	q := query("www.example.", dns.TypeA)
+	q := dnstest.Query("www.example.", dns.TypeA)
 	raw, v := keyed(t, q)
 	c.Store(&v.key, answerA(t, q, 300, 300), 0)
 	out := make([]byte, 0, 512)

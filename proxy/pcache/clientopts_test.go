@@ -8,19 +8,10 @@ import (
 	"time"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 
 	"github.com/miekg/dns"
 )
-
-func withOpts(q *dns.Msg, opts ...dns.EDNS0) *dns.Msg {
-	q.SetEdns0(1232, false)
-	q.IsEdns0().Option = append(q.IsEdns0().Option, opts...)
-	return q
-}
-
-func cookieOpt(hexCookie string) *dns.EDNS0_COOKIE {
-	return &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: hexCookie}
-}
 
 func TestSipHash24Vector(t *testing.T) {
 	// The reference vector of the SipHash paper (appendix A): key 00..0f,
@@ -40,7 +31,7 @@ func TestSipHash24Vector(t *testing.T) {
 // and stays, and TTLs after the OPT still age.
 func TestCacheStoresNoClientOptions(t *testing.T) {
 	c := New(cacheCfg(100))
-	q1 := withOpts(query("www.example.", dns.TypeA), cookieOpt("0102030405060708"))
+	q1 := dnstest.WithOpts(dnstest.Query("www.example.", dns.TypeA), dnstest.CookieOpt("0102030405060708"))
 	raw1, v1 := keyed(t, q1)
 	r := new(dns.Msg)
 	r.SetReply(q1)
@@ -48,7 +39,7 @@ func TestCacheStoresNoClientOptions(t *testing.T) {
 	r.Answer = append(r.Answer, rr)
 	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: 1232}}
 	opt.Option = []dns.EDNS0{
-		cookieOpt("0102030405060708a1a2a3a4a5a6a7a8b1b2b3b4b5b6b7b8"),
+		dnstest.CookieOpt("0102030405060708a1a2a3a4a5a6a7a8b1b2b3b4b5b6b7b8"),
 		&dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: hex.EncodeToString([]byte("ns1"))},
 		&dns.EDNS0_EXPIRE{Code: dns.EDNS0EXPIRE, Expire: 1000},
 		&dns.EDNS0_PADDING{Padding: make([]byte, 20)},
@@ -56,10 +47,10 @@ func TestCacheStoresNoClientOptions(t *testing.T) {
 	}
 	glue, _ := dns.NewRR("ns.example. 300 IN A 192.0.2.53")
 	r.Extra = []dns.RR{opt, glue} // a record after the OPT: its TTL moves
-	c.Store(&v1.key, pack(t, r), 0)
+	c.Store(&v1.key, dnstest.Pack(t, r), 0)
 	_ = raw1
 
-	q2 := withOpts(query("www.example.", dns.TypeA))
+	q2 := dnstest.WithOpts(dnstest.Query("www.example.", dns.TypeA))
 	raw2, v2 := keyed(t, q2)
 	now := int64(100 * time.Second)
 	out, res, _ := c.Answer(nil, &v2.key, raw2, &v2.View, now, false)
@@ -67,7 +58,7 @@ func TestCacheStoresNoClientOptions(t *testing.T) {
 		t.Fatal("no hit")
 	}
 	out = WithCookie(out, 0, raw2, &v2.View, netip.MustParseAddr("192.0.2.7"), now)
-	m := unpack(t, out)
+	m := dnstest.Unpack(t, out)
 	o := m.IsEdns0()
 	if o == nil {
 		t.Fatal("hit lost its OPT")
@@ -86,7 +77,7 @@ func TestCacheStoresNoClientOptions(t *testing.T) {
 // with a server cookie of anyfront's own (RFC 9018 layout).
 func TestCacheHitEchoesClientCookie(t *testing.T) {
 	c := New(cacheCfg(100))
-	q1 := withOpts(query("www.example.", dns.TypeA))
+	q1 := dnstest.WithOpts(dnstest.Query("www.example.", dns.TypeA))
 	_, v1 := keyed(t, q1)
 	r := new(dns.Msg)
 	r.SetReply(q1)
@@ -94,18 +85,18 @@ func TestCacheHitEchoesClientCookie(t *testing.T) {
 	r.Answer = append(r.Answer, rr)
 	r.SetEdns0(1232, false)
 	now := int64(1_800_000_000) * int64(time.Second)
-	c.Store(&v1.key, pack(t, r), now)
+	c.Store(&v1.key, dnstest.Pack(t, r), now)
 
 	client := netip.MustParseAddr("2001:db8::7")
 	for _, cc := range []string{"a1a2a3a4a5a6a7a8", "b1b2b3b4b5b6b7b8" + "0100000000000000" + "0000000000000000"} {
-		q2 := withOpts(query("www.example.", dns.TypeA), cookieOpt(cc))
+		q2 := dnstest.WithOpts(dnstest.Query("www.example.", dns.TypeA), dnstest.CookieOpt(cc))
 		raw2, v2 := keyed(t, q2)
 		out, res, _ := c.Answer(make([]byte, 2, 512), &v2.key, raw2, &v2.View, now, false)
 		if res != Hit {
 			t.Fatal("a cookie changed the key: no hit")
 		}
 		out = WithCookie(out, 2, raw2, &v2.View, client, now)
-		m := unpack(t, out[2:])
+		m := dnstest.Unpack(t, out[2:])
 		var got *dns.EDNS0_COOKIE
 		for _, o := range m.IsEdns0().Option {
 			if x, ok := o.(*dns.EDNS0_COOKIE); ok {
@@ -126,7 +117,7 @@ func TestCacheHitEchoesClientCookie(t *testing.T) {
 		}
 	}
 	t.Run("allocates nothing", func(t *testing.T) {
-		q2 := withOpts(query("www.example.", dns.TypeA), cookieOpt("a1a2a3a4a5a6a7a8"))
+		q2 := dnstest.WithOpts(dnstest.Query("www.example.", dns.TypeA), dnstest.CookieOpt("a1a2a3a4a5a6a7a8"))
 		raw2, v2 := keyed(t, q2)
 		out := make([]byte, 0, 512)
 		if n := testing.AllocsPerRun(1000, func() {
@@ -144,7 +135,7 @@ func TestCacheHitEchoesClientCookie(t *testing.T) {
 // backend's to answer.
 func TestCacheBypass(t *testing.T) {
 	tsig := func() *dns.Msg {
-		q := query("conf.test.", dns.TypeSOA)
+		q := dnstest.Query("conf.test.", dns.TypeSOA)
 		q.Extra = append(q.Extra, &dns.TSIG{Hdr: dns.RR_Header{Name: "k.", Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
 			Algorithm: dns.HmacSHA256, TimeSigned: uint64(time.Now().Unix()), Fudge: 300, MACSize: 32, MAC: hex.EncodeToString(make([]byte, 32)), OrigId: 1})
 		return q
@@ -157,39 +148,43 @@ func TestCacheBypass(t *testing.T) {
 		q    func() *dns.Msg
 		skip bool
 	}{
-		{"plain query is cached", func() *dns.Msg { return query("conf.test.", dns.TypeSOA) }, false},
-		{"a cookie is cached", func() *dns.Msg { return withOpts(query("conf.test.", dns.TypeSOA), cookieOpt("0102030405060708")) }, false},
+		{"plain query is cached", func() *dns.Msg { return dnstest.Query("conf.test.", dns.TypeSOA) }, false},
+		{"a cookie is cached", func() *dns.Msg {
+			return dnstest.WithOpts(dnstest.Query("conf.test.", dns.TypeSOA), dnstest.CookieOpt("0102030405060708"))
+		}, false},
 		{"TSIG-signed", tsig, true},
 		{"NSID", func() *dns.Msg {
-			return withOpts(query("conf.test.", dns.TypeSOA), &dns.EDNS0_NSID{Code: dns.EDNS0NSID})
+			return dnstest.WithOpts(dnstest.Query("conf.test.", dns.TypeSOA), &dns.EDNS0_NSID{Code: dns.EDNS0NSID})
 		}, true},
 		{"EXPIRE", func() *dns.Msg {
-			return withOpts(query("conf.test.", dns.TypeSOA), &dns.EDNS0_EXPIRE{Code: dns.EDNS0EXPIRE, Empty: true})
+			return dnstest.WithOpts(dnstest.Query("conf.test.", dns.TypeSOA), &dns.EDNS0_EXPIRE{Code: dns.EDNS0EXPIRE, Empty: true})
 		}, true},
-		{"cookie of a bad length", func() *dns.Msg { return withOpts(query("conf.test.", dns.TypeSOA), cookieOpt("01020304")) }, true},
+		{"cookie of a bad length", func() *dns.Msg {
+			return dnstest.WithOpts(dnstest.Query("conf.test.", dns.TypeSOA), dnstest.CookieOpt("01020304"))
+		}, true},
 		{"OPT not owned by the root", func() *dns.Msg {
-			q := query("conf.test.", dns.TypeSOA)
+			q := dnstest.Query("conf.test.", dns.TypeSOA)
 			q.Extra = append(q.Extra, opt("x."))
 			return q
 		}, true},
 		{"two OPTs", func() *dns.Msg {
-			q := query("conf.test.", dns.TypeSOA)
+			q := dnstest.Query("conf.test.", dns.TypeSOA)
 			q.Extra = append(q.Extra, opt("."), opt("."))
 			return q
 		}, true},
 		{"a record in the answer section", func() *dns.Msg {
-			q := query("conf.test.", dns.TypeSOA)
+			q := dnstest.Query("conf.test.", dns.TypeSOA)
 			rr, _ := dns.NewRR("conf.test. 60 IN A 192.0.2.1")
 			q.Answer = append(q.Answer, rr)
 			return q
 		}, true},
 		{"TC set", func() *dns.Msg {
-			q := query("conf.test.", dns.TypeSOA)
+			q := dnstest.Query("conf.test.", dns.TypeSOA)
 			q.Truncated = true
 			return q
 		}, true},
 		{"OPT in the authority section", func() *dns.Msg {
-			q := query("conf.test.", dns.TypeSOA)
+			q := dnstest.Query("conf.test.", dns.TypeSOA)
 			q.Ns = append(q.Ns, opt("."))
 			return q
 		}, true},
@@ -216,13 +211,13 @@ func TestParseQueryRFC8906(t *testing.T) {
 	if r := dnswire.AppendReply(nil, hdrOnly, &v, dnswire.RcodeNotImp); binary.BigEndian.Uint16(r[2:])&dnswire.FlagRA != 0 {
 		t.Error("NOTIMP sets RA")
 	}
-	tc := query("www.example.", dns.TypeA)
+	tc := dnstest.Query("www.example.", dns.TypeA)
 	tc.Truncated = true
-	raw := pack(t, tc)
+	raw := dnstest.Pack(t, tc)
 	if err := v.ParseQuery(raw); err != nil || !v.Malformed {
 		t.Fatalf("TC query: %v, malformed %v; want it parsed and kept from the cache", err, v.Malformed)
 	}
-	m := unpack(t, dnswire.AppendReply(nil, raw, &v, dnswire.RcodeFormErr))
+	m := dnstest.Unpack(t, dnswire.AppendReply(nil, raw, &v, dnswire.RcodeFormErr))
 	if m.Rcode != dns.RcodeFormatError || m.RecursionAvailable || len(m.Question) != 1 || m.Question[0].Name != "www.example." {
 		t.Errorf("FORMERR: %v; want FORMERR, no RA, the question echoed", m)
 	}

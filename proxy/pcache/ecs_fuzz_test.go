@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 
 	"github.com/miekg/dns"
 )
@@ -17,11 +18,11 @@ import (
 // cache key stays inside its buffer; an answer cut back by stripECS keeps
 // every record whole and its ARCOUNT in step.
 func FuzzECS(f *testing.F) {
-	f.Add(ecsQuery(f, 0, false, ""), []byte{}, byte(1))
-	f.Add(ecsQuery(f, 4096, true, ""), []byte{}, byte(3))
-	f.Add(ecsQuery(f, 4096, true, "203.0.113.0/24"), []byte{}, byte(2))
-	f.Add(ecsQuery(f, 1232, false, "2001:db8::/48"), []byte{}, byte(7))
-	q := ecsQuery(f, 4096, true, "")
+	f.Add(dnstest.ECSQuery(f, 0, false, ""), []byte{}, byte(1))
+	f.Add(dnstest.ECSQuery(f, 4096, true, ""), []byte{}, byte(3))
+	f.Add(dnstest.ECSQuery(f, 4096, true, "203.0.113.0/24"), []byte{}, byte(2))
+	f.Add(dnstest.ECSQuery(f, 1232, false, "2001:db8::/48"), []byte{}, byte(7))
+	q := dnstest.ECSQuery(f, 4096, true, "")
 	var v qview
 	if err := v.ParseQuery(q); err != nil {
 		f.Fatal(err)
@@ -104,5 +105,5 @@ func ecsAnswerSeed(f *testing.F, q *dns.Msg, scope uint8) []byte {
 			r.IsEdns0().Option = append(r.IsEdns0().Option, &echo)
 		}
 	}
-	return pack(f, r)
+	return dnstest.Pack(f, r)
 }

@@ -2,54 +2,17 @@ package pcache
 
 import (
 	"bytes"
-	"net"
 	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
-// ecsQuery builds a query with optional EDNS (udp > 0), DO, a cookie and a
-// client subnet.
-func ecsQuery(t testing.TB, udp uint16, cookie bool, subnet string) []byte {
-	t.Helper()
-	m := query("www.Example.com.", dns.TypeA)
-	if udp > 0 {
-		m.SetEdns0(udp, true)
-		o := m.IsEdns0()
-		if cookie {
-			o.Option = append(o.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
-		}
-		if subnet != "" {
-			p := netip.MustParsePrefix(subnet)
-			fam := uint16(1)
-			if p.Addr().Is6() {
-				fam = 2
-			}
-			o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: fam,
-				SourceNetmask: uint8(p.Bits()), Address: net.IP(p.Addr().AsSlice())})
-		}
-	}
-	return pack(t, m)
-}
-
-func subnetOf(t *testing.T, m *dns.Msg) []*dns.EDNS0_SUBNET {
-	t.Helper()
-	var s []*dns.EDNS0_SUBNET
-	if o := m.IsEdns0(); o != nil {
-		for _, opt := range o.Option {
-			if e, ok := opt.(*dns.EDNS0_SUBNET); ok {
-				s = append(s, e)
-			}
-		}
-	}
-	return s
-}
-
 func TestECSMalformedOPTPassesUntouchedAndUncached(t *testing.T) {
-	good := ecsQuery(t, 4096, true, "")
+	good := dnstest.ECSQuery(t, 4096, true, "")
 	v := new(qview)
 	if err := v.ParseQuery(good); err != nil {
 		t.Fatal(err)
@@ -57,7 +20,7 @@ func TestECSMalformedOPTPassesUntouchedAndUncached(t *testing.T) {
 	optRD := v.OPTOff + 11 // the cookie option starts the RDATA
 	overrun := bytes.Clone(good)
 	overrun[optRD+3] = 200 // cookie length past the record
-	twice := ecsQuery(t, 4096, false, "192.0.2.0/24")
+	twice := dnstest.ECSQuery(t, 4096, false, "192.0.2.0/24")
 	if err := v.ParseQuery(twice); err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +28,11 @@ func TestECSMalformedOPTPassesUntouchedAndUncached(t *testing.T) {
 	twice = append(twice, opt...) // a second ECS option
 	binRD := v.OPTOff + 9
 	twice[binRD+1] += byte(len(opt))
-	sm := query("www.example.com.", dns.TypeA)
+	sm := dnstest.Query("www.example.com.", dns.TypeA)
 	sm.SetEdns0(4096, false)
 	// Two bytes of ECS: no room for the family and both prefix lengths.
 	sm.IsEdns0().Option = append(sm.IsEdns0().Option, &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: []byte{0, 1}})
-	shortECS := pack(t, sm)
+	shortECS := dnstest.Pack(t, sm)
 	withOverride := dnswire.ECSPolicy{Add: true, Override: true, V4: 24}
 	for name, tc := range map[string]struct {
 		q   []byte
@@ -101,30 +64,6 @@ func TestECSMalformedOPTPassesUntouchedAndUncached(t *testing.T) {
 	}
 }
 
-// ecsAnswer is a backend's answer to q carrying ECS with scope (negative:
-// no ECS) and a cookie.
-func ecsAnswer(t *testing.T, q []byte, scope int, cookie bool) []byte {
-	t.Helper()
-	qm := new(dns.Msg)
-	if err := qm.Unpack(q); err != nil {
-		t.Fatal(err)
-	}
-	m := new(dns.Msg).SetReply(qm)
-	m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: qm.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-		A: net.IP{192, 0, 2, 10}})
-	m.SetEdns0(1232, false)
-	o := m.IsEdns0()
-	if cookie {
-		o.Option = append(o.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
-	}
-	if scope >= 0 {
-		s := subnetOf(t, qm)[0]
-		o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: s.Family,
-			SourceNetmask: s.SourceNetmask, SourceScope: uint8(scope), Address: s.Address})
-	}
-	return pack(t, m)
-}
-
 func TestECSCacheKeys(t *testing.T) {
 	pol := dnswire.ECSPolicy{Add: true, V4: 24, V6: 56}
 	key := func(q []byte, client string) Key {
@@ -136,7 +75,7 @@ func TestECSCacheKeys(t *testing.T) {
 		v.key.Set(&v.View)
 		return v.key
 	}
-	plain := ecsQuery(t, 0, false, "")
+	plain := dnstest.ECSQuery(t, 0, false, "")
 	a, b, c := key(plain, "192.0.2.1"), key(plain, "192.0.2.200"), key(plain, "198.51.100.1")
 	if !bytes.Equal(a.Bytes(), b.Bytes()) {
 		t.Error("clients in one /24 get different keys")
@@ -150,14 +89,14 @@ func TestECSCacheKeys(t *testing.T) {
 	if a.buf[a.n-1] == 0 {
 		t.Error("an ECS key ends in 0, which XDP's answer cache takes for EDNS version 0")
 	}
-	kept := key(ecsQuery(t, 4096, false, "203.0.113.0/24"), "192.0.2.1")
-	other := key(ecsQuery(t, 4096, false, "203.0.114.0/24"), "192.0.2.1")
+	kept := key(dnstest.ECSQuery(t, 4096, false, "203.0.113.0/24"), "192.0.2.1")
+	other := key(dnstest.ECSQuery(t, 4096, false, "203.0.114.0/24"), "192.0.2.1")
 	if kept.shared || bytes.Equal(kept.Bytes(), other.Bytes()) {
 		t.Error("a client's own ECS must key its answer alone")
 	}
-	none := key(ecsQuery(t, 4096, false, ""), "192.0.2.1")
+	none := key(dnstest.ECSQuery(t, 4096, false, ""), "192.0.2.1")
 	pol = dnswire.ECSPolicy{}
-	unpooled := key(ecsQuery(t, 4096, false, ""), "192.0.2.1")
+	unpooled := key(dnstest.ECSQuery(t, 4096, false, ""), "192.0.2.1")
 	if !bytes.Equal(none.buf[:none.base], unpooled.Bytes()) {
 		t.Error("the base key differs from the key without ECS")
 	}
@@ -166,7 +105,7 @@ func TestECSCacheKeys(t *testing.T) {
 func TestECSCacheHonoursScope(t *testing.T) {
 	pol := dnswire.ECSPolicy{Add: true, V4: 24}
 	c := New(cacheCfg(1000))
-	q := ecsQuery(t, 0, false, "")
+	q := dnstest.ECSQuery(t, 0, false, "")
 	// roundTrip asks the cache as client would, and on a miss stores the
 	// backend's answer with scope, as handleAnswer does.
 	roundTrip := func(client string, scope int) bool {
@@ -180,7 +119,7 @@ func TestECSCacheHonoursScope(t *testing.T) {
 			return true
 		}
 		fwd := dnswire.AppendForward(nil, q, &v.View)
-		resp := ecsAnswer(t, fwd, scope, false)
+		resp := dnstest.ECSAnswer(t, fwd, scope, false)
 		var rv dnswire.View
 		if err := dnswire.MatchResponse(resp, &rv, q[dnswire.HeaderLen:v.QEnd]); err != nil {
 			t.Fatal(err)

@@ -13,17 +13,18 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 // fuzzAnswer builds a backend answer seed to q.
 func fuzzAnswer(t testing.TB, name string, qtype uint16, edns bool, records int) []byte {
-	q := query(name, qtype)
-	r := bigAnswer(t, q, records)
+	q := dnstest.Query(name, qtype)
+	r := dnstest.BigAnswer(t, q, records)
 	if edns {
 		r.SetEdns0(1232, true)
 		r.IsEdns0().Option = append(r.IsEdns0().Option, &dns.EDNS0_LOCAL{Code: 65001, Data: []byte("opt")})
 	}
-	return pack(t, r)
+	return dnstest.Pack(t, r)
 }
 
 // FuzzCache stores a backend answer for one query, then asks the cache with
@@ -34,21 +35,21 @@ func fuzzAnswer(t testing.TB, name string, qtype uint16, edns bool, records int)
 // (stale answers say 30).
 func FuzzCache(f *testing.F) {
 	mk := func(name string, qtype uint16, edns bool, id uint16) []byte {
-		q := query(name, qtype)
+		q := dnstest.Query(name, qtype)
 		q.Id = id
 		if edns {
 			q.SetEdns0(1232, true)
 		}
-		return pack(f, q)
+		return dnstest.Pack(f, q)
 	}
 	ansA := func(name string, ttls ...uint32) []byte {
-		q := query(name, dns.TypeA)
+		q := dnstest.Query(name, dns.TypeA)
 		return answerA(f, q, ttls...)
 	}
 	f.Add(mk("www.example.", dns.TypeA, false, 1), ansA("www.example.", 300, 100), mk("WWW.Example.", dns.TypeA, false, 2), uint32(40), false)
 	{
 		// An answer with per-client options, which the entry drops.
-		q := query("opt.example.", dns.TypeA)
+		q := dnstest.Query("opt.example.", dns.TypeA)
 		q.SetEdns0(1232, false)
 		r := new(dns.Msg)
 		r.SetReply(q)
@@ -59,7 +60,7 @@ func FuzzCache(f *testing.F) {
 			&dns.EDNS0_NSID{Code: dns.EDNS0NSID, Nsid: "6e73"})
 		glue, _ := dns.NewRR("ns.example. 300 IN A 192.0.2.53")
 		r.Extra = append(r.Extra, glue)
-		f.Add(pack(f, q), pack(f, r), pack(f, q), uint32(10), false)
+		f.Add(dnstest.Pack(f, q), dnstest.Pack(f, r), dnstest.Pack(f, q), uint32(10), false)
 	}
 	f.Add(mk("www.example.", dns.TypeA, false, 1), ansA("www.example.", 5), mk("www.example.", dns.TypeA, false, 2), uint32(50), true)
 	f.Add(mk("www.example.", dns.TypeA, false, 1), ansA("www.example.", 300), mk("www.example.", dns.TypeAAAA, false, 2), uint32(1), false)
@@ -158,11 +159,11 @@ func FuzzCache(f *testing.F) {
 // client's RD into the stored answer's flags, as it does the ID.
 func TestCacheHitEchoesRD(t *testing.T) {
 	c := New(cacheCfg(100))
-	q := query("rd.example.", dns.TypeA)
+	q := dnstest.Query("rd.example.", dns.TypeA)
 	q.RecursionDesired = true
 	_, v := keyed(t, q)
 	c.Store(&v.key, answerA(t, q, 300), 0)
-	q2 := query("rd.example.", dns.TypeA)
+	q2 := dnstest.Query("rd.example.", dns.TypeA)
 	q2.RecursionDesired = false
 	raw2, v2 := keyed(t, q2)
 	out, res, _ := c.Answer(nil, &v2.key, raw2, &v2.View, 0, false)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/miekg/dns"
 )
 
@@ -14,7 +15,7 @@ func TestHottest(t *testing.T) {
 	sec := int64(time.Second)
 	keys := map[string]*qview{}
 	for i, n := range []string{"a.example.", "b.example.", "c.example.", "d.example."} {
-		q := query(n, dns.TypeA)
+		q := dnstest.Query(n, dns.TypeA)
 		raw, v := keyed(t, q)
 		keys[n] = v
 		c.Store(&v.key, answerA(t, q, 100), 0)
@@ -64,7 +65,7 @@ func TestHottest(t *testing.T) {
 	})
 	t.Run("SetQuestion makes the key Set makes", func(t *testing.T) {
 		for _, edns := range []bool{false, true} {
-			q := query("Mixed.Example.", dns.TypeAAAA)
+			q := dnstest.Query("Mixed.Example.", dns.TypeAAAA)
 			if edns {
 				q.SetEdns0(1232, true)
 			}
@@ -86,7 +87,7 @@ func TestHottestUntil(t *testing.T) {
 			cfg := cacheCfg(100)
 			cfg.Prefetch = prefetch
 			c := New(cfg)
-			q := query("x.example.", dns.TypeA)
+			q := dnstest.Query("x.example.", dns.TypeA)
 			raw, v := keyed(t, q)
 			c.Store(&v.key, answerA(t, q, 100), 0)
 			c.Answer(nil, &v.key, raw, &v.View, 0, false)

@@ -14,15 +14,16 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 // fuzzQuery builds a query seed with optional EDNS.
 func fuzzQuery(t testing.TB, name string, qtype uint16, edns bool) []byte {
-	q := query(name, qtype)
+	q := dnstest.Query(name, qtype)
 	if edns {
 		q.SetEdns0(1232, true)
 	}
-	return pack(t, q)
+	return dnstest.Pack(t, q)
 }
 
 // FuzzRuleMatch compiles one qname_suffix rule and one qname rule whose
@@ -60,7 +61,7 @@ rules:
 			t.Fatalf("config accepted %q but miekg cannot pack it: %v", want, err)
 		}
 		// A query for exactly the configured name, in another case.
-		exact := query(strings.ToUpper(want), dns.TypeA)
+		exact := dnstest.Query(strings.ToUpper(want), dns.TypeA)
 		raw, err := exact.Pack()
 		if err == nil {
 			var v dnswire.View
@@ -142,7 +143,7 @@ rules:
 			continue // rejected by config: fine too
 		}
 		rules := Compile(cfg)
-		raw := pack(t, query(name, dns.TypeA))
+		raw := dnstest.Pack(t, dnstest.Query(name, dns.TypeA))
 		var v dnswire.View
 		if err := v.ParseQuery(raw); err != nil {
 			t.Fatal(err)

@@ -11,22 +11,8 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
-
-func pack(t testing.TB, m *dns.Msg) []byte {
-	t.Helper()
-	b, err := m.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func query(name string, qtype uint16) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	return m
-}
 
 // matchRule is Eval for a UDP query, without logging, at time 0.
 func matchRule(s *Set, v *dnswire.View, client netip.Addr) *Rule {
@@ -99,7 +85,7 @@ rules:
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var v dnswire.View
-			if err := v.ParseQuery(pack(t, query(tt.qname, tt.qtype))); err != nil {
+			if err := v.ParseQuery(dnstest.Pack(t, dnstest.Query(tt.qname, tt.qtype))); err != nil {
 				t.Fatal(err)
 			}
 			if got := ruleIndex(matchRule(rules, &v, tt.client)); got != tt.want {
@@ -126,11 +112,11 @@ func TestAppendSpoof(t *testing.T) {
 		{dns.TypeAAAA, true, "2001:db8::99"},
 		{dns.TypeTXT, true, ""},
 	} {
-		q := query("Spoof.Test.", tt.qtype)
+		q := dnstest.Query("Spoof.Test.", tt.qtype)
 		if tt.edns {
 			q.SetEdns0(1232, true)
 		}
-		raw := pack(t, q)
+		raw := dnstest.Pack(t, q)
 		var v dnswire.View
 		if err := v.ParseQuery(raw); err != nil {
 			t.Fatal(err)
@@ -191,11 +177,11 @@ type testQuery struct {
 
 func (tq testQuery) facts(t testing.TB) *Query {
 	t.Helper()
-	m := query(tq.name, tq.qtype)
+	m := dnstest.Query(tq.name, tq.qtype)
 	m.Opcode = tq.opcode
 	m.RecursionDesired = !tq.noRD
 	v := new(dnswire.View)
-	if err := v.ParseQuery(pack(t, m)); err != nil && err != dnswire.ErrOpcode {
+	if err := v.ParseQuery(dnstest.Pack(t, m)); err != nil && err != dnswire.ErrOpcode {
 		t.Fatal(err)
 	}
 	c := tq.client
@@ -352,9 +338,9 @@ func TestLogLimiter(t *testing.T) {
 func TestAppendSpoofCNAME(t *testing.T) {
 	r := &Rule{cname: WireName("portal.example.net.")}
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX} {
-		q := query("Www.Example.Org.", qtype)
+		q := dnstest.Query("Www.Example.Org.", qtype)
 		q.SetEdns0(1232, false)
-		raw := pack(t, q)
+		raw := dnstest.Pack(t, q)
 		var v dnswire.View
 		if err := v.ParseQuery(raw); err != nil {
 			t.Fatal(err)

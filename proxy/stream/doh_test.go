@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 func TestDoHAnswerTTL(t *testing.T) {
@@ -24,15 +25,15 @@ func TestDoHAnswerTTL(t *testing.T) {
 		}
 		return r
 	}
-	positive := query("demo.test.", dns.TypeA)
+	positive := dnstest.Query("demo.test.", dns.TypeA)
 	positive.Response = true
 	positive.Answer = []dns.RR{rr("demo.test. 300 IN A 192.0.2.10"), rr("demo.test. 60 IN A 192.0.2.11")}
 	positive.SetEdns0(1232, false)
-	negative := query("nx.demo.test.", dns.TypeA)
+	negative := dnstest.Query("nx.demo.test.", dns.TypeA)
 	negative.Response = true
 	negative.Rcode = dns.RcodeNameError
 	negative.Ns = []dns.RR{rr("demo.test. 3600 IN SOA ns. host. 1 2 3 4 30")}
-	servfail := query("demo.test.", dns.TypeA)
+	servfail := dnstest.Query("demo.test.", dns.TypeA)
 	servfail.Response = true
 	servfail.Rcode = dns.RcodeServerFailure
 	tests := []struct {
@@ -46,13 +47,13 @@ func TestDoHAnswerTTL(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := answerTTL(pack(t, tc.msg)); got != tc.want {
+			if got := answerTTL(dnstest.Pack(t, tc.msg)); got != tc.want {
 				t.Errorf("got %d, want %d", got, tc.want)
 			}
 		})
 	}
 	t.Run("garbage is not cacheable and does not panic", func(t *testing.T) {
-		b := pack(t, positive)
+		b := dnstest.Pack(t, positive)
 		for i := range b {
 			_ = answerTTL(b[:i])
 		}
@@ -78,7 +79,7 @@ func TestDoHStatus(t *testing.T) {
 		return n.BadRequests
 	}
 	url := "https://" + d.Addr().String() + "/dns-query"
-	valid := pack(t, query("a.example.", dns.TypeA))
+	valid := dnstest.Pack(t, dnstest.Query("a.example.", dns.TypeA))
 	get := func(b []byte) string { return url + "?dns=" + base64.RawURLEncoding.EncodeToString(b) }
 	for _, tc := range []struct {
 		name, method, url, ctype string

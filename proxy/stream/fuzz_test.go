@@ -14,6 +14,7 @@ import (
 
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 // FuzzTCPReader feeds arbitrary bytes, as one client's TCP stream, to the
@@ -24,7 +25,7 @@ import (
 // exactly as many of them as whole frames of a header or more sent before
 // the first zero-length one (among the first 64, the per-connection bound).
 func FuzzTCPReader(f *testing.F) {
-	q := pack(f, query("www.example.", dns.TypeA))
+	q := dnstest.Pack(f, dnstest.Query("www.example.", dns.TypeA))
 	frame := append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...)
 	f.Add(frame)
 	f.Add(append(append([]byte{}, frame...), frame...))

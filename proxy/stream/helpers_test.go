@@ -3,28 +3,9 @@ package stream
 import (
 	"net/netip"
 	"sync/atomic"
-	"testing"
-
-	"github.com/miekg/dns"
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
 )
-
-func pack(t testing.TB, m *dns.Msg) []byte {
-	t.Helper()
-	b, err := m.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func query(name string, qtype uint16) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	m.Id = 0x1234
-	return m
-}
 
 // echo stands in for the core in unit tests: it answers every message of
 // at least a header with that header, QR set, and drops shorter ones (the

@@ -18,6 +18,7 @@ import (
 	"github.com/anyfront/anyfront/internal/proxyproto"
 	"github.com/anyfront/anyfront/internal/testlab"
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 )
 
 var testLimits = config.TCPLimits{MaxConns: 8, MaxConnsPerClient: 4, IdleTimeout: 30 * time.Second,
@@ -176,7 +177,7 @@ func TestCloseAnswersWhatWasRead(t *testing.T) {
 	defer c.Close()
 	got := make(chan error, 1)
 	go func() {
-		_, err := exchange(c, pack(t, query("a.example.", dns.TypeA)))
+		_, err := exchange(c, dnstest.Pack(t, dnstest.Query("a.example.", dns.TypeA)))
 		got <- err
 	}()
 	deadline := time.Now().Add(5 * time.Second)
@@ -209,7 +210,7 @@ func TestFrontsHandTheirTransport(t *testing.T) {
 		done := serve(context.Background(), f)
 		t.Cleanup(func() { f.Close(); wait(t, done) })
 	}
-	q := pack(t, query("a.example.", dns.TypeA))
+	q := dnstest.Pack(t, dnstest.Query("a.example.", dns.TypeA))
 	q[0], q[1] = 0, 0 // DoQ wants ID 0
 	ask := map[string]func(addr string) error{
 		"tcp": func(addr string) error {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/miekg/dns"
 )
 
@@ -54,7 +55,7 @@ func TestTCPBounds(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	q := pack(t, query("a.example.", dns.TypeA))
+	q := dnstest.Pack(t, dnstest.Query("a.example.", dns.TypeA))
 	localhost := netip.MustParseAddr("127.0.0.1")
 
 	t.Run("connections per client are bounded, and a closed one makes room", func(t *testing.T) {
@@ -145,7 +146,7 @@ func TestTCPPipeliningBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	q := pack(t, query("a.example.", dns.TypeA))
+	q := dnstest.Pack(t, dnstest.Query("a.example.", dns.TypeA))
 	frame := append(binary.BigEndian.AppendUint16(nil, uint16(len(q))), q...)
 	for i := 0; i < 3; i++ {
 		c.Write(frame)

@@ -17,6 +17,7 @@ import (
 	"github.com/anyfront/anyfront/config"
 	"github.com/anyfront/anyfront/ebpf/xdpanswer"
 	"github.com/anyfront/anyfront/proxy/dnswire"
+	"github.com/anyfront/anyfront/proxy/internal/dnstest"
 	"github.com/anyfront/anyfront/proxy/pcache"
 )
 
@@ -113,7 +114,7 @@ func newRigCfg(t *testing.T, cc config.Cache) *rig {
 // keyed parses q and returns it with its cache key.
 func keyed(t testing.TB, q *dns.Msg) ([]byte, *dnswire.View, *pcache.Key) {
 	t.Helper()
-	raw := pack(t, q)
+	raw := dnstest.Pack(t, q)
 	v := new(dnswire.View)
 	if err := v.ParseQuery(raw); err != nil {
 		t.Fatal(err)
@@ -127,7 +128,7 @@ func keyed(t testing.TB, q *dns.Msg) ([]byte, *dnswire.View, *pcache.Key) {
 func (r *rig) store(t *testing.T, q *dns.Msg, resp *dns.Msg, age time.Duration) {
 	t.Helper()
 	_, _, k := keyed(t, q)
-	r.c.Store(k, pack(t, resp), r.now-int64(age))
+	r.c.Store(k, dnstest.Pack(t, resp), r.now-int64(age))
 }
 
 // hit asks the cache n times for q.
@@ -168,7 +169,7 @@ func reply(t *testing.T, q *dns.Msg, rrs ...string) *dns.Msg {
 
 func TestXDPPublishesTheHottest(t *testing.T) {
 	r := newRig(t, 2)
-	qs := []*dns.Msg{query("a.demo.test.", dns.TypeA), query("b.demo.test.", dns.TypeA), query("c.demo.test.", dns.TypeA)}
+	qs := []*dns.Msg{dnstest.Query("a.demo.test.", dns.TypeA), dnstest.Query("b.demo.test.", dns.TypeA), dnstest.Query("c.demo.test.", dns.TypeA)}
 	for i, q := range qs {
 		r.store(t, q, reply(t, q, fmt.Sprintf("%s 300 IN A 192.0.2.%d", q.Question[0].Name, i+1)), 3*time.Second)
 	}
@@ -187,7 +188,7 @@ func TestXDPPublishesTheHottest(t *testing.T) {
 		a := got[0]
 		q := qs[2]
 		want := reply(t, q, "c.demo.test. 296 IN A 192.0.2.3") // stored 3s before a round 1s on
-		raw := pack(t, want)
+		raw := dnstest.Pack(t, want)
 		qEnd := dnswire.HeaderLen + len(a.Key.Name) + 4
 		if a.Counts != [3]uint16{1, 0, 0} || a.Flags != binary.BigEndian.Uint16(raw[2:]) {
 			t.Errorf("counts %v flags %#x, want [1 0 0] %#x", a.Counts, a.Flags, binary.BigEndian.Uint16(raw[2:]))
@@ -255,16 +256,20 @@ func TestXDPPublishesOnlyPlainAnswers(t *testing.T) {
 		want      bool
 	}{
 		{name: "a plain answer", want: true},
-		{name: "EDNS with DO", q: edns(query("x.demo.test.", dns.TypeA)), want: true},
+		{name: "EDNS with DO", q: edns(dnstest.Query("x.demo.test.", dns.TypeA)), want: true},
 		{name: "a rule may touch it", ruleTouch: true},
-		{name: "an answer with an EDNS option", q: edns(query("x.demo.test.", dns.TypeA)), resp: func(t *testing.T, q *dns.Msg) *dns.Msg {
+		{name: "an answer with an EDNS option", q: edns(dnstest.Query("x.demo.test.", dns.TypeA)), resp: func(t *testing.T, q *dns.Msg) *dns.Msg {
 			m := reply(t, q, "x.demo.test. 300 IN A 192.0.2.1")
 			// An Extended DNS Error stays in the entry; a COOKIE would
 			// not (pcache/clientopts.go), so it would not stop XDP.
 			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer, ExtraText: "x"})
 			return m
 		}},
-		{name: "EDNS version 1", q: func() *dns.Msg { q := edns(query("x.demo.test.", dns.TypeA)); q.IsEdns0().SetVersion(1); return q }()},
+		{name: "EDNS version 1", q: func() *dns.Msg {
+			q := edns(dnstest.Query("x.demo.test.", dns.TypeA))
+			q.IsEdns0().SetVersion(1)
+			return q
+		}()},
 		{name: "SERVFAIL", resp: func(t *testing.T, q *dns.Msg) *dns.Msg {
 			m := reply(t, q)
 			m.Rcode = dns.RcodeServerFailure
@@ -291,7 +296,7 @@ func TestXDPPublishesOnlyPlainAnswers(t *testing.T) {
 			r.x.Set(r.src)
 			q := tt.q
 			if q == nil {
-				q = query("x.demo.test.", dns.TypeA)
+				q = dnstest.Query("x.demo.test.", dns.TypeA)
 			}
 			resp := reply(t, q, "x.demo.test. 300 IN A 192.0.2.1")
 			if tt.resp != nil {
@@ -312,7 +317,7 @@ func TestXDPLeavesECSPoolsAlone(t *testing.T) {
 	r := newRig(t, 10)
 	r.src.ClientSubnet = true
 	r.x.Set(r.src)
-	q := query("x.demo.test.", dns.TypeA)
+	q := dnstest.Query("x.demo.test.", dns.TypeA)
 	r.store(t, q, reply(t, q, "x.demo.test. 300 IN A 192.0.2.1"), 0)
 	r.hit(t, q, 3)
 	if got := r.round(); len(got) != 0 {
@@ -324,7 +329,7 @@ func TestXDPLeavesECSPoolsAlone(t *testing.T) {
 // returns; the next round publishes again what still qualifies.
 func TestXDPReloadEmptiesTheMapFirst(t *testing.T) {
 	r := newRig(t, 10)
-	q := query("x.demo.test.", dns.TypeA)
+	q := dnstest.Query("x.demo.test.", dns.TypeA)
 	r.store(t, q, reply(t, q, "x.demo.test. 300 IN A 192.0.2.1"), 0)
 	r.hit(t, q, 3)
 	if got := r.round(); len(got) != 1 {
@@ -345,27 +350,11 @@ func TestXDPReloadEmptiesTheMapFirst(t *testing.T) {
 	}
 }
 
-func pack(t testing.TB, m *dns.Msg) []byte {
-	t.Helper()
-	b, err := m.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func query(name string, qtype uint16) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	m.Id = 0x1234
-	return m
-}
-
 // XDP's counts are cumulative per answer in its map; one that falls was
 // removed and inserted again, and counts from zero.
 func TestXDPHitsCountOnceEach(t *testing.T) {
 	r := newRig(t, 10)
-	q := query("x.demo.test.", dns.TypeA)
+	q := dnstest.Query("x.demo.test.", dns.TypeA)
 	r.store(t, q, reply(t, q, "x.demo.test. 300 IN A 192.0.2.1"), 0)
 	r.hit(t, q, 4)
 	got := r.round()
