@@ -238,15 +238,15 @@ func TestTransportLab(t *testing.T) {
 		defer func() { waitFor(t, func() bool { return tl.conns() <= conns }) }()
 		for _, http1 := range []bool{false, true} {
 			before := tl.p.stats.TCPRefetches.Load()
-			m := query(testlab.BigName, dns.TypeTXT)
+			m := dnstest.Query(testlab.BigName, dns.TypeTXT)
 			m.Id = 0
 			c := tl.dohClient(http1)
 			defer c.CloseIdleConnections()
-			resp, b, err := tl.dohPost(c, pack(t, m), "application/dns-message")
+			resp, b, err := tl.dohPost(c, dnstest.Pack(t, m), "application/dns-message")
 			if err != nil || resp.StatusCode != 200 {
 				t.Fatalf("HTTP/1.1 %v: %v %v", http1, resp, err)
 			}
-			r := unpack(t, b)
+			r := dnstest.Unpack(t, b)
 			if r.Truncated || len(r.Answer) < 20 || r.Len() < 2048 {
 				t.Fatalf("HTTP/1.1 %v: want the whole answer, got TC=%v %d records %d bytes", http1, r.Truncated, len(r.Answer), r.Len())
 			}
