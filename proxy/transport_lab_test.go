@@ -257,6 +257,56 @@ func TestTransportLab(t *testing.T) {
 			}
 		}
 	})
+	t.Run("DoT gets a large answer whole, refetched over TCP after UDP's TC", func(t *testing.T) {
+		before := tl.p.stats.TCPRefetches.Load()
+		m := dnstest.Query(testlab.BigName, dns.TypeTXT)
+		r, err := tl.dotExchange(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Truncated || len(r.Answer) < 20 || r.Len() < 2048 {
+			t.Fatalf("want the whole answer, got TC=%v %d records %d bytes", r.Truncated, len(r.Answer), r.Len())
+		}
+		if got := tl.p.stats.TCPRefetches.Load() - before; got != 1 {
+			t.Errorf("%d TCP refetches, want 1", got)
+		}
+	})
+	t.Run("DoT answers 100 pipelined queries on one connection, out of order allowed", func(t *testing.T) {
+		c, err := tls.Dial("tcp", tl.dot, tl.tlsConfig("dot"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		dc := &dns.Conn{Conn: c}
+		const n = 100
+		want := map[uint16]string{}
+		// Written in one go: the reader takes them in buffered reads, no
+		// more than max_inflight_per_conn in flight at once.
+		var buf []byte
+		for i := 0; i < n; i++ {
+			m := dnstest.Query(fmt.Sprintf("p%d.%s", i, testlab.RandZone), dns.TypeA)
+			m.Id = uint16(1000 + i)
+			want[m.Id] = m.Question[0].Name
+			b := dnstest.Pack(t, m)
+			buf = append(buf, byte(len(b)>>8), byte(len(b)))
+			buf = append(buf, b...)
+		}
+		if _, err := c.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for i := 0; i < n; i++ {
+			r, err := dc.ReadMsg()
+			if err != nil {
+				t.Fatalf("answer %d: %v", i, err)
+			}
+			name, ok := want[r.Id]
+			if !ok || !strings.EqualFold(r.Question[0].Name, name) {
+				t.Fatalf("answer ID %d for %q: not a query of ours, or answered twice", r.Id, r.Question[0].Name)
+			}
+			delete(want, r.Id)
+		}
+	})
 	t.Run("DoH answers many concurrent streams on one HTTP/2 connection", func(t *testing.T) {
 		c := tl.dohClient(false)
 		defer c.CloseIdleConnections()

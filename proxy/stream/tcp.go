@@ -135,8 +135,9 @@ type TCPConfig struct {
 }
 
 // TCP serves DNS over TCP, or over TLS when configured with certificates.
-// A connection gets a goroutine and each of its pipelined queries another,
-// all bounded: connections in total and per client, queries in flight per
+// A TCP connection gets a goroutine and each of its pipelined queries
+// another; a DoT connection answers through Handler.AnswerAsync instead
+// (dotasync.go). All is bounded: connections in total and per client, queries in flight per
 // connection, queries and lifetime per connection, and an idle timeout on
 // every read. A DoT connection's TLS handshake runs on its first read, under
 // that read's deadline, so a client that stalls it is bounded like an idle
@@ -201,7 +202,11 @@ func (f *TCP) Serve(ctx context.Context) error {
 			continue
 		}
 		wg.Go(func() {
-			f.handle(c, client)
+			if f.tls != nil {
+				f.handleAsync(c, client)
+			} else {
+				f.handle(c, client)
+			}
 			f.release(c, client)
 		})
 	}
