@@ -51,7 +51,9 @@ func TestProtocolErrorsEndTheConnection(t *testing.T) {
 		}, http2.ErrCodeProtocol},
 		{"frame over MAX_FRAME_SIZE", func(r *raw) {
 			r.request(1, "POST", "/dns-query", false, "content-type", MediaType)
-			r.check(r.fr.WriteData(1, true, make([]byte, 20000)))
+			// The server may close on reading the frame's header, before
+			// the rest is written: the GOAWAY is what counts.
+			_ = r.fr.WriteData(1, true, make([]byte, 20000))
 		}, http2.ErrCodeFrameSize},
 		{"bad HPACK", func(r *raw) {
 			r.check(r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff}, EndHeaders: true}))
