@@ -120,14 +120,20 @@ type deadlineReader struct{ c *conn }
 func (d deadlineReader) Read(p []byte) (int, error) {
 	for {
 		n, err := d.c.nc.Read(p)
-		var ne net.Error
-		if err == nil || !errors.As(err, &ne) || !ne.Timeout() || !d.c.readTimedOut() {
+		if err == nil || !isTimeout(err) || !d.c.readTimedOut() {
 			return n, err
 		}
 		if n > 0 {
 			return n, nil
 		}
 	}
+}
+
+// isTimeout is apart from Read because errors.As moves its target to the
+// heap: declared in Read, that was an allocation per read.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // readTimedOut decides what a read deadline meant: the connection's age
