@@ -82,7 +82,7 @@ func dueBy(elapsed time.Duration, rate int) int {
 		return 0
 	}
 	// In integer nanoseconds: exact up to ~292 years of elapsed*rate/1e9.
-	return int(int64(elapsed)/int64(time.Second)*int64(rate) +
+	return int(int64(elapsed)/int64(time.Second)*int64(rate)+
 		int64(elapsed)%int64(time.Second)*int64(rate)/int64(time.Second)) + 1
 }
 
