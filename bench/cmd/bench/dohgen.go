@@ -188,7 +188,18 @@ func runDohGen(ctx context.Context, spec loadSpec) (*loadResult, error) {
 				o, err := timedOut(qctx, err)
 				return o, false, err
 			}
-			o, err := d.exchange(qctx, cc, queryFor(qs, i))
+			q := queryFor(qs, i)
+			o, err := d.exchange(qctx, cc, q)
+			if st := cc.State(); o == genFailed && (st.Closing || st.Closed) {
+				// Sent as the server closed the connection (GOAWAY
+				// after its queries-per-connection limit): a client
+				// asks again on a new one, and so does this.
+				if cc, err = d.conn(qctx, conns[i%len(conns)]); err != nil {
+					o, err := timedOut(qctx, err)
+					return o, false, err
+				}
+				o, err = d.exchange(qctx, cc, q)
+			}
 			return o, false, err
 		})
 	sayFailures(spec, r)

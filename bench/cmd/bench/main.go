@@ -43,7 +43,7 @@ func run() int {
 		warmup      = flag.Duration("warmup", time.Second, "warm-up at the first load before measuring, per process")
 		loadsFlag   = flag.String("loads", "20000,50000", "fixed offered loads, q/s, comma-separated")
 		dotLoads    = flag.String("dot-loads", "5000,10000", "fixed offered loads of the DoT workload, q/s")
-		dohLoads    = flag.String("doh-loads", "500", "fixed offered loads of the DoH workload, q/s")
+		dohLoads    = flag.String("doh-loads", "1000,4000", "fixed offered loads of the DoH workload, q/s")
 		dohGen      = flag.String("doh-gen", "go", "DoH load generator: go (the harness's own, on golang.org/x/net/http2: -doh-conns connections, -doh-streams in flight on each) or dnsperf (one query in flight per connection: dnsperf 2.10 loses answers otherwise, DNS-OARC/dnsperf#240)")
 		dohConns    = flag.Int("doh-conns", 8, "DoH connections; with -doh-gen dnsperf also its threads and queries in flight, 32 unless given")
 		dohStreams  = flag.Int("doh-streams", 16, "-doh-gen go: HTTP/2 streams (queries) in flight per connection at most")
