@@ -49,7 +49,7 @@ func run() int {
 		dohStreams  = flag.Int("doh-streams", 16, "-doh-gen go: HTTP/2 streams (queries) in flight per connection at most")
 		dohGET      = flag.Bool("doh-get", false, "-doh-gen go: send GET ?dns= instead of POST")
 		connLoads   = flag.String("conn-loads", "200", "new TLS connections per second of the dotconn, dotresume, dohconn and dohresume workloads (one query each)")
-		connClients = flag.Int("conn-clients", 64, "new-connection workloads: connections open at once at most (their max-rate run: concurrent clients)")
+		connClients = flag.Int("conn-clients", 32, "new-connection workloads: connections open at once at most (their max-rate run: concurrent clients); all from 127.0.0.1, so keep it under anyfront's proxy.tcp.max_conns_per_client (64)")
 		clients     = flag.Int("clients", 8, "dnsperf -c: UDP sockets (source ports), so SO_REUSEPORT spreads them over workers")
 		threads     = flag.Int("threads", 1, "dnsperf -T for the fixed loads (each is a sending and a receiving thread): kept low, the generator shares the cores")
 		maxThreads  = flag.Int("max-threads", 1, "dnsperf -T for the max-rate run")
