@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -145,7 +146,10 @@ func (d *dohClient) exchange(ctx context.Context, cc *http2.ClientConn, q []byte
 // timedOut classes err as a lost query when the query's deadline passed
 // (the server did not answer in time), as a failure otherwise.
 func timedOut(ctx context.Context, err error) (genOutcome, error) {
-	if ctx.Err() != nil {
+	// The DoT client's socket deadline is the context's, so its timeout
+	// can come back a moment before ctx.Err() is set.
+	var ne net.Error
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return genLost, err
 	}
 	return genFailed, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -254,5 +255,22 @@ func TestBaseSpecOwnGenerators(t *testing.T) {
 				t.Errorf("%s: gen %q newConn %v, want dnsperf", wl.name, s.gen, s.newConn)
 			}
 		}
+	}
+}
+
+// TestTimedOut: a socket deadline or an expired context is a lost query,
+// anything else a failure.
+func TestTimedOut(t *testing.T) {
+	live := context.Background()
+	if o, _ := timedOut(live, &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}); o != genLost {
+		t.Errorf("socket timeout: %v, want lost", o)
+	}
+	if o, _ := timedOut(live, errors.New("connection reset by peer")); o != genFailed {
+		t.Errorf("reset: %v, want failed", o)
+	}
+	done, cancel := context.WithCancel(live)
+	cancel()
+	if o, _ := timedOut(done, errors.New("EOF")); o != genLost {
+		t.Errorf("after the deadline: %v, want lost", o)
 	}
 }
