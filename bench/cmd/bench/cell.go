@@ -28,6 +28,10 @@ type phaseResult struct {
 	// limit.
 	idleCores float64
 	rss       int64 // VmHWM after this phase, bytes
+	// failedPct and resumedPct are the harness generators' connection or
+	// HTTP failures and resumed handshakes, in percent of queries sent;
+	// NaN under dnsperf.
+	failedPct, resumedPct float64
 }
 
 // cellResult is one system measured on one workload in one round: a fresh
@@ -55,11 +59,24 @@ type options struct {
 	// dohConns is dnsperf's threads, connections and queries in flight for
 	// DoH: one query in flight per connection, see baseSpec.
 	dohConns int
+	// dohGen is the DoH load generator: "go" (dohgen.go, dohConns
+	// connections of dohStreams streams each, POST or dohGET) or dnsperf.
+	dohGen     string
+	dohStreams int
+	dohGET     bool
+	// connLoads are the new connections per second of the new-connection
+	// workloads, connClients the connections open at once at most (and
+	// the concurrent clients of their max-rate run).
+	connLoads   []int
+	connClients int
 }
 
 // loadsFor returns the fixed offered loads of workload wl: TLS costs
 // several times what plain DNS does, so its loads are lower.
 func (o options) loadsFor(wl workload) []int {
+	if wl.conn != "" {
+		return o.connLoads
+	}
 	switch wl.transport {
 	case "dot":
 		return o.dotLoads
@@ -74,6 +91,14 @@ func (o options) loadsFor(wl workload) []int {
 func (o options) baseSpec(wl workload, addr, data string) loadSpec {
 	s := loadSpec{server: addr, data: data, clients: o.clients, threads: o.threads,
 		outstanding: o.outstanding, mode: wl.transport}
+	if wl.conn != "" {
+		s.newConn, s.resume, s.outstanding = true, wl.conn == "resume", o.connClients
+		return s
+	}
+	if wl.transport == "doh" && o.dohGen == "go" {
+		s.gen, s.clients, s.outstanding, s.dohGET = "go", o.dohConns, o.dohStreams, o.dohGET
+		return s
+	}
 	if wl.transport == "doh" {
 		// dnsperf 2.10's DoH client keeps one response buffer per
 		// connection and takes one TLS read at a time: when two answers
@@ -118,7 +143,7 @@ func (l *lab) runCell(ctx context.Context, o options, round int, system string, 
 	// cache workloads) the cache settle before anything is measured.
 	warm := base
 	warm.qps, warm.dur = loads[0], o.warmup
-	if _, err := runDnsperf(ctx, warm); err != nil {
+	if _, err := runLoad(ctx, warm); err != nil {
 		c.err = fmt.Errorf("warm-up: %w", err)
 		return c
 	}
@@ -147,7 +172,8 @@ func (l *lab) runCell(ctx context.Context, o options, round int, system string, 
 // from /proc/PID/stat of the system under test only: dnsperf and the
 // backends are accounted separately.
 func (l *lab) measure(ctx context.Context, s *sut, spec loadSpec) (phaseResult, error) {
-	p := phaseResult{offered: spec.qps, p50: math.NaN(), p99: math.NaN(), toBackends: math.NaN()}
+	p := phaseResult{offered: spec.qps, p50: math.NaN(), p99: math.NaN(), toBackends: math.NaN(),
+		failedPct: math.NaN(), resumedPct: math.NaN()}
 	pid := s.pid()
 	if pid == 0 {
 		return p, fmt.Errorf("%s is not running", s.name)
@@ -169,7 +195,7 @@ func (l *lab) measure(ctx context.Context, s *sut, spec loadSpec) (phaseResult, 
 	}
 	b0 := l.backendCPU()
 
-	r, err := runDnsperf(ctx, spec)
+	r, err := runLoad(ctx, spec)
 	if err != nil {
 		return p, err
 	}
@@ -205,6 +231,10 @@ func (l *lab) measure(ctx context.Context, s *sut, spec loadSpec) (phaseResult, 
 	lost := max(r.sum.Lost, r.lost)
 	if r.sum.Sent > 0 {
 		p.lossPct = 100 * float64(lost) / float64(r.sum.Sent)
+		if spec.gen != "" || spec.newConn {
+			p.failedPct = 100 * float64(r.failed+r.mismatched) / float64(r.sum.Sent)
+			p.resumedPct = 100 * float64(r.resumed) / float64(r.sum.Sent)
+		}
 	}
 	if spec.latency {
 		p.p50 = percentile(r.lat, lost, 50)

@@ -24,6 +24,9 @@ type workload struct {
 	name  string // short key: miss, hit, mix, dot, doh
 	title string // what the report calls it
 	cache bool   // dnsdist gets a packet cache, anyfront a cache: section
+	// conn is "full" or "resume" for the new-connection workloads: one
+	// TLS connection per query, full handshakes or resumptions.
+	conn string
 	// transport is what dnsperf speaks to the proxy (-m): udp, dot or doh.
 	// The encrypted ones have no direct system: the lab's backends serve
 	// plain DNS only.
@@ -55,6 +58,10 @@ var workloads = []workload{
 	{name: "mix", title: "realistic mix (80% Zipf over 10k names + 20% unique, caches on)", cache: true, transport: "udp", write: writeMix},
 	{name: "dot", title: "DNS over TLS, all cache misses (random names, caches off)", transport: "dot", write: writeMiss},
 	{name: "doh", title: "DNS over HTTPS, all cache misses (random names, caches off)", transport: "doh", write: writeMiss},
+	{name: "dotconn", title: "DoT, a new connection per query, full handshakes", transport: "dot", conn: "full", write: writeMiss},
+	{name: "dotresume", title: "DoT, a new connection per query, resumed sessions (TLS 1.3 tickets)", transport: "dot", conn: "resume", write: writeMiss},
+	{name: "dohconn", title: "DoH, a new connection per query, full handshakes", transport: "doh", conn: "full", write: writeMiss},
+	{name: "dohresume", title: "DoH, a new connection per query, resumed sessions (TLS 1.3 tickets)", transport: "doh", conn: "resume", write: writeMiss},
 }
 
 // encrypted reports whether the workload runs over TLS.
@@ -139,6 +146,13 @@ type loadSpec struct {
 	mode        string // -m: udp, dot or doh
 	// timeout is -t, when an unanswered query counts as lost; 0: lostAfter.
 	timeout time.Duration
+	// gen "go" runs DoH on the harness's own HTTP/2 generator (dohgen.go)
+	// instead of dnsperf: clients connections, outstanding streams each.
+	gen    string
+	dohGET bool // the Go generator's DoH uses GET ?dns= instead of POST
+	// newConn: one new TLS connection per query (conngen.go), at most
+	// outstanding open at once; resume: from a shared session cache.
+	newConn, resume bool
 }
 
 // lostAfter is dnsperf's -t: a query unanswered this long counts as lost.
@@ -152,6 +166,23 @@ type loadResult struct {
 	lat    []float64     // per-query latencies in microseconds (latency runs only)
 	lost   int           // "> T" lines: queries that got no answer in time
 	genCPU time.Duration // dnsperf's own CPU: the load generator competes
+	// The harness's generators only (in lost too): connection, handshake
+	// or HTTP failures; answers not matching their query; handshakes that
+	// resumed a session; the first failure's error.
+	failed, mismatched, resumed int
+	firstErr                    error
+}
+
+// runLoad runs spec on the generator it asks for: dnsperf, or one of the
+// harness's own (DoH pipelined over HTTP/2, a new connection per query).
+func runLoad(ctx context.Context, spec loadSpec) (*loadResult, error) {
+	switch {
+	case spec.newConn:
+		return runConnGen(ctx, spec)
+	case spec.mode == "doh" && spec.gen == "go":
+		return runDohGen(ctx, spec)
+	}
+	return runDnsperf(ctx, spec)
 }
 
 // runDnsperf runs dnsperf to completion. With spec.latency it streams the

@@ -43,8 +43,13 @@ func run() int {
 		warmup      = flag.Duration("warmup", time.Second, "warm-up at the first load before measuring, per process")
 		loadsFlag   = flag.String("loads", "20000,50000", "fixed offered loads, q/s, comma-separated")
 		dotLoads    = flag.String("dot-loads", "5000,10000", "fixed offered loads of the DoT workload, q/s")
-		dohLoads    = flag.String("doh-loads", "500", "fixed offered loads of the DoH workload, q/s (dnsperf's DoH tops out near 1-2k here, see -doh-conns)")
-		dohConns    = flag.Int("doh-conns", 32, "dnsperf threads = connections = queries in flight for DoH: one in flight per connection (dnsperf 2.10 loses answers otherwise)")
+		dohLoads    = flag.String("doh-loads", "1000,4000", "fixed offered loads of the DoH workload, q/s")
+		dohGen      = flag.String("doh-gen", "go", "DoH load generator: go (the harness's own, on golang.org/x/net/http2: -doh-conns connections, -doh-streams in flight on each) or dnsperf (one query in flight per connection: dnsperf 2.10 loses answers otherwise, DNS-OARC/dnsperf#240)")
+		dohConns    = flag.Int("doh-conns", 8, "DoH connections; with -doh-gen dnsperf also its threads and queries in flight, 32 unless given")
+		dohStreams  = flag.Int("doh-streams", 16, "-doh-gen go: HTTP/2 streams (queries) in flight per connection at most")
+		dohGET      = flag.Bool("doh-get", false, "-doh-gen go: send GET ?dns= instead of POST")
+		connLoads   = flag.String("conn-loads", "200", "new TLS connections per second of the dotconn, dotresume, dohconn and dohresume workloads (one query each)")
+		connClients = flag.Int("conn-clients", 32, "new-connection workloads: connections open at once at most (their max-rate run: concurrent clients); all from 127.0.0.1, so keep it under anyfront's proxy.tcp.max_conns_per_client (64)")
 		clients     = flag.Int("clients", 8, "dnsperf -c: UDP sockets (source ports), so SO_REUSEPORT spreads them over workers")
 		threads     = flag.Int("threads", 1, "dnsperf -T for the fixed loads (each is a sending and a receiving thread): kept low, the generator shares the cores")
 		maxThreads  = flag.Int("max-threads", 1, "dnsperf -T for the max-rate run")
@@ -57,9 +62,16 @@ func run() int {
 	)
 	flag.Parse()
 	o := options{rounds: *rounds, dur: *dur, warmup: *warmup, clients: *clients,
-		threads: *threads, maxThreads: *maxThreads, outstanding: *outstanding, dohConns: *dohConns}
+		threads: *threads, maxThreads: *maxThreads, outstanding: *outstanding, dohConns: *dohConns,
+		dohGen: *dohGen, dohStreams: *dohStreams, dohGET: *dohGET, connClients: *connClients}
 	set := map[string]bool{} // flags given on the command line
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.dohGen == "dnsperf" && !set["doh-conns"] {
+		o.dohConns = 32 // one query in flight on each of dnsperf's threads
+	}
+	if o.dohGen != "go" && o.dohGen != "dnsperf" {
+		return fail("-doh-gen: %q is neither go nor dnsperf", o.dohGen)
+	}
 	if *quick {
 		// Set only what the user did not set explicitly.
 		if !set["rounds"] {
@@ -77,7 +89,7 @@ func run() int {
 		name string
 		s    string
 		to   *[]int
-	}{{"loads", *loadsFlag, &o.loads}, {"dot-loads", *dotLoads, &o.dotLoads}, {"doh-loads", *dohLoads, &o.dohLoads}} {
+	}{{"loads", *loadsFlag, &o.loads}, {"dot-loads", *dotLoads, &o.dotLoads}, {"doh-loads", *dohLoads, &o.dohLoads}, {"conn-loads", *connLoads, &o.connLoads}} {
 		if *lf.to, err = parseLoads(lf.s); err != nil {
 			return fail("-%s: %v", lf.name, err)
 		}
@@ -107,8 +119,8 @@ func run() int {
 			return fail("-workloads: %v", err)
 		}
 	}
-	if o.rounds < 1 || o.dur <= 0 || o.clients < 1 || o.threads < 1 || o.maxThreads < 1 || o.outstanding < 1 || o.dohConns < 1 || *listeners < 1 || *profileDur <= 0 {
-		return fail("-rounds, -duration, -clients, -threads, -max-threads, -outstanding, -doh-conns, -dnsdist-listeners and -profile-duration must be positive")
+	if o.rounds < 1 || o.dur <= 0 || o.clients < 1 || o.threads < 1 || o.maxThreads < 1 || o.outstanding < 1 || o.dohConns < 1 || o.dohStreams < 1 || o.connClients < 1 || *listeners < 1 || *profileDur <= 0 {
+		return fail("-rounds, -duration, -clients, -threads, -max-threads, -outstanding, -doh-conns, -doh-streams, -conn-clients, -dnsdist-listeners and -profile-duration must be positive")
 	}
 	if *profileDir != "" {
 		systems = []string{"anyfront"}
@@ -263,7 +275,7 @@ func run() int {
 
 // defaultWorkloads is every workload, fault only where it can run (root).
 func defaultWorkloads() string {
-	wl := "miss,hit,mix,dot,doh"
+	wl := "miss,hit,mix,dot,doh,dotconn,dotresume,dohconn,dohresume"
 	if faultCan() == "" {
 		wl += ",fault"
 	}

@@ -66,8 +66,11 @@ func TestParsePprofDuration(t *testing.T) {
 }
 
 func TestDoHKeepsOneQueryPerConnection(t *testing.T) {
-	o := options{clients: 8, threads: 1, outstanding: 100, maxThreads: 1, dohConns: 32}
+	o := options{clients: 8, threads: 1, outstanding: 100, maxThreads: 1, dohConns: 32, dohGen: "dnsperf"}
 	for _, wl := range workloads {
+		if wl.conn != "" {
+			continue // the harness's own generator, TestBaseSpecOwnGenerators
+		}
 		s := o.baseSpec(wl, "127.0.0.1:1", "data")
 		if s.mode != wl.transport {
 			t.Errorf("%s: dnsperf mode %q, want %q", wl.name, s.mode, wl.transport)

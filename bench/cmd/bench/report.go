@@ -91,9 +91,15 @@ func (r *report) markdown() string {
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	b.WriteString(r.header())
 	r.method(w)
+	var conns []workload
 	for _, wl := range r.wls {
+		if wl.conn != "" {
+			conns = append(conns, wl) // one table for them all, below
+			continue
+		}
 		r.workloadTable(w, wl)
 	}
+	r.connTable(w, conns)
 	r.comparisons(w)
 	r.noise(w)
 	r.raw(w)
@@ -167,7 +173,15 @@ func (r *report) method(w func(string, ...any)) {
 	if slices.ContainsFunc(r.wls, workload.encrypted) {
 		w("- **DoT and DoH**: both proxies get a second listener, `protocol: dot` / `protocol: doh` in anyfront and `addTLSLocal` / `addDOHLocal` in dnsdist, with the same self-signed ECDSA P-256 certificate (made by the harness for the run), up to 100 queries in flight per connection answered out of order (anyfront `max_inflight_per_conn`, dnsdist `maxInFlight`), %d queries per connection (anyfront's default `max_queries_per_conn`; dnsdist `setMaxTCPQueriesPerConnection`). Caches off, names as in the miss workload. Readiness is probed over plain DNS, then one query over the encrypted listener. Warm-up at the first load of the workload. No `direct` row: the backends speak plain DNS only.", tlsQueriesPerConn)
 		w("- **DoT load**: dnsperf `-m dot -T %d -c %d -q %d`, at %s q/s and the maximum.", o.threads, o.clients, o.outstanding, joinLoads(o.dotLoads))
-		w("- **DoH load**: dnsperf `-m doh` (HTTP/2, GET) `-T %d -c %d -q %d`: one query in flight per connection, because dnsperf 2.10 loses an answer whenever two arrive in one TLS read (DNS-OARC/dnsperf#240), far more often against dnsdist than against anyfront, which would make the comparison one of dnsperf's bug. With one query in flight dnsperf spends most of each query waiting, so DoH max q/s and latencies are dnsperf's limits, not the proxies': compare CPU µs/q at %s q/s.", o.dohConns, o.dohConns, o.dohConns, joinLoads(o.dohLoads))
+		if o.dohGen == "dnsperf" {
+			w("- **DoH load**: dnsperf `-m doh` (HTTP/2, GET) `-T %d -c %d -q %d`: one query in flight per connection, because dnsperf 2.10 loses an answer whenever two arrive in one TLS read (DNS-OARC/dnsperf#240), far more often against dnsdist than against anyfront, which would make the comparison one of dnsperf's bug. With one query in flight dnsperf spends most of each query waiting, so DoH max q/s and latencies are dnsperf's limits, not the proxies': compare CPU µs/q at %s q/s.", o.dohConns, o.dohConns, o.dohConns, joinLoads(o.dohLoads))
+		} else {
+			method := "POST"
+			if o.dohGET {
+				method = "GET"
+			}
+			w("- **DoH load**: the harness's own generator (`-doh-gen go`; dnsperf 2.10 loses an answer whenever two arrive in one TLS read, DNS-OARC/dnsperf#240), on golang.org/x/net/http2's client: %d TLS connections (X25519), one `http2.ClientConn` each, up to %d streams in flight per connection, HTTP/2 %s `application/dns-message`, every answer's ID and question checked. Open loop at %s q/s: query i is due at i/rate and its latency counts from then, so a client falling behind shows in p99 instead of being omitted; max q/s is a closed loop over the %d streams. Its CPU per query (the harness's own, from getrusage) is under dnsperf µs/q in the per-cell table.", o.dohConns, o.dohStreams, method, joinLoads(o.dohLoads), o.dohConns*o.dohStreams)
+		}
 	}
 	w("- **CPU µs/q**: utime+stime from `/proc/PID/stat` of the system under test only (the proxy, or the direct unbound; never the backends or dnsperf), over the dnsperf run, divided by the queries answered. It comes in 10 ms ticks (USER_HZ): about 0.3%% of what a proxy uses in a 5 s phase at 20k q/s.")
 	w("- **p50/p99**: from dnsperf 2.10's per-query output (`-v`: one line per query with its latency, 1 µs resolution); dnsperf has no histogram option. A lost query (no answer within %v) counts as infinitely slow, so a run losing over 1%% shows p99 = ∞.", lostAfter)
