@@ -92,6 +92,10 @@ type Counters struct {
 	ppBadHeader   atomic.Uint64 // connections closed for a missing or bad PROXY header
 	ppRefused     atomic.Uint64 // connections closed: too many headers pending
 	ppUntrusted   atomic.Uint64 // connections from outside proxy_protocol_from, served plain
+
+	// TLS handshakes, full and resumed, counted as the server verifies
+	// them (tls.go), and changed ticket key files that did not load.
+	tlsFull, tlsResumed, ticketKeysRejected atomic.Uint64
 }
 
 // Counts are transport counters read at one moment, or summed over front
@@ -103,6 +107,10 @@ type Counts struct {
 	// were pending, ProxyUntrusted those served plain because they came
 	// from outside proxy_protocol_from.
 	ProxyBadHeader, ProxyRefused, ProxyUntrusted uint64
+	// TLSFull counts TLS handshakes with a full key exchange, TLSResumed
+	// those that resumed a session from a ticket, TicketKeysRejected
+	// changed ticket key files that did not load (the old keys stay).
+	TLSFull, TLSResumed, TicketKeysRejected uint64
 }
 
 // Add adds c's current values to n.
@@ -114,4 +122,7 @@ func (n *Counts) Add(c *Counters) {
 	n.ProxyBadHeader += c.ppBadHeader.Load()
 	n.ProxyRefused += c.ppRefused.Load()
 	n.ProxyUntrusted += c.ppUntrusted.Load()
+	n.TLSFull += c.tlsFull.Load()
+	n.TLSResumed += c.tlsResumed.Load()
+	n.TicketKeysRejected += c.ticketKeysRejected.Load()
 }
