@@ -250,7 +250,7 @@ func (d *decoder) listeners(n *yaml.Node) []Listen {
 		}
 		protoOK := f.get("protocol") == nil || f.enum("protocol", "protocol", protocols, &l.Protocol)
 		if t := f.get("tls"); t != nil {
-			l.TLS = d.tls(t, f.at("tls"))
+			l.TLS = d.tls(t, f.at("tls"), true)
 			if l.Protocol == "do53" {
 				d.errorf(t, "%s: tls is only used by dot, doh and doq", f.at("tls"))
 			}
@@ -310,8 +310,18 @@ func (d *decoder) listenExtras(f fieldSet, l *Listen) {
 	}
 }
 
-func (d *decoder) tls(n *yaml.Node, where string) *TLS {
-	f, ok := d.fields(n, where, "cert", "key")
+// maxCertPairs bounds a listener's certificates: every handshake looks
+// through them, and an ECDSA and an RSA pair (per name) is all anyone needs.
+const maxCertPairs = 8
+
+// tls decodes {cert, key}; a listener's (listener set) may also have more
+// pairs and a ticket key file, which the admin API has no use for.
+func (d *decoder) tls(n *yaml.Node, where string, listener bool) *TLS {
+	known := []string{"cert", "key"}
+	if listener {
+		known = append(known, "certs", "ticket_key_file")
+	}
+	f, ok := d.fields(n, where, known...)
 	if !ok {
 		return nil
 	}
@@ -322,7 +332,37 @@ func (d *decoder) tls(n *yaml.Node, where string) *TLS {
 	if k := f.require("key"); k != nil {
 		t.Key, _ = d.path(k, f.at("key"))
 	}
+	if items, ok := f.list("certs"); ok {
+		for i, it := range items {
+			if p, ok := d.certPair(it, index(f.at("certs"), i)); ok {
+				t.Certs = append(t.Certs, p)
+			}
+		}
+	}
+	if len(t.Certs)+1 > maxCertPairs {
+		d.errorf(f.get("certs"), "%s: at most %d certificates per listener, cert/key included", f.at("certs"), maxCertPairs)
+	}
+	if k := f.get("ticket_key_file"); k != nil {
+		t.TicketKeyFile, _ = d.path(k, f.at("ticket_key_file"))
+	}
 	return t
+}
+
+// certPair decodes one item of tls.certs: {cert, key}.
+func (d *decoder) certPair(n *yaml.Node, where string) (CertPair, bool) {
+	f, ok := d.fields(n, where, "cert", "key")
+	if !ok {
+		return CertPair{}, false
+	}
+	p := CertPair{Line: n.Line}
+	c, k := f.require("cert"), f.require("key")
+	if c == nil || k == nil {
+		return p, false
+	}
+	var okC, okK bool
+	p.Cert, okC = d.path(c, f.at("cert"))
+	p.Key, okK = d.path(k, f.at("key"))
+	return p, okC && okK
 }
 
 func (d *decoder) proxy(n *yaml.Node, p *Proxy) {
@@ -385,6 +425,6 @@ func (d *decoder) admin(n *yaml.Node, a *Admin) {
 		a.FleetFile, _ = d.path(t, f.at("fleet_file"))
 	}
 	if t := f.get("tls"); t != nil {
-		a.TLS = d.tls(t, f.at("tls"))
+		a.TLS = d.tls(t, f.at("tls"), false)
 	}
 }

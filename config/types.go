@@ -54,7 +54,28 @@ type Listen struct {
 type TLS struct {
 	Cert string
 	Key  string
-	Line int // of the tls: key, for errors about the files
+	// Certs are more certificate/key pairs a listener serves beside Cert
+	// and Key (say an RSA one beside an ECDSA one): each handshake gets an
+	// ECDSA certificate when the client supports it, RSA otherwise.
+	// Listeners only; always empty for admin.tls.
+	Certs []CertPair
+	// TicketKeyFile, when set, holds the session ticket keys, one per line,
+	// the first encrypting and all decrypting: nodes sharing the file
+	// resume each other's sessions. Empty: Go's own keys, random per
+	// listener and rotated daily. Listeners only.
+	TicketKeyFile string
+	Line          int // of the tls: key, for errors about the files
+}
+
+// CertPair is one certificate file and its key file.
+type CertPair struct {
+	Cert, Key string
+	Line      int
+}
+
+// Pairs returns every certificate/key pair, Cert and Key first.
+func (t *TLS) Pairs() []CertPair {
+	return append([]CertPair{{Cert: t.Cert, Key: t.Key, Line: t.Line}}, t.Certs...)
 }
 
 // Proxy holds forwarding limits. Every field has a default (see defaults.go).

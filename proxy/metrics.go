@@ -238,6 +238,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descTransport, t.ProxyBadHeader, proto, "proxy_bad_header")
 		counter(descTransport, t.ProxyRefused, proto, "proxy_refused")
 		counter(descTransport, t.ProxyUntrusted, proto, "proxy_untrusted")
+		counter(descTransport, t.TicketKeysRejected, proto, "ticket_keys_rejected")
+		if proto != "do53" {
+			counter(descTLSHandshakes, t.TLSFull, proto, "full")
+			counter(descTLSHandshakes, t.TLSResumed, proto, "resumed")
+		}
 	}
 	snap := c.p.snap.Load()
 	for _, u := range ups {
@@ -271,6 +276,10 @@ var (
 	descTransport    = prometheus.NewDesc("anyfront_proxy_transport_events_total", "DoT, dnswire.DoH, dnswire.DoQ and PROXY protocol events, by protocol and event.", []string{"protocol", "event"}, nil)
 	descRuleActions  = prometheus.NewDesc("anyfront_proxy_rule_actions_total", "Answers rules made, by action (refuse, drop, spoof, nxdomain, rcode, truncate).", []string{"action"}, nil)
 )
+
+// descTLSHandshakes counts handshakes beside transport_events' failed ones:
+// a resumption ratio is resumed / (full + resumed) by protocol.
+var descTLSHandshakes = prometheus.NewDesc("anyfront_proxy_tls_handshakes_total", "TLS handshakes on DoT, DoH and DoQ listeners, by protocol and kind: full, or resumed from a session ticket.", []string{"protocol", "kind"}, nil)
 
 func (c collector) collectCaches(ch chan<- prometheus.Metric) {
 	c.p.buildMu.Lock()

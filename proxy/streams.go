@@ -112,6 +112,7 @@ func (p *Proxy) listenTransport(cfg *config.Config, l config.Listen) error {
 			f = stream.NewTCP(ln, stream.TCPConfig{Limits: lim, Conns: p.conns, Certs: certs, ProxyFrom: proxyFrom(l)}, p.streamDeps())
 		}
 	}
+	certs.CountInto(f.Counters())
 	p.fronts = append(p.fronts, f)
 	p.transports = append(p.transports, transportSource{l.Protocol, f.Counters()})
 	return nil

@@ -11,7 +11,8 @@
 #          bind9 (named: the authoritative backend for cookie, NSID, EXPIRE
 #          and TSIG tests), bind9-utils and prometheus (a real scrape of two
 #          nodes, promtool for the alert rules), curl (an HTTP/2 client
-#          of the DoH server)
+#          of the DoH server), openssl (s_client, a second TLS client for
+#          session resumption and certificate choice)
 #   bench  test's, plus dnsdist (the benchmark's peer)
 #   generate  clang, llvm (llvm-strip) and libbpf-dev, to recompile ebpf/xdp.c
 #
@@ -39,13 +40,14 @@ declare -A provides=(
 	[bind9-utils]=named-checkconf
 	[prometheus]=promtool
 	[curl]=curl
+	[openssl]=openssl
 	[clang]=clang
 	[llvm]=llvm-strip
 	[libbpf-dev]=/usr/include/bpf/bpf_helpers.h
 )
 case $mode in
 run) wanted=(unbound dnsutils) ;;
-test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2 nftables bind9 bind9-utils prometheus curl) ;;
+test) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 chromium iproute2 nftables bind9 bind9-utils prometheus curl openssl) ;;
 bench) wanted=(unbound dnsutils knot-dnsutils dnsperf bird2 dnsdist nftables) ;;
 generate) wanted=(clang llvm libbpf-dev) ;;
 *)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/anyfront/anyfront/config"
+	"github.com/anyfront/anyfront/internal/certfile"
 	"github.com/anyfront/anyfront/state"
 )
 
@@ -37,6 +38,16 @@ func checkFiles(cfg *config.Config) error {
 		if l.TLS != nil {
 			if msg := checkTLSPair(l.TLS); msg != "" {
 				add(l.TLS.Line, "listen[%d].tls: %s", i, msg)
+			}
+			for j, p := range l.TLS.Certs {
+				if msg := checkTLSPair(&config.TLS{Cert: p.Cert, Key: p.Key}); msg != "" {
+					add(p.Line, "listen[%d].tls.certs[%d]: %s", i, j, msg)
+				}
+			}
+			if f := l.TLS.TicketKeyFile; f != "" {
+				if _, err := certfile.ReadTicketKeys(f); err != nil {
+					add(l.TLS.Line, "listen[%d].tls.%v", i, err)
+				}
 			}
 		}
 	}

@@ -109,6 +109,10 @@ type Counters struct {
 	// h2 is a DoH front end's HTTP/2 server's, whose 4xx answers are
 	// bad requests too.
 	h2 *h2.Stats
+
+	// TLS handshakes, full and resumed, counted as the server verifies
+	// them (tls.go), and changed ticket key files that did not load.
+	tlsFull, tlsResumed, ticketKeysRejected atomic.Uint64
 }
 
 // Counts are transport counters read at one moment, or summed over front
@@ -120,6 +124,10 @@ type Counts struct {
 	// were pending, ProxyUntrusted those served plain because they came
 	// from outside proxy_protocol_from.
 	ProxyBadHeader, ProxyRefused, ProxyUntrusted uint64
+	// TLSFull counts TLS handshakes with a full key exchange, TLSResumed
+	// those that resumed a session from a ticket, TicketKeysRejected
+	// changed ticket key files that did not load (the old keys stay).
+	TLSFull, TLSResumed, TicketKeysRejected uint64
 }
 
 // Add adds c's current values to n.
@@ -136,4 +144,7 @@ func (n *Counts) Add(c *Counters) {
 			n.BadRequests += c.h2.Responses(code)
 		}
 	}
+	n.TLSFull += c.tlsFull.Load()
+	n.TLSResumed += c.tlsResumed.Load()
+	n.TicketKeysRejected += c.ticketKeysRejected.Load()
 }
