@@ -213,6 +213,12 @@ func (c *conn) serve() error {
 	go c.writeLoop()
 
 	err := c.readLoop()
+	if err == errFlood {
+		// The writer may be stuck on a client that does not read: the
+		// GOAWAY is best effort, the close is not.
+		c.s.stats.Floods.Add(1)
+		c.close()
+	}
 
 	c.mu.Lock()
 	c.stopNow = true

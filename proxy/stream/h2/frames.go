@@ -23,6 +23,10 @@ func (c *conn) handle(f http2.Frame) error {
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			c.mu.Lock()
+			if c.floodedLocked() {
+				c.mu.Unlock()
+				return errFlood
+			}
 			c.queue = append(c.queue, wop{kind: opPing, ping: f.Data})
 			c.mu.Unlock()
 			c.kick()
@@ -102,6 +106,10 @@ func (c *conn) onRequest(h *headerBlock) error {
 		return nil
 	}
 	if c.active >= int(c.cfg.MaxStreams) {
+		if c.floodedLocked() {
+			c.mu.Unlock()
+			return errFlood
+		}
 		c.queue = append(c.queue, wop{kind: opReset, id: id, code: http2.ErrCodeRefusedStream})
 		c.mu.Unlock()
 		c.s.stats.Refused.Add(1)
@@ -254,6 +262,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	op := wop{kind: opSettingsAck}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.floodedLocked() {
+		return errFlood
+	}
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		if err := s.Valid(); err != nil {
 			return err
@@ -375,3 +386,15 @@ func (c *conn) finishLocked(r *Request) {
 	c.active--
 	c.idleAt = time.Now().Add(c.cfg.IdleTimeout)
 }
+
+// maxQueued bounds the frames waiting for the writer. Answers are bounded
+// by MaxStreams; what a client can make us queue at will (PING and
+// SETTINGS acks, refused streams) is not, and a client that sends those
+// without reading ours would grow the queue until the write timeout.
+const maxQueued = 1024
+
+// errFlood ends a connection whose client makes us queue more than
+// maxQueued frames: ENHANCE_YOUR_CALM, and closed at once.
+var errFlood = http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+
+func (c *conn) floodedLocked() bool { return len(c.queue) >= maxQueued }

@@ -153,6 +153,9 @@ type Stats struct {
 	// GoAways is connections ended gracefully by MaxConnAge, MaxRequests
 	// or cancellation.
 	GoAways atomic.Uint64
+	// Floods is connections closed because the client made us queue more
+	// than maxQueued control frames (ENHANCE_YOUR_CALM).
+	Floods atomic.Uint64
 
 	byStatus [len(countedStatuses) + 1]atomic.Uint64
 }
