@@ -239,6 +239,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descTransport, t.ProxyRefused, proto, "proxy_refused")
 		counter(descTransport, t.ProxyUntrusted, proto, "proxy_untrusted")
 		counter(descTransport, t.TicketKeysRejected, proto, "ticket_keys_rejected")
+		counter(descTransport, t.HTTP2Floods, proto, "http2_flood")
 		if proto != "do53" {
 			counter(descTLSHandshakes, t.TLSFull, proto, "full")
 			counter(descTLSHandshakes, t.TLSResumed, proto, "resumed")

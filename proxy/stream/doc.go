@@ -128,6 +128,9 @@ type Counts struct {
 	// those that resumed a session from a ticket, TicketKeysRejected
 	// changed ticket key files that did not load (the old keys stay).
 	TLSFull, TLSResumed, TicketKeysRejected uint64
+	// HTTP2Floods counts DoH connections closed for making us queue too
+	// many frames (h2.Stats.Floods).
+	HTTP2Floods uint64
 }
 
 // Add adds c's current values to n.
@@ -143,6 +146,7 @@ func (n *Counts) Add(c *Counters) {
 		for _, code := range []int{400, 403, 404, 405, 413, 415, 431} {
 			n.BadRequests += c.h2.Responses(code)
 		}
+		n.HTTP2Floods += c.h2.Floods.Load()
 	}
 	n.TLSFull += c.tlsFull.Load()
 	n.TLSResumed += c.tlsResumed.Load()
