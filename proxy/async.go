@@ -64,14 +64,13 @@ func (p *Proxy) sendAsync(snap *snapshot, pool *poolSnap, v *msgView, msg []byte
 	idx := pool.pol.Pick(h, 0)
 	if idx < 0 {
 		if w != nil {
-			bp := asyncBufs.Get().(*[]byte)
-			o, stale := p.failAnswer(pool, &v.key, msg, v, (*bp)[:0])
-			if !stale {
-				p.stats.NoBackend.Add(1)
-			}
-			p.deliver(w, tr, client, local, o)
-			*bp = o[:0]
-			asyncBufs.Put(bp)
+			p.deliverMade(w, tr, client, local, func(out []byte) []byte {
+				o, stale := p.failAnswer(pool, &v.key, msg, v, out)
+				if !stale {
+					p.stats.NoBackend.Add(1)
+				}
+				return o
+			})
 		}
 		return
 	}
@@ -83,11 +82,9 @@ func (p *Proxy) sendAsync(snap *snapshot, pool *poolSnap, v *msgView, msg []byte
 		s.mu.Unlock()
 		if w != nil {
 			p.stats.Shed.Add(1)
-			bp := asyncBufs.Get().(*[]byte)
-			o := dnswire.AppendReply((*bp)[:0], msg, &v.View, dnswire.RcodeServFail)
-			p.deliver(w, tr, client, local, o)
-			*bp = o[:0]
-			asyncBufs.Put(bp)
+			p.deliverMade(w, tr, client, local, func(out []byte) []byte {
+				return dnswire.AppendReply(out, msg, &v.View, dnswire.RcodeServFail)
+			})
 		}
 		return
 	}
@@ -122,6 +119,16 @@ func (p *Proxy) sendAsync(snap *snapshot, pool *poolSnap, v *msgView, msg []byte
 func (p *Proxy) deliver(w stream.Waiter, tr dnswire.Transport, client, local netip.AddrPort, resp []byte) {
 	p.qlog.Response(tr, client, local, resp)
 	w.Answered(resp)
+}
+
+// deliverMade delivers an answer that build appends to a pooled buffer:
+// the rare local answers of sendAsync (no backend, table full).
+func (p *Proxy) deliverMade(w stream.Waiter, tr dnswire.Transport, client, local netip.AddrPort, build func([]byte) []byte) {
+	bp := asyncBufs.Get().(*[]byte)
+	o := build((*bp)[:0])
+	p.deliver(w, tr, client, local, o)
+	*bp = o[:0]
+	asyncBufs.Put(bp)
 }
 
 // answerLater answers on a goroutine of its own, over TCP to the

@@ -33,13 +33,7 @@ func (d *DoH) acceptLoop(conns *sync.WaitGroup) error {
 			continue
 		}
 		client := addrOf(c.RemoteAddr())
-		if !d.conns.add(c) {
-			d.deps.ConnsRefused.Add(1)
-			c.Close()
-			continue
-		}
-		if !d.bound.admit(client.Addr()) {
-			d.conns.remove(c)
+		if !admitConn(&d.conns, d.bound, c, client) {
 			d.deps.ConnsRefused.Add(1)
 			c.Close()
 			continue

@@ -220,11 +220,17 @@ func addrOf(a net.Addr) netip.AddrPort {
 }
 
 func (f *TCP) admit(c net.Conn, client netip.AddrPort) bool {
-	if !f.conns.add(c) {
+	return admitConn(&f.conns, f.bound, c, client)
+}
+
+// admitConn takes c into a front end's open connections and under the
+// shared bounds (total and per client), or reports that it may not come.
+func admitConn(conns *connSet, bound *ConnLimit, c net.Conn, client netip.AddrPort) bool {
+	if !conns.add(c) {
 		return false
 	}
-	if !f.bound.admit(client.Addr()) {
-		f.conns.remove(c)
+	if !bound.admit(client.Addr()) {
+		conns.remove(c)
 		return false
 	}
 	return true
