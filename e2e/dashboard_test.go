@@ -166,7 +166,7 @@ func TestDashboard(t *testing.T) {
 
 	t.Run("the node's name and version are shown", func(t *testing.T) {
 		host, _ := os.Hostname()
-		waitJS(t, "the node's identity", 5*time.Second, `document.getElementById('node-id').textContent.startsWith(`+strconv.Quote(host)+`)`)
+		waitJS(t, "the node's identity", 15*time.Second, `document.getElementById('node-id').textContent.startsWith(`+strconv.Quote(host)+`)`)
 	})
 
 	t.Run("backend names and states appear", func(t *testing.T) {
@@ -209,11 +209,11 @@ func TestDashboard(t *testing.T) {
 			`parseFloat(document.getElementById('v-qps').textContent) > 100`)
 		first := qps()
 		path := eval(t, `(document.querySelector('#c-transport path') || {getAttribute: () => ''}).getAttribute('d')`)
-		waitJS(t, "the transport chart to move", 5*time.Second,
+		waitJS(t, "the transport chart to move", 15*time.Second,
 			`(document.querySelector('#c-transport path') || {getAttribute: () => ''}).getAttribute('d') !== `+strconv.Quote(path))
-		waitJS(t, "latency and cache tiles", 5*time.Second,
+		waitJS(t, "latency and cache tiles", 15*time.Second,
 			`document.getElementById('v-p50').textContent !== '–' && document.getElementById('v-cache').textContent !== '–'`)
-		waitJS(t, "backend qps in the table", 5*time.Second, `parseFloat(`+row("r1")+`.querySelector('td.qps').textContent) > 0`)
+		waitJS(t, "backend qps in the table", 15*time.Second, `parseFloat(`+row("r1")+`.querySelector('td.qps').textContent) > 0`)
 		t.Logf("queries/s on the page: %v, then %s; p50 %s p99 %s cache hit %s", first,
 			eval(t, `document.getElementById('v-qps').textContent`), eval(t, `document.getElementById('v-p50').textContent`),
 			eval(t, `document.getElementById('v-p99').textContent`), eval(t, `document.getElementById('v-cache').textContent`))
@@ -227,7 +227,7 @@ func TestDashboard(t *testing.T) {
 	t.Run("top clients and names list the load's client and its hot names", func(t *testing.T) {
 		// The ten hot names get a third of the load, each far more than
 		// any unique name: the busiest name is one of them.
-		waitJS(t, "a hot name at the top of the names table", 5*time.Second,
+		waitJS(t, "a hot name at the top of the names table", 15*time.Second,
 			`/^hot[0-9]\.`+strings.ReplaceAll(testlab.RandZone, ".", `\.`)+`$/.test(`+
 				`(document.querySelector('#top-names tbody td.key') || {}).textContent || '')`)
 		if got := eval(t, `document.querySelector('#top-clients tbody td.key').textContent`); got != "127.0.0.1" {
@@ -242,7 +242,7 @@ func TestDashboard(t *testing.T) {
 
 	t.Run("drain with the read token is refused and asks for the operate token", func(t *testing.T) {
 		run(t, "click drain", chromedp.Click(chromedp.CSS(`#backends tr[data-backend="r1"] button.drain`)))
-		waitJS(t, "a 403 message", 5*time.Second, `document.getElementById('msg').textContent.includes('403')`)
+		waitJS(t, "a 403 message", 15*time.Second, `document.getElementById('msg').textContent.includes('403')`)
 		run(t, "the token bar", chromedp.WaitVisible(chromedp.CSS(`#token-bar`)))
 		if a := backendAdmin(t, n.admin, "r1"); a != "auto" {
 			t.Errorf("r1 admin %q after the read token, want auto", a)
@@ -253,7 +253,7 @@ func TestDashboard(t *testing.T) {
 		run(t, "type a wrong token",
 			chromedp.SendKeys(chromedp.CSS(`#token-input`), "not-the-token"),
 			chromedp.Click(chromedp.CSS(`#token-apply`)))
-		waitJS(t, "a 401 message", 5*time.Second, `document.getElementById('msg').className.includes('err') && `+
+		waitJS(t, "a 401 message", 15*time.Second, `document.getElementById('msg').className.includes('err') && `+
 			`!document.getElementById('msg').hidden && document.getElementById('msg').textContent.includes('401')`)
 		if msg := eval(t, `document.getElementById('msg').textContent`); !strings.Contains(msg, "401") {
 			t.Errorf("message %q, want a 401 refusal", msg)
@@ -270,22 +270,22 @@ func TestDashboard(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#token-bar`)),
 			chromedp.SendKeys(chromedp.CSS(`#token-input`), n.token),
 			chromedp.Click(chromedp.CSS(`#token-apply`)))
-		waitUntil(t, "r1 drained in the API", 5*time.Second, func() bool { return backendAdmin(t, n.admin, "r1") == "drain" })
-		waitJS(t, "r1 drained on the page", 5*time.Second, row("r1")+`.querySelector('td.admin').textContent === 'drain'`)
+		waitUntil(t, "r1 drained in the API", 15*time.Second, func() bool { return backendAdmin(t, n.admin, "r1") == "drain" })
+		waitJS(t, "r1 drained on the page", 15*time.Second, row("r1")+`.querySelector('td.admin').textContent === 'drain'`)
 		if a := backendAdmin(t, n.admin, "r2"); a != "auto" {
 			t.Errorf("r2 admin %q, want auto: only r1 was drained", a)
 		}
 		shot(t, "dashboard-drained.png")
 		// The token is kept in memory: undrain needs no second prompt.
 		run(t, "click undrain", chromedp.Click(chromedp.CSS(`#backends tr[data-backend="r1"] button.undrain`)))
-		waitUntil(t, "r1 undrained in the API", 5*time.Second, func() bool { return backendAdmin(t, n.admin, "r1") == "auto" })
+		waitUntil(t, "r1 undrained in the API", 15*time.Second, func() bool { return backendAdmin(t, n.admin, "r1") == "auto" })
 		if eval(t, `String(document.getElementById('token-bar').hidden)`) != "true" {
 			t.Error("the page asked for the token again")
 		}
 	})
 
 	t.Run("BGP peers and prefixes appear, node drain takes two clicks", func(t *testing.T) {
-		waitJS(t, "the BGP tables", 5*time.Second, `document.querySelectorAll('#peers tbody tr').length === 1 && `+
+		waitJS(t, "the BGP tables", 15*time.Second, `document.querySelectorAll('#peers tbody tr').length === 1 && `+
 			`document.querySelectorAll('#prefixes tbody tr').length === 1`)
 		if got := eval(t, `document.querySelector('#peers tbody tr').textContent`); !strings.Contains(got, "127.0.0.1") || !strings.Contains(got, "65000") {
 			t.Errorf("peer row %q", got)
@@ -299,11 +299,11 @@ func TestDashboard(t *testing.T) {
 			t.Fatal("one click drained the node")
 		}
 		run(t, "click drain node again", chromedp.Click(chromedp.CSS(`#node-drain`)))
-		waitUntil(t, "the node drained in the API", 5*time.Second, func() bool { return nodeDrained(t, n.admin) })
-		waitJS(t, "the page shows the node drained", 5*time.Second, `document.getElementById('node-state').textContent === 'NODE DRAINED'`)
+		waitUntil(t, "the node drained in the API", 15*time.Second, func() bool { return nodeDrained(t, n.admin) })
+		waitJS(t, "the page shows the node drained", 15*time.Second, `document.getElementById('node-state').textContent === 'NODE DRAINED'`)
 		shot(t, "dashboard-node-drained.png")
 		run(t, "undrain node", chromedp.Click(chromedp.CSS(`#node-undrain`)), chromedp.Click(chromedp.CSS(`#node-undrain`)))
-		waitUntil(t, "the node undrained in the API", 5*time.Second, func() bool { return !nodeDrained(t, n.admin) })
+		waitUntil(t, "the node undrained in the API", 15*time.Second, func() bool { return !nodeDrained(t, n.admin) })
 	})
 
 	t.Run("the token is not stored by the page", func(t *testing.T) {
