@@ -3,9 +3,7 @@ package stream
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -135,9 +133,9 @@ type TCPConfig struct {
 }
 
 // TCP serves DNS over TCP, or over TLS when configured with certificates.
-// A TCP connection gets a goroutine and each of its pipelined queries
-// another; a DoT connection answers through Handler.AnswerAsync instead
-// (dotasync.go). All is bounded: connections in total and per client, queries in flight per
+// A connection gets a goroutine; a pipelined TCP query gets another while
+// its backend answers, a DoT query none (Handler.AnswerAsync; conn.go). All
+// is bounded: connections in total and per client, queries in flight per
 // connection, queries and lifetime per connection, and an idle timeout on
 // every read. A DoT connection's TLS handshake runs on its first read, under
 // that read's deadline, so a client that stalls it is bounded like an idle
@@ -202,11 +200,7 @@ func (f *TCP) Serve(ctx context.Context) error {
 			continue
 		}
 		wg.Go(func() {
-			if f.tls != nil {
-				f.handleAsync(c, client)
-			} else {
-				f.handle(c, client)
-			}
+			f.handle(c, client)
 			f.release(c, client)
 		})
 	}
@@ -261,75 +255,3 @@ func (f *TCP) Counters() *Counters { return &f.st }
 
 // Addr is the listening address.
 func (f *TCP) Addr() net.Addr { return f.ln.Addr() }
-
-// tcpConn is one client connection's writer side.
-type tcpConn struct {
-	c   net.Conn
-	end time.Time // the connection's lifetime bound (max_conn_time)
-	wmu sync.Mutex
-	// broken is set on the first failed write: a client that stops reading
-	// gets its connection closed, not a fresh deadline per pending answer.
-	broken bool
-}
-
-func (tc *tcpConn) write(msg []byte, deadline time.Time) {
-	buf := make([]byte, 2+len(msg))
-	binary.BigEndian.PutUint16(buf, uint16(len(msg)))
-	copy(buf[2:], msg)
-	tc.wmu.Lock()
-	defer tc.wmu.Unlock()
-	if tc.broken {
-		return
-	}
-	if deadline.After(tc.end) {
-		deadline = tc.end
-	}
-	_ = tc.c.SetWriteDeadline(deadline)
-	if _, err := tc.c.Write(buf); err != nil {
-		tc.broken = true
-		tc.c.Close() // the reader fails too, and the handler ends
-	}
-}
-
-func (f *TCP) handle(c net.Conn, client netip.AddrPort) {
-	end := time.Now().Add(f.lim.MaxConnTime)
-	tc := &tcpConn{c: c, end: end}
-	local := addrOf(c.LocalAddr())
-	sem := make(chan struct{}, f.lim.MaxInflightPerConn)
-	var wg sync.WaitGroup
-	defer wg.Wait() // answer what was read before closing
-	var lenBuf [2]byte
-	for q := 0; q < f.lim.MaxQueriesPerConn; q++ {
-		dl := time.Now().Add(f.lim.IdleTimeout)
-		if dl.After(end) {
-			dl = end
-		}
-		_ = c.SetReadDeadline(dl)
-		if _, err := io.ReadFull(c, lenBuf[:]); err != nil {
-			return
-		}
-		n := int(binary.BigEndian.Uint16(lenBuf[:]))
-		if n == 0 {
-			f.deps.Short.Add(1)
-			return
-		}
-		msg := make([]byte, n)
-		if _, err := io.ReadFull(c, msg); err != nil {
-			return
-		}
-		f.deps.Queries.Add(1)
-		// Pipelining past the bound blocks here: no more reads until
-		// one of this connection's queries is answered.
-		sem <- struct{}{}
-		wg.Add(1)
-		f.inflight.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done(); f.inflight.Add(-1) }()
-			// nil is a dropped malformed query: the connection stays,
-			// as its other queries may be fine.
-			if resp := f.deps.Handler.Answer(msg, client, local, f.tr); resp != nil {
-				tc.write(resp, time.Now().Add(f.lim.IdleTimeout))
-			}
-		}()
-	}
-}

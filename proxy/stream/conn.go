@@ -10,16 +10,15 @@ import (
 	"time"
 )
 
-// DoT connections answer without a goroutine per query: the connection's
-// goroutine reads queries (buffered: a pipelined burst is one read) and
-// hands each to Handler.AnswerAsync; answers are framed into one buffer,
-// and a flusher goroutine, started when the buffer gains its first answer
-// and gone once it is empty, writes them out together. A connection at
-// rest has one goroutine; one under load two. Plain TCP keeps a goroutine
-// per query (tcp.go): its clients came for answers too large for UDP, which
-// the core fetches over TCP and waits for.
+// A TCP or DoT connection: the connection's goroutine reads queries
+// (buffered: a pipelined burst is one read); answers are framed into one
+// buffer, and a flusher goroutine, started when the buffer gains its first
+// answer and gone once it is empty, writes them out together. A DoT query
+// goes to Handler.AnswerAsync and needs no goroutine. A plain TCP query
+// gets one while it waits for Handler.Answer: TCP clients came for answers
+// too large for UDP, which the core fetches over TCP and waits for.
 
-// asyncConn is one DoT connection's answer side. It is the Waiter of every
+// asyncConn is one connection's answer side. It is the Waiter of every
 // query the connection reads: the answers need no per-query state, as DNS
 // over TCP answers carry their own IDs and may go in any order.
 type asyncConn struct {
@@ -93,9 +92,9 @@ func (a *asyncConn) flush() {
 	a.mu.Unlock()
 }
 
-// handleAsync serves one DoT connection until the client goes, a bound
-// ends it or Close stops its reads; the queries read are answered first.
-func (f *TCP) handleAsync(c net.Conn, client netip.AddrPort) {
+// handle serves one connection until the client goes, a bound ends it or
+// Close stops its reads; the queries read are answered first.
+func (f *TCP) handle(c net.Conn, client netip.AddrPort) {
 	a := &asyncConn{f: f, c: c, end: time.Now().Add(f.lim.MaxConnTime), sem: make(chan struct{}, f.lim.MaxInflightPerConn)}
 	defer a.done.Wait()
 	local := addrOf(c.LocalAddr())
@@ -129,7 +128,16 @@ func (f *TCP) handleAsync(c net.Conn, client netip.AddrPort) {
 		a.sem <- struct{}{}
 		a.done.Add(1)
 		f.inflight.Add(1)
-		// msg is the core's only until AnswerAsync returns: reused.
-		f.deps.Handler.AnswerAsync(msg, client, local, f.tr, a)
+		if f.tls != nil {
+			// msg is the core's only until AnswerAsync returns: reused.
+			f.deps.Handler.AnswerAsync(msg, client, local, f.tr, a)
+			continue
+		}
+		q := append([]byte(nil), msg...)
+		go func() {
+			// nil is a dropped malformed query: the connection stays,
+			// as its other queries may be fine.
+			a.Answered(f.deps.Handler.Answer(q, client, local, f.tr))
+		}()
 	}
 }
