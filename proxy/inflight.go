@@ -69,6 +69,30 @@ type slot struct {
 	tr    dnswire.Transport
 }
 
+// reset empties a released slot but keeps its query buffer. It clears only
+// the attempts made, not all maxAttempts, since a miss's round trip pays
+// for it; TestSlotReset checks that no field is missed.
+func (s *slot) reset() {
+	clear(s.att[:s.natt])
+	s.prev, s.next, s.bucket = 0, 0, 0
+	s.inUse = false
+	s.id, s.clientID = 0, 0
+	s.client = udpsock.Addr{}
+	s.ln = 0
+	s.pool = nil
+	s.hash, s.tried = 0, 0
+	s.natt, s.live = 0, 0
+	s.deadline, s.retryAt, s.hedgeAt, s.due = 0, 0, 0, 0
+	s.answered = false
+	s.query = s.query[:0]
+	s.qEnd, s.maxUDP = 0, 0
+	s.refresh = false
+	s.ecs = 0
+	s.wait = nil
+	s.local = netip.AddrPort{}
+	s.tr = 0
+}
+
 // attemptTo returns the index of the slot's live attempt to u, or -1.
 func (s *slot) attemptTo(u *upstream) int {
 	for i := 0; i < s.natt; i++ {
@@ -114,17 +138,24 @@ type inflight struct {
 	// byID maps a backend-side ID to its slot; -1 is free. IDs are unique per
 	// shard, so a response is found without knowing which backend sent it,
 	// and then checked against the slot's attempts.
-	byID  [65536]int32
+	// uint16 halves it to 128 KiB, and a random ID's entry is read for
+	// every query and answer, so it stays in cache the more often.
+	byID  [65536]uint16
 	wheel [wheelSize]int32
 	// tick is the last wheel tick expired.
 	tick int64
 	n    int
 }
 
+// noSlot marks a free ID in byID; a table has fewer slots (config caps
+// max_inflight at 60000).
+const noSlot = 0xFFFF
+
 func newInflight(size int) *inflight {
+	size = min(size, noSlot)
 	t := &inflight{slots: make([]slot, size), free: make([]int32, size)}
 	for i := range t.byID {
-		t.byID[i] = -1
+		t.byID[i] = noSlot
 	}
 	for i := range t.wheel {
 		t.wheel[i] = -1
@@ -145,7 +176,7 @@ func (t *inflight) alloc() int32 {
 	// one at least 8% of the time; a linear walk from the last probe bounds
 	// the worst case without making IDs sequential.
 	id := uint16(rand.Uint32())
-	for tries := 0; t.byID[id] != -1; tries++ {
+	for tries := 0; t.byID[id] != noSlot; tries++ {
 		if tries < 32 {
 			id = uint16(rand.Uint32())
 		} else {
@@ -158,21 +189,25 @@ func (t *inflight) alloc() int32 {
 	s.inUse = true
 	s.id = id
 	s.prev, s.next, s.bucket = -1, -1, -1
-	t.byID[id] = idx
+	t.byID[id] = uint16(idx)
 	t.n++
 	return idx
 }
 
 // lookup returns the slot for a backend-side ID, or -1.
-func (t *inflight) lookup(id uint16) int32 { return t.byID[id] }
+func (t *inflight) lookup(id uint16) int32 {
+	if si := t.byID[id]; si != noSlot {
+		return int32(si)
+	}
+	return -1
+}
 
 // release returns a slot to the free list, keeping its query buffer.
 func (t *inflight) release(idx int32) {
 	s := &t.slots[idx]
 	t.unlink(idx)
-	t.byID[s.id] = -1
-	buf := s.query[:0]
-	*s = slot{query: buf}
+	t.byID[s.id] = noSlot
+	s.reset()
 	t.free = append(t.free, idx)
 	t.n--
 }

@@ -1,6 +1,10 @@
 package proxy
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+	"unsafe"
+)
 
 func TestInflight(t *testing.T) {
 	t.Run("a full table refuses more and frees on release", func(t *testing.T) {
@@ -131,5 +135,54 @@ func BenchmarkInflightAllocRelease(b *testing.B) {
 		tab.slots[idx].due = int64(i%100) * wheelTick
 		tab.schedule(idx)
 		tab.release(idx)
+	}
+}
+
+type nopWaiter struct{}
+
+func (nopWaiter) Answered([]byte) {}
+
+// fillNonZero sets every field under v, unexported ones included, to a
+// value other than its zero, so that a reset that forgets a field is seen.
+func fillNonZero(t *testing.T, v reflect.Value) {
+	t.Helper()
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(1)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		v.SetUint(1)
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+	case reflect.Array:
+		fillNonZero(t, v.Index(0))
+	case reflect.Interface:
+		v.Set(reflect.ValueOf(nopWaiter{}))
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Field(i)
+			fillNonZero(t, reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem())
+		}
+	default:
+		t.Fatalf("fillNonZero: no case for %v", v.Type())
+	}
+}
+
+// TestSlotReset: release empties every field of a slot but its query
+// buffer, so a field added to slot and not to reset fails here.
+func TestSlotReset(t *testing.T) {
+	var s slot
+	fillNonZero(t, reflect.ValueOf(&s).Elem())
+	s.natt = 1 // only att[0] was filled: an attempt made
+	buf := s.query[:0]
+	s.reset()
+	if want := (slot{query: buf}); !reflect.DeepEqual(s, want) {
+		t.Errorf("after reset:\n%+v\nwant\n%+v", s, want)
+	}
+	if cap(s.query) != 1 {
+		t.Error("reset dropped the query buffer")
 	}
 }
