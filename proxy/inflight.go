@@ -135,7 +135,7 @@ const (
 type inflight struct {
 	slots []slot
 	free  []int32
-	// byID maps a backend-side ID to its slot; -1 is free. IDs are unique per
+	// byID maps a backend-side ID to its slot; noSlot is free. IDs are unique per
 	// shard, so a response is found without knowing which backend sent it,
 	// and then checked against the slot's attempts.
 	// uint16 halves it to 128 KiB, and a random ID's entry is read for
