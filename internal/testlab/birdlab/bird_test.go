@@ -84,13 +84,35 @@ func TestNamespaceVethAndBird(t *testing.T) {
 	var bird *testlab.Proc
 	t.Run("lab", func(t *testing.T) {
 		ns := testlab.NewNetns(t, "r")
-		v := testlab.NewVeth(t, "v", nil, []netip.Prefix{netip.MustParsePrefix("203.0.113.2/30")},
-			ns, []netip.Prefix{netip.MustParsePrefix("203.0.113.1/30"), netip.MustParsePrefix("2001:db8:113::1/64")})
+		// A /30 no other lab holds in the root namespace: the lossy farm
+		// (faultlab) takes /28s of 203.0.113.0/24 there, from the bottom,
+		// while other packages' tests run beside this one.
+		var v *testlab.Veth
+		var sub [4]byte
+		for k := 63; k >= 0 && v == nil; k-- {
+			sub = [4]byte{203, 0, 113, byte(4 * k)}
+			at := func(host byte, bits int) netip.Prefix {
+				a := sub
+				a[3] += host
+				return netip.PrefixFrom(netip.AddrFrom4(a), bits)
+			}
+			var err error
+			v, err = testlab.CreateVeth(testlab.LabPrefix(t)+"v", nil, []netip.Prefix{at(2, 30)},
+				ns, []netip.Prefix{at(1, 30), netip.MustParsePrefix("2001:db8:113::1/64")})
+			if err != nil && !strings.Contains(err.Error(), "already configured") {
+				t.Fatal(err)
+			}
+		}
+		if v == nil {
+			t.Fatal("every /30 of 203.0.113.0/24 is in use in the root namespace")
+		}
+		t.Cleanup(func() { v.Close() })
 		nsName, link = ns.Name, v.A
+		ours, theirs := netip.AddrFrom4([4]byte{sub[0], sub[1], sub[2], sub[3] + 2}), netip.AddrFrom4([4]byte{sub[0], sub[1], sub[2], sub[3] + 1})
 		// The lab router's options, so real BIRD checks the syntax.
-		b := Start(t, ns, Options{RouterID: netip.MustParseAddr("203.0.113.1"), ASN: 65000,
+		b := Start(t, ns, Options{RouterID: theirs, ASN: 65000,
 			KernelECMP: true, HonourGracefulShutdown: true,
-			Neighbors: []Neighbor{{Name: "peer", Address: netip.MustParseAddr("203.0.113.2"), ASN: 65001}}})
+			Neighbors: []Neighbor{{Name: "peer", Address: ours, ASN: 65001}}})
 		bird = b.proc
 		if st, err := b.ProtocolState("peer"); err != nil || !strings.HasPrefix(st, "start") {
 			t.Errorf("protocol state %q, %v (want start: nobody connects)", st, err)
@@ -100,10 +122,10 @@ func TestNamespaceVethAndBird(t *testing.T) {
 		}
 		// The namespace's end has both addresses and the link is up.
 		out, err := ns.IP("-o", "addr", "show", "dev", v.B)
-		if err != nil || !strings.Contains(out, "203.0.113.1/30") || !strings.Contains(out, "2001:db8:113::1/64") {
+		if err != nil || !strings.Contains(out, theirs.String()+"/30") || !strings.Contains(out, "2001:db8:113::1/64") {
 			t.Errorf("addresses in the namespace: %s %v", out, err)
 		}
-		if v2, err := testlab.CreateVeth(testlab.LabPrefix(t)+"x", nil, []netip.Prefix{netip.MustParsePrefix("203.0.113.3/30")}, nil, nil); err == nil {
+		if v2, err := testlab.CreateVeth(testlab.LabPrefix(t)+"x", nil, []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{sub[0], sub[1], sub[2], sub[3] + 3}), 30)}, nil, nil); err == nil {
 			v2.Close()
 			t.Error("a second veth on a subnet already in the root namespace was allowed")
 		}
@@ -114,6 +136,9 @@ func TestNamespaceVethAndBird(t *testing.T) {
 	var host *testlab.Netns // nil: the test's own namespace
 	if _, err := host.IP("link", "show", link); err == nil {
 		t.Errorf("link %s left behind", link)
+	}
+	if bird == nil {
+		return // the lab did not start: its failure says why
 	}
 	if !bird.Exited() {
 		t.Errorf("bird (pid %d) still running", bird.PID())
