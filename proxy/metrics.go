@@ -47,6 +47,7 @@ type counters struct {
 	ReadErrors        atomic.Uint64
 	SendErrors        atomic.Uint64
 	TCPConnsRefused   atomic.Uint64 // over a connection bound
+	TCPSlowReaders    atomic.Uint64 // TCP/DoT connections cut off: answers left unread past the backlog bound
 	RuleRefused       atomic.Uint64
 	RuleDropped       atomic.Uint64
 	RuleSpoofed       atomic.Uint64
@@ -204,6 +205,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEvents, s.ReadErrors.Load(), "read_error")
 	counter(descEvents, s.SendErrors.Load(), "send_error")
 	counter(descEvents, s.TCPConnsRefused.Load(), "tcp_connection_refused")
+	counter(descEvents, s.TCPSlowReaders.Load(), "tcp_slow_reader")
 	for i, name := range rules.OutcomeNames {
 		counter(descRuleActions, s.RuleActions[i].Load(), name)
 	}

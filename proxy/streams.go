@@ -32,7 +32,8 @@ func (a streamAnswers) AnswerAsync(msg []byte, client, local netip.AddrPort, tr 
 
 func (p *Proxy) streamDeps() stream.Deps {
 	return stream.Deps{Handler: streamAnswers{p}, Log: p.log,
-		Queries: &p.stats.TCPQueries, ConnsRefused: &p.stats.TCPConnsRefused, Short: &p.stats.MalformedShort}
+		Queries: &p.stats.TCPQueries, ConnsRefused: &p.stats.TCPConnsRefused, Short: &p.stats.MalformedShort,
+		SlowReaders: &p.stats.TCPSlowReaders}
 }
 
 // transportSource is one front end's counters under its protocol's name.

@@ -307,6 +307,79 @@ func TestTransportLab(t *testing.T) {
 			delete(want, r.Id)
 		}
 	})
+	t.Run("a DoT client that stops reading is cut off, and holds up no one else", func(t *testing.T) {
+		// Answers are written by the goroutine that has them, often the
+		// backend loop every connection shares: a client that asks and
+		// never reads must neither stall it nor pin unbounded memory.
+		conns := tl.conns()
+		defer func() { waitFor(t, func() bool { return tl.conns() <= conns }) }()
+		before := tl.p.stats.TCPSlowReaders.Load()
+		raw, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(tl.dot)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = raw.SetReadBuffer(4096)
+		c := tls.Client(raw, tl.tlsConfig("dot"))
+		defer c.Close()
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		m := dnstest.Query(testlab.BigName, dns.TypeTXT)
+		b := dnstest.Pack(t, m)
+		var burst []byte
+		for i := 0; i < 200; i++ {
+			burst = append(burst, byte(len(b)>>8), byte(len(b)))
+			burst = append(burst, b...)
+		}
+		// Big answers (over 2 KiB each), asked for and never read: the
+		// writes end when the proxy cuts the connection.
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			for i := 0; i < 50; i++ {
+				if _, err := c.Write(burst); err != nil {
+					return
+				}
+			}
+		}()
+		// While that client stalls, another is answered at once.
+		stalledAt := time.Now()
+		for time.Since(stalledAt) < 2*time.Second && tl.p.stats.TCPSlowReaders.Load() == before {
+			q := dnstest.Query(fmt.Sprintf("s%d.%s", time.Now().UnixNano(), testlab.RandZone), dns.TypeA)
+			start := time.Now()
+			if _, err := tl.dotExchange(q); err != nil {
+				t.Fatalf("another DoT client, while one stalls: %v", err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("another DoT client waited %v while one stalls", d)
+			}
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for tl.p.stats.TCPSlowReaders.Load() == before {
+			if time.Now().After(deadline) {
+				t.Fatal("a client reading nothing was not cut off in 30s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		<-wrote
+		// What reached the client before the cut is whole answers; then
+		// the connection ends.
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		dc := &dns.Conn{Conn: c}
+		for {
+			r, err := dc.ReadMsg()
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Fatal("the cut-off connection was not closed")
+				}
+				break
+			}
+			if len(r.Answer) < 20 {
+				t.Fatalf("a partial answer before the cut: %d records", len(r.Answer))
+			}
+		}
+	})
 	t.Run("DoH answers many concurrent streams on one HTTP/2 connection", func(t *testing.T) {
 		c := tl.dohClient(false)
 		defer c.CloseIdleConnections()

@@ -12,8 +12,11 @@ import (
 
 // A TCP or DoT connection: the connection's goroutine reads queries
 // (buffered: a pipelined burst is one read); answers are framed into one
-// buffer, and a flusher goroutine, started when the buffer gains its first
-// answer and gone once it is empty, writes them out together. A DoT query
+// buffer and written by the goroutine that brought the first of them, which
+// writes what others queue meanwhile with it. The socket's writes never
+// wait (nbConn), so that goroutine, often a shard's backend loop, is not
+// held by a slow client; a connection whose socket cannot be written so
+// has a flusher goroutine for it instead, started per burst. A DoT query
 // goes to Handler.AnswerAsync and needs no goroutine. A plain TCP query
 // gets one while it waits for Handler.Answer: TCP clients came for answers
 // too large for UDP, which the core fetches over TCP and waits for.
@@ -34,6 +37,9 @@ type asyncConn struct {
 	out      []byte // framed answers not yet written
 	spare    []byte // the flusher's last buffer, for reuse
 	flushing bool
+	// inline: c's writes never wait (nbConn), so answers are written on
+	// the goroutine that has them.
+	inline bool
 	// broken is set on the first failed write: a client that stops
 	// reading gets its connection closed, not a fresh deadline per answer.
 	broken bool
@@ -42,8 +48,18 @@ type asyncConn struct {
 // maxSpare keeps a burst of large answers from pinning its buffer.
 const maxSpare = 64 << 10
 
-// Answered queues one answer (nil: none) and frees its in-flight place.
+// Answered writes one answer (nil: none), with any others queued, and
+// frees its in-flight place.
 func (a *asyncConn) Answered(resp []byte) {
+	if a.Queue(resp) {
+		a.Flush()
+	}
+}
+
+// Queue frames one answer (nil: none) for the next write and frees its
+// in-flight place; true means it began a write that Flush must do.
+func (a *asyncConn) Queue(resp []byte) bool {
+	start := false
 	if resp != nil {
 		a.mu.Lock()
 		if !a.broken {
@@ -51,8 +67,8 @@ func (a *asyncConn) Answered(resp []byte) {
 			a.out = append(a.out, resp...)
 			if !a.flushing {
 				a.flushing = true
-				a.done.Add(1)
-				go a.flush()
+				a.done.Add(1) // the connection closes only once it is written
+				start = true
 			}
 		}
 		a.mu.Unlock()
@@ -60,6 +76,17 @@ func (a *asyncConn) Answered(resp []byte) {
 	<-a.sem
 	a.f.inflight.Add(-1)
 	a.done.Done()
+	return start
+}
+
+// Flush writes what is queued, on this goroutine when the socket's writes
+// never wait, else on a flusher of its own.
+func (a *asyncConn) Flush() {
+	if a.inline {
+		a.flush()
+	} else {
+		go a.flush()
+	}
 }
 
 // flush writes what is queued until nothing is.
@@ -70,11 +97,13 @@ func (a *asyncConn) flush() {
 		buf := a.out
 		a.out = a.spare[:0]
 		a.mu.Unlock()
-		dl := time.Now().Add(a.f.lim.IdleTimeout)
-		if dl.After(a.end) {
-			dl = a.end
+		if !a.inline {
+			dl := time.Now().Add(a.f.lim.IdleTimeout)
+			if dl.After(a.end) {
+				dl = a.end
+			}
+			_ = a.c.SetWriteDeadline(dl)
 		}
-		_ = a.c.SetWriteDeadline(dl)
 		_, err := a.c.Write(buf)
 		a.mu.Lock()
 		if err != nil {
@@ -94,8 +123,8 @@ func (a *asyncConn) flush() {
 
 // handle serves one connection until the client goes, a bound ends it or
 // Close stops its reads; the queries read are answered first.
-func (f *TCP) handle(c net.Conn, client netip.AddrPort) {
-	a := &asyncConn{f: f, c: c, end: time.Now().Add(f.lim.MaxConnTime), sem: make(chan struct{}, f.lim.MaxInflightPerConn)}
+func (f *TCP) handle(c net.Conn, client netip.AddrPort, end time.Time, inline bool) {
+	a := &asyncConn{f: f, c: c, end: end, inline: inline, sem: make(chan struct{}, f.lim.MaxInflightPerConn)}
 	defer a.done.Wait()
 	local := addrOf(c.LocalAddr())
 	br := bufio.NewReaderSize(c, 4096)

@@ -53,6 +53,16 @@ type Waiter interface {
 	Answered(resp []byte)
 }
 
+// A BatchWaiter can take several answers and write them out together: a
+// caller with a batch of answers in hand calls Queue for each of its
+// answers, then Flush once on every BatchWaiter whose Queue said so, before
+// it waits for anything else. Queue is Answered without the write.
+type BatchWaiter interface {
+	Waiter
+	Queue(resp []byte) (flush bool)
+	Flush()
+}
+
 // Deps are what every front end gets from the core: where queries go, a
 // logger, and the core's counters the front ends add to. A nil counter is
 // replaced by one of the front end's own.
@@ -65,13 +75,16 @@ type Deps struct {
 	ConnsRefused *atomic.Uint64
 	// Short counts zero-length TCP frames, dropped with their connection.
 	Short *atomic.Uint64
+	// SlowReaders counts TCP and DoT connections cut off for leaving more
+	// answers unread than they may (nbconn.go).
+	SlowReaders *atomic.Uint64
 }
 
 func (d Deps) withDefaults() Deps {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	for _, c := range []**atomic.Uint64{&d.Queries, &d.ConnsRefused, &d.Short} {
+	for _, c := range []**atomic.Uint64{&d.Queries, &d.ConnsRefused, &d.Short, &d.SlowReaders} {
 		if *c == nil {
 			*c = new(atomic.Uint64)
 		}

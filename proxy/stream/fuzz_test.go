@@ -56,7 +56,9 @@ func FuzzTCPReader(f *testing.F) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			front.handle(server, netip.MustParseAddrPort("127.0.0.1:5353"))
+			end := time.Now().Add(front.lim.MaxConnTime)
+			c, inline := newNBConn(server, front.lim.IdleTimeout, end, front.deps.SlowReaders)
+			front.handle(c, netip.MustParseAddrPort("127.0.0.1:5353"), end, inline)
 			server.Close()
 		}()
 		go func() {

@@ -189,6 +189,8 @@ func (f *TCP) Serve(ctx context.Context) error {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		end := time.Now().Add(f.lim.MaxConnTime)
+		c, inline := newNBConn(c, f.lim.IdleTimeout, end, f.deps.SlowReaders)
 		if f.tls != nil {
 			f.st.conns.Add(1)
 			c = &dotConn{Conn: tls.Server(c, f.tls), st: &f.st}
@@ -200,7 +202,7 @@ func (f *TCP) Serve(ctx context.Context) error {
 			continue
 		}
 		wg.Go(func() {
-			f.handle(c, client)
+			f.handle(c, client, end, inline)
 			f.release(c, client)
 		})
 	}
