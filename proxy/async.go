@@ -93,7 +93,7 @@ func (p *Proxy) sendAsync(snap *snapshot, pool *poolSnap, v *msgView, msg []byte
 	sl.ln = -1
 	sl.maxUDP = dnswire.MaxMessage
 	sl.wait, sl.local, sl.tr = w, local, tr
-	s.track(si, snap, pool, u, idx, h, v, msg, w == nil)
+	s.track(si, snap, pool, u, idx, h, v, msg, w == nil, p.now())
 	q := sl.query
 	if u.pp || v.ECS.Mode != dnswire.ECSNone {
 		q = s.retryWire(sl, u)
@@ -119,6 +119,20 @@ func (p *Proxy) sendAsync(snap *snapshot, pool *poolSnap, v *msgView, msg []byte
 func (p *Proxy) deliver(w stream.Waiter, tr dnswire.Transport, client, local netip.AddrPort, resp []byte) {
 	p.qlog.Response(tr, client, local, resp)
 	w.Answered(resp)
+}
+
+// deliver is Proxy.deliver in the backend loop, which writes a stream
+// connection's answers once per batch of answers read.
+func (s *shard) deliver(w stream.Waiter, tr dnswire.Transport, client, local netip.AddrPort, resp []byte) {
+	bw, ok := w.(stream.BatchWaiter)
+	if !ok || s.flushes == nil || len(s.flushes) == cap(s.flushes) {
+		s.p.deliver(w, tr, client, local, resp)
+		return
+	}
+	s.p.qlog.Response(tr, client, local, resp)
+	if bw.Queue(resp) {
+		s.flushes = append(s.flushes, bw)
+	}
 }
 
 // deliverMade delivers an answer that build appends to a pooled buffer:

@@ -43,8 +43,9 @@ func (sl *slot) endAttempt(k int) {
 // handleAnswer matches one backend answer to its query and returns the
 // listener to answer from and the answer, with client filled in; a nil
 // answer sends nothing. The answer is msg itself, or a stale cache entry
-// built in out when the backend said SERVFAIL. qv is scratch for the query.
-func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *msgView, client *udpsock.Addr, out []byte) (int, []byte) {
+// built in out when the backend said SERVFAIL. qv is scratch for the query;
+// now is p.now() when the answer's batch was read.
+func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *msgView, client *udpsock.Addr, out []byte, now int64) (int, []byte) {
 	p := s.p
 	if len(msg) < dnswire.HeaderLen {
 		p.stats.UnexpectedAnswers.Add(1)
@@ -71,7 +72,6 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	}
 	sl := &s.tab.slots[si]
 	u := sl.att[k].up
-	now := p.now()
 	if err := dnswire.MatchResponse(msg, &v.View, sl.query[dnswire.HeaderLen:sl.qEnd]); err != nil {
 		u.badAnswer.Add(1)
 		u.obs.Observe(state.OutcomeBadAnswer, 0)
@@ -142,7 +142,7 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 		}
 		p.observeAnswer(client.AddrPort().Addr(), msg)
 		if wait != nil {
-			p.deliver(wait, tr, client.AddrPort(), local, msg)
+			s.deliver(wait, tr, client.AddrPort(), local, msg)
 			return 0, nil
 		}
 		return ln, msg
@@ -159,7 +159,7 @@ func (s *shard) handleAnswer(msg []byte, from netip.AddrPort, v *msgView, qv *ms
 	}
 	p.observeAnswer(client.AddrPort().Addr(), msg[:n])
 	if wait != nil {
-		p.deliver(wait, tr, client.AddrPort(), local, msg[:n])
+		s.deliver(wait, tr, client.AddrPort(), local, msg[:n])
 		return 0, nil
 	}
 	return ln, msg[:n]

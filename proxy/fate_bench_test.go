@@ -41,14 +41,14 @@ func BenchmarkShardMiss(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		msg = append(msg[:0], queries[i%len(queries)]...)
-		u, w, o := s.handleQuery(ln, msg, &src, &v, out[:0], wire[:0])
+		u, w, o := s.handleQuery(ln, msg, &src, &v, out[:0], wire[:0], s.p.now())
 		if u == nil {
 			b.Fatalf("query %d not forwarded: answered %v", i, dnstest.Unpack(b, o))
 		}
 		// The backend's answer: the forwarded query with QR set.
 		ans = append(ans[:0], w...)
 		binary.BigEndian.PutUint16(ans[2:], binary.BigEndian.Uint16(ans[2:])|dnswire.FlagQR)
-		if _, a := s.handleAnswer(ans, u.addr, &av, &qv, &client, out[:0]); a == nil {
+		if _, a := s.handleAnswer(ans, u.addr, &av, &qv, &client, out[:0], s.p.now()); a == nil {
 			// About once in a million an answer is not taken. The shard's
 			// timeout loop runs beside this one and may fire the slot's
 			// hedge between the two calls (the likely cause, not proven);

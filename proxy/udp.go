@@ -8,6 +8,7 @@ import (
 
 	"github.com/anyfront/anyfront/proxy/dnswire"
 	"github.com/anyfront/anyfront/proxy/internal/udpsock"
+	"github.com/anyfront/anyfront/proxy/stream"
 
 	"golang.org/x/sys/unix"
 
@@ -61,6 +62,11 @@ type shard struct {
 	reply []byte
 	wire  []byte
 	view  msgView
+	// flushes are the stream connections that answers of the backend
+	// loop's current batch were queued on, written once the batch is
+	// done (nil outside the loop: answers are written at once). Only the
+	// backend loop touches it.
+	flushes []stream.BatchWaiter
 }
 
 func newShard(p *Proxy, id, maxInflight int) (*shard, error) {
@@ -103,13 +109,16 @@ func (s *shard) clientLoop(l *udpListener) {
 			}
 			continue
 		}
+		// One clock read per wake-up, not per query: the batch's queries
+		// arrived before it and go out together after it.
+		now := s.p.now()
 		for i := 0; i < n; i++ {
 			msg, trunc := rb.Msg(i)
 			if trunc {
 				s.p.stats.MalformedShort.Add(1)
 				continue
 			}
-			u, wire, out := s.handleQuery(l, msg, &rb.Addrs[i], &v, outs[i][:0], wires[i][:0])
+			u, wire, out := s.handleQuery(l, msg, &rb.Addrs[i], &v, outs[i][:0], wires[i][:0], now)
 			outs[i] = out
 			if u != nil {
 				fwd.Add(&u.sa, wire)
@@ -145,8 +154,9 @@ func (s *shard) clientLoop(l *udpListener) {
 // the backend to send it to with the bytes to send (msg with its ID
 // rewritten, or, when it goes out with a PROXY header or an ECS edit, a copy
 // built in wire), and/or returns the answer to send back (empty: send
-// nothing). A cache hit due for prefetch does both.
-func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *msgView, out, wire []byte) (*upstream, []byte, []byte) {
+// nothing). A cache hit due for prefetch does both. now is p.now() when
+// the query's batch was read: its send time.
+func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *msgView, out, wire []byte, now int64) (*upstream, []byte, []byte) {
 	p := s.p
 	p.stats.UDPQueries.Add(1)
 	snap := p.snap.Load()
@@ -186,7 +196,7 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *ms
 	sl.client = *src
 	sl.ln = l.idx
 	sl.maxUDP = v.MaxUDPResponse()
-	s.track(si, snap, pool, u, idx, h, v, msg, refresh)
+	s.track(si, snap, pool, u, idx, h, v, msg, refresh, now)
 	if u.pp || v.ECS.Mode != dnswire.ECSNone {
 		wire = appendWire(wire, u, src.AddrPort(), l.addr, msg, v, sl.id)
 	} else {
@@ -202,9 +212,8 @@ func (s *shard) handleQuery(l *udpListener, msg []byte, src *udpsock.Addr, v *ms
 // track fills a slot just allocated for v's query msg, first sent to u
 // (pool.ups[idx]), and puts it on the timer wheel. The caller has set the
 // slot's destination (client and ln, or wait) and holds s.mu.
-func (s *shard) track(si int32, snap *snapshot, pool *poolSnap, u *upstream, idx int, h uint64, v *msgView, msg []byte, refresh bool) {
+func (s *shard) track(si int32, snap *snapshot, pool *poolSnap, u *upstream, idx int, h uint64, v *msgView, msg []byte, refresh bool, now int64) {
 	sl := &s.tab.slots[si]
-	now := s.p.now()
 	sl.clientID = v.ID
 	sl.pool = pool
 	sl.hash = h
@@ -250,6 +259,7 @@ func (s *shard) backendLoop() {
 	}
 	var clients [answerBatch]udpsock.Addr
 	outs := make([][]byte, answerBatch) // for stale answers, rare: grown on demand
+	s.flushes = make([]stream.BatchWaiter, 0, answerBatch)
 	var v, qv msgView
 	for !s.closing.Load() {
 		n, err := rb.Recv(s.bfd)
@@ -265,18 +275,28 @@ func (s *shard) backendLoop() {
 			continue
 		}
 		s.handleRefused()
+		// Every answer of the batch had arrived by now: one clock read
+		// times them all.
+		now := s.p.now()
 		for i := 0; i < n; i++ {
 			msg, trunc := rb.Msg(i)
 			if trunc {
 				s.p.stats.UnexpectedAnswers.Add(1)
 				continue
 			}
-			ln, out := s.handleAnswer(msg, rb.Addrs[i].AddrPort(), &v, &qv, &clients[i], outs[i][:0])
+			ln, out := s.handleAnswer(msg, rb.Addrs[i].AddrPort(), &v, &qv, &clients[i], outs[i][:0], now)
 			if out != nil {
 				reps[ln].Add(&clients[i], out)
 				s.p.logResponseUDP(&clients[i], s.p.udpLns[ln].addr, out)
 			}
 		}
+		// A stream connection's answers of this batch go out in one
+		// write (one TLS record) instead of one each.
+		for i, w := range s.flushes {
+			w.Flush()
+			s.flushes[i] = nil
+		}
+		s.flushes = s.flushes[:0]
 		for i, rep := range reps {
 			if rep.N > 0 {
 				failed := rep.Flush(s.p.udpLns[i].fd, nil)
