@@ -130,8 +130,8 @@ func (s *shard) deliver(w stream.Waiter, tr dnswire.Transport, client, local net
 		return
 	}
 	s.p.qlog.Response(tr, client, local, resp)
-	if bw.Queue(resp) {
-		s.flushes = append(s.flushes, bw)
+	if f := bw.Queue(resp); f != nil {
+		s.flushes = append(s.flushes, f)
 	}
 }
 

@@ -47,7 +47,7 @@ type counters struct {
 	ReadErrors        atomic.Uint64
 	SendErrors        atomic.Uint64
 	TCPConnsRefused   atomic.Uint64 // over a connection bound
-	TCPSlowReaders    atomic.Uint64 // TCP/DoT connections cut off: answers left unread past the backlog bound
+	TCPSlowReaders    atomic.Uint64 // TCP, DoT and DoH connections cut off: answers left unread past the backlog bound
 	RuleRefused       atomic.Uint64
 	RuleDropped       atomic.Uint64
 	RuleSpoofed       atomic.Uint64

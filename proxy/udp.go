@@ -66,7 +66,7 @@ type shard struct {
 	// loop's current batch were queued on, written once the batch is
 	// done (nil outside the loop: answers are written at once). Only the
 	// backend loop touches it.
-	flushes []stream.BatchWaiter
+	flushes []stream.Flusher
 }
 
 func newShard(p *Proxy, id, maxInflight int) (*shard, error) {
@@ -259,7 +259,7 @@ func (s *shard) backendLoop() {
 	}
 	var clients [answerBatch]udpsock.Addr
 	outs := make([][]byte, answerBatch) // for stale answers, rare: grown on demand
-	s.flushes = make([]stream.BatchWaiter, 0, answerBatch)
+	s.flushes = make([]stream.Flusher, 0, answerBatch)
 	var v, qv msgView
 	for !s.closing.Load() {
 		n, err := rb.Recv(s.bfd)

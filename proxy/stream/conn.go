@@ -51,14 +51,14 @@ const maxSpare = 64 << 10
 // Answered writes one answer (nil: none), with any others queued, and
 // frees its in-flight place.
 func (a *asyncConn) Answered(resp []byte) {
-	if a.Queue(resp) {
+	if a.Queue(resp) != nil {
 		a.Flush()
 	}
 }
 
 // Queue frames one answer (nil: none) for the next write and frees its
-// in-flight place; true means it began a write that Flush must do.
-func (a *asyncConn) Queue(resp []byte) bool {
+// in-flight place; it returns a when it began a write that Flush must do.
+func (a *asyncConn) Queue(resp []byte) Flusher {
 	start := false
 	if resp != nil {
 		a.mu.Lock()
@@ -76,7 +76,10 @@ func (a *asyncConn) Queue(resp []byte) bool {
 	<-a.sem
 	a.f.inflight.Add(-1)
 	a.done.Done()
-	return start
+	if start {
+		return a
+	}
+	return nil
 }
 
 // Flush writes what is queued, on this goroutine when the socket's writes

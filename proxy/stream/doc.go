@@ -55,13 +55,16 @@ type Waiter interface {
 
 // A BatchWaiter can take several answers and write them out together: a
 // caller with a batch of answers in hand calls Queue for each of its
-// answers, then Flush once on every BatchWaiter whose Queue said so, before
-// it waits for anything else. Queue is Answered without the write.
+// answers, then Flush once on every Flusher the Queues returned, before it
+// waits for anything else. Queue is Answered without the write; it
+// returns nil when there is nothing to flush, or another caller will.
 type BatchWaiter interface {
 	Waiter
-	Queue(resp []byte) (flush bool)
-	Flush()
+	Queue(resp []byte) Flusher
 }
+
+// A Flusher writes the answers queued on one connection.
+type Flusher interface{ Flush() }
 
 // Deps are what every front end gets from the core: where queries go, a
 // logger, and the core's counters the front ends add to. A nil counter is
@@ -75,7 +78,7 @@ type Deps struct {
 	ConnsRefused *atomic.Uint64
 	// Short counts zero-length TCP frames, dropped with their connection.
 	Short *atomic.Uint64
-	// SlowReaders counts TCP and DoT connections cut off for leaving more
+	// SlowReaders counts TCP, DoT and DoH connections cut off for leaving more
 	// answers unread than they may (nbconn.go).
 	SlowReaders *atomic.Uint64
 }

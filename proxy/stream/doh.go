@@ -87,6 +87,8 @@ type DoH struct {
 	stopH2 context.CancelFunc
 	// maxQueries bounds requests per connection, as for TCP.
 	maxQueries int
+	// idle and maxAge bound a connection's backlog writes (nbconn.go).
+	idle, maxAge time.Duration
 
 	conns    connSet
 	inflight atomic.Int64
@@ -96,7 +98,8 @@ type DoH struct {
 // NewDoH makes a front end serving ln, which it owns from now on.
 func NewDoH(ln net.Listener, cfg DoHConfig, deps Deps) *DoH {
 	lim := cfg.Limits
-	d := &DoH{bound: cfg.Conns, path: cfg.Path, deps: deps.withDefaults(), maxQueries: lim.MaxQueriesPerConn}
+	d := &DoH{bound: cfg.Conns, path: cfg.Path, deps: deps.withDefaults(), maxQueries: lim.MaxQueriesPerConn,
+		idle: lim.IdleTimeout, maxAge: lim.MaxConnTime}
 	if d.bound == nil {
 		d.bound = NewConnLimit(lim)
 	}
@@ -359,6 +362,7 @@ type admittedConn struct {
 	net.Conn
 	d      *DoH
 	client netip.AddrPort
+	inline bool // Conn's writes never wait (nbConn)
 	once   sync.Once
 }
 

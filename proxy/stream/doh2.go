@@ -33,13 +33,14 @@ func (d *DoH) acceptLoop(conns *sync.WaitGroup) error {
 			continue
 		}
 		client := addrOf(c.RemoteAddr())
+		c, inline := newNBConn(c, d.idle, time.Now().Add(d.maxAge), d.deps.SlowReaders)
 		if !admitConn(&d.conns, d.bound, c, client) {
 			d.deps.ConnsRefused.Add(1)
 			c.Close()
 			continue
 		}
 		d.st.conns.Add(1)
-		ac := &admittedConn{Conn: c, d: d, client: client}
+		ac := &admittedConn{Conn: c, d: d, client: client, inline: inline}
 		conns.Go(func() { d.serveConn(ac) })
 	}
 }
@@ -59,7 +60,11 @@ func (d *DoH) serveConn(c *admittedConn) {
 	}
 	_ = tc.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		if err := d.h2.ServeConn(d.h2ctx, tc); err != nil {
+		var nc net.Conn = tc
+		if c.inline {
+			nc = neverWaits{tc}
+		}
+		if err := d.h2.ServeConn(d.h2ctx, nc); err != nil {
 			d.deps.Log.Debug("doh", "reason", "http/2", "client", c.client, "err", err)
 		}
 		return
@@ -91,18 +96,28 @@ type dohWaiter struct {
 var dohWaiters = sync.Pool{New: func() any { return new(dohWaiter) }}
 
 func (w *dohWaiter) Answered(resp []byte) {
+	if f := w.Queue(resp); f != nil {
+		f.Flush()
+	}
+}
+
+// Queue queues the answer on the request's connection and returns the
+// connection if the caller is to flush it.
+func (w *dohWaiter) Queue(resp []byte) Flusher {
 	d, r := w.d, w.r
 	w.d, w.r = nil, nil
 	dohWaiters.Put(w)
+	var f h2.Flusher
 	switch {
 	case resp != nil:
-		r.Respond(200, resp, answerTTL(resp))
+		f = r.Queue(200, resp, answerTTL(resp))
 	case malformed(r.Query):
-		r.Fail(400) // counted by the core as malformed
+		f = r.Queue(400, nil, 0) // counted by the core as malformed
 	default:
-		r.Fail(403) // a drop rule
+		f = r.Queue(403, nil, 0) // a drop rule
 	}
 	d.inflight.Add(-1)
+	return f
 }
 
 func malformed(msg []byte) bool {

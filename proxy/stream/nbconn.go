@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -87,6 +88,12 @@ func (c *nbConn) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// neverWaits is a TLS connection over an nbConn, so marked for the HTTP/2
+// server, which then writes answers on the goroutine that has them.
+type neverWaits struct{ *tls.Conn }
+
+func (neverWaits) WritesNeverWait() bool { return true }
 
 // try writes what the socket takes now.
 func (c *nbConn) try(p []byte) (int, error) {

@@ -39,7 +39,9 @@ var errClientPreface = errors.New("h2: bad client preface")
 
 // conn is one HTTP/2 connection: the reader (ServeConn's goroutine) owns
 // the read side, the framer's decoder and the fields marked reader-only;
-// the writer goroutine owns the write side; mu guards the rest.
+// whoever holds the write token (writing, under mu) owns the write side:
+// the writer goroutine, or, on a connection whose writes never wait, the
+// goroutine that brought answers (Flush); mu guards the rest.
 type conn struct {
 	s      *Server
 	cfg    *Config
@@ -63,12 +65,18 @@ type conn struct {
 	enc      *hpack.Encoder
 	hbuf     bytes.Buffer
 	wdl      time.Time // write deadline armed
+	spareQ   []wop     // Flush's batch, swapped with queue
 	wake     chan struct{}
 	wdone    chan struct{}
 	closeOne sync.Once
 
-	mu       sync.Mutex
-	queue    []wop
+	mu      sync.Mutex
+	queue   []wop
+	writing bool // the write token: its holder owns the write side
+	// inline: nc's writes never wait, so Flush writes on its caller's
+	// goroutine; flushDue says a Queue handed out the duty to call it.
+	inline   bool
+	flushDue bool
 	blocked  []*Request
 	streams  map[uint32]*Request
 	active   int    // streams counted against MaxStreams
@@ -105,6 +113,9 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.dec = hpack.NewDecoder(4096, c.hb.emit)
 	c.dec.SetMaxStringLength(int(c.cfg.MaxHeaderListSize))
 	c.hb.max = c.cfg.MaxHeaderListSize
+	if nw, ok := nc.(interface{ WritesNeverWait() bool }); ok {
+		c.inline = nw.WritesNeverWait()
+	}
 	c.bw = bufio.NewWriterSize(nc, writeBufSize)
 	c.wfr = http2.NewFramer(c.bw, nil)
 	c.enc = hpack.NewEncoder(&c.hbuf)

@@ -167,3 +167,29 @@ func TestErrorStatuses(t *testing.T) {
 			st.Responses(413), st.Responses(404), st.Responses(405))
 	}
 }
+
+// TestInlineWrites runs the protocol's tests again on connections whose
+// writes never wait, where a responding goroutine writes answers itself
+// and the writer goroutine only what is left (control frames, answers
+// queued while another wrote): the write token must keep frames whole and
+// in order, and graceful ends, resets, windows and bounds as they were.
+func TestInlineWrites(t *testing.T) {
+	labInline = true
+	defer func() { labInline = false }()
+	for name, test := range map[string]func(*testing.T){
+		"GETAndPOSTAnswered":                   TestGETAndPOSTAnswered,
+		"ManyConcurrentStreamsOnOneConnection": TestManyConcurrentStreamsOnOneConnection,
+		"ErrorStatuses":                        TestErrorStatuses,
+		"StreamsBeyondMaxAreRefused":           TestStreamsBeyondMaxAreRefused,
+		"GoAwayAtMaxAgeStillDeliversAnswers":   TestGoAwayAtMaxAgeStillDeliversAnswersInFlight,
+		"MaxRequestsMovesClient":               TestMaxRequestsMovesClientToNewConnections,
+		"ClientResetDropsTheLaterAnswer":       TestClientResetDropsTheLaterAnswer,
+		"TinyStreamWindowIsHonoured":           TestTinyStreamWindowIsHonoured,
+		"ConnectionWindowIsHonoured":           TestConnectionWindowIsHonoured,
+		"PingAndSettingsAreAcknowledged":       TestPingAndSettingsAreAcknowledged,
+		"ProtocolErrorsEndTheConnection":       TestProtocolErrorsEndTheConnection,
+		"MalformedRequestsResetTheStream":      TestMalformedRequestsResetTheStream,
+	} {
+		t.Run(name, test)
+	}
+}

@@ -75,14 +75,25 @@ func putRequest(r *Request) {
 // "cache-control: max-age=maxAge". Call it, or Fail, exactly once; an answer
 // for a stream the client reset, or a closed connection, is dropped.
 func (r *Request) Respond(status int, body []byte, maxAge uint32) {
-	r.out = append(r.out[:0], body...)
-	r.c.respond(r, status, maxAge)
+	if f := r.Queue(status, body, maxAge); f != nil {
+		f.Flush()
+	}
 }
 
 // Fail answers the request with status and no body.
 func (r *Request) Fail(status int) {
-	r.out = r.out[:0]
-	r.c.respond(r, status, 0)
+	if f := r.Queue(status, nil, 0); f != nil {
+		f.Flush()
+	}
+}
+
+// Queue is Respond without the write, for a caller with several answers
+// in hand: it returns the connection to Flush once they are all queued,
+// or nil when another caller's Flush is due (or the answer was dropped).
+// Neither r nor its connection may be used after, but through the Flusher.
+func (r *Request) Queue(status int, body []byte, maxAge uint32) Flusher {
+	r.out = append(r.out[:0], body...)
+	return r.c.respond(r, status, maxAge)
 }
 
 // parseGET decodes the query of a GET's path into r.Query: the status to

@@ -31,37 +31,88 @@ type wop struct {
 	r     *Request
 }
 
-// respond queues r's answer; see Request.Respond.
-func (c *conn) respond(r *Request, status int, maxAge uint32) {
+// A Flusher writes what was queued for it: see Request.Queue.
+type Flusher interface{ Flush() }
+
+// respond queues r's answer and returns the connection if the caller must
+// Flush it (nil: dropped, or another caller's Flush is due and takes it).
+func (c *conn) respond(r *Request, status int, maxAge uint32) Flusher {
 	c.mu.Lock()
 	if r.answered {
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	r.answered, r.status, r.maxAge = true, status, maxAge
 	if r.reset || c.closed {
 		c.mu.Unlock()
 		c.s.stats.Dropped.Add(1)
 		putRequest(r)
-		return
+		return nil
 	}
 	c.queue = append(c.queue, wop{kind: opResp, r: r})
+	if c.flushDue {
+		c.mu.Unlock()
+		return nil
+	}
+	c.flushDue = true
 	c.mu.Unlock()
+	return c
+}
+
+// Flush writes what is queued: at once on this goroutine when the
+// connection's writes never wait and no one else is writing, otherwise by
+// waking the writer goroutine. It saves that goroutine's wake-up per answer.
+func (c *conn) Flush() {
+	c.mu.Lock()
+	c.flushDue = false
+	if !c.inline || c.writing || c.closed || len(c.queue) == 0 {
+		c.mu.Unlock()
+		c.kick()
+		return
+	}
+	c.writing = true
+	var err error
+	for len(c.queue) > 0 && err == nil {
+		batch := c.queue
+		c.queue = c.spareQ[:0]
+		c.mu.Unlock()
+		for i := range batch {
+			if err == nil {
+				err = c.writeOp(&batch[i])
+			}
+			batch[i] = wop{}
+		}
+		c.mu.Lock()
+		c.spareQ = batch[:0]
+	}
+	c.mu.Unlock()
+	if err == nil && c.bw.Buffered() > 0 {
+		err = c.bw.Flush()
+	}
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
+	if err != nil {
+		c.close()
+	}
+	// The writer may wait for the token, for frames queued meanwhile, or
+	// for the last answer before a graceful close.
 	c.kick()
 }
 
 // writeLoop writes queued frames, flushing when the queue runs dry, so
 // answers ready together share a TLS record. It stops when told to
 // (stopNow), after a graceful GOAWAY once no stream is left, or on a write
-// error; then it closes the connection, which ends the reader.
+// error; then it closes the connection, which ends the reader. It writes
+// only while it holds the write token, which Flush may hold instead.
 func (c *conn) writeLoop() {
 	defer close(c.wdone)
 	defer c.close()
 	var batch []wop
 	for {
 		c.mu.Lock()
-		for len(c.queue) == 0 {
-			if c.stopNow || c.closed || (c.going && c.active == 0) {
+		for len(c.queue) == 0 || c.writing {
+			if !c.writing && (c.stopNow || c.closed || (c.going && c.active == 0)) {
 				c.mu.Unlock()
 				return
 			}
@@ -69,6 +120,7 @@ func (c *conn) writeLoop() {
 			<-c.wake
 			c.mu.Lock()
 		}
+		c.writing = true
 		batch, c.queue = c.queue, batch[:0]
 		c.mu.Unlock()
 		for i := range batch {
@@ -86,6 +138,9 @@ func (c *conn) writeLoop() {
 				return
 			}
 		}
+		c.mu.Lock()
+		c.writing = false
+		c.mu.Unlock()
 	}
 }
 
