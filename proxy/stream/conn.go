@@ -13,10 +13,9 @@ import (
 // A TCP or DoT connection: the connection's goroutine reads queries
 // (buffered: a pipelined burst is one read); answers are framed into one
 // buffer and written by the goroutine that brought the first of them, which
-// writes what others queue meanwhile with it. The socket's writes never
+// writes what others queue meanwhile with it. The connection's writes never
 // wait (nbConn), so that goroutine, often a shard's backend loop, is not
-// held by a slow client; a connection whose socket cannot be written so
-// has a flusher goroutine for it instead, started per burst. A DoT query
+// held by a slow client. A DoT query
 // goes to Handler.AnswerAsync and needs no goroutine. A plain TCP query
 // gets one while it waits for Handler.Answer: TCP clients came for answers
 // too large for UDP, which the core fetches over TCP and waits for.
@@ -37,9 +36,6 @@ type asyncConn struct {
 	out      []byte // framed answers not yet written
 	spare    []byte // the flusher's last buffer, for reuse
 	flushing bool
-	// inline: c's writes never wait (nbConn), so answers are written on
-	// the goroutine that has them.
-	inline bool
 	// broken is set on the first failed write: a client that stops
 	// reading gets its connection closed, not a fresh deadline per answer.
 	broken bool
@@ -51,8 +47,8 @@ const maxSpare = 64 << 10
 // Answered writes one answer (nil: none), with any others queued, and
 // frees its in-flight place.
 func (a *asyncConn) Answered(resp []byte) {
-	if a.Queue(resp) != nil {
-		a.Flush()
+	if f := a.Queue(resp); f != nil {
+		f.Flush()
 	}
 }
 
@@ -82,31 +78,15 @@ func (a *asyncConn) Queue(resp []byte) Flusher {
 	return nil
 }
 
-// Flush writes what is queued, on this goroutine when the socket's writes
-// never wait, else on a flusher of its own.
+// Flush writes what is queued until nothing is, on the caller's goroutine:
+// c's writes never wait.
 func (a *asyncConn) Flush() {
-	if a.inline {
-		a.flush()
-	} else {
-		go a.flush()
-	}
-}
-
-// flush writes what is queued until nothing is.
-func (a *asyncConn) flush() {
 	defer a.done.Done()
 	a.mu.Lock()
 	for len(a.out) > 0 && !a.broken {
 		buf := a.out
 		a.out = a.spare[:0]
 		a.mu.Unlock()
-		if !a.inline {
-			dl := time.Now().Add(a.f.lim.IdleTimeout)
-			if dl.After(a.end) {
-				dl = a.end
-			}
-			_ = a.c.SetWriteDeadline(dl)
-		}
 		_, err := a.c.Write(buf)
 		a.mu.Lock()
 		if err != nil {
@@ -126,8 +106,8 @@ func (a *asyncConn) flush() {
 
 // handle serves one connection until the client goes, a bound ends it or
 // Close stops its reads; the queries read are answered first.
-func (f *TCP) handle(c net.Conn, client netip.AddrPort, end time.Time, inline bool) {
-	a := &asyncConn{f: f, c: c, end: end, inline: inline, sem: make(chan struct{}, f.lim.MaxInflightPerConn)}
+func (f *TCP) handle(c net.Conn, client netip.AddrPort, end time.Time) {
+	a := &asyncConn{f: f, c: c, end: end, sem: make(chan struct{}, f.lim.MaxInflightPerConn)}
 	defer a.done.Wait()
 	local := addrOf(c.LocalAddr())
 	br := bufio.NewReaderSize(c, 4096)

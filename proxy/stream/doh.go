@@ -362,7 +362,6 @@ type admittedConn struct {
 	net.Conn
 	d      *DoH
 	client netip.AddrPort
-	inline bool // Conn's writes never wait (nbConn)
 	once   sync.Once
 }
 

@@ -33,14 +33,14 @@ func (d *DoH) acceptLoop(conns *sync.WaitGroup) error {
 			continue
 		}
 		client := addrOf(c.RemoteAddr())
-		c, inline := newNBConn(c, d.idle, time.Now().Add(d.maxAge), d.deps.SlowReaders)
+		c = newNBConn(c, d.idle, time.Now().Add(d.maxAge), d.deps.SlowReaders)
 		if !admitConn(&d.conns, d.bound, c, client) {
 			d.deps.ConnsRefused.Add(1)
 			c.Close()
 			continue
 		}
 		d.st.conns.Add(1)
-		ac := &admittedConn{Conn: c, d: d, client: client, inline: inline}
+		ac := &admittedConn{Conn: c, d: d, client: client}
 		conns.Go(func() { d.serveConn(ac) })
 	}
 }
@@ -60,11 +60,7 @@ func (d *DoH) serveConn(c *admittedConn) {
 	}
 	_ = tc.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		var nc net.Conn = tc
-		if c.inline {
-			nc = neverWaits{tc}
-		}
-		if err := d.h2.ServeConn(d.h2ctx, nc); err != nil {
+		if err := d.h2.ServeConn(d.h2ctx, neverWaits{tc}); err != nil {
 			d.deps.Log.Debug("doh", "reason", "http/2", "client", c.client, "err", err)
 		}
 		return

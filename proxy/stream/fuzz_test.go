@@ -57,8 +57,8 @@ func FuzzTCPReader(f *testing.F) {
 		go func() {
 			defer close(done)
 			end := time.Now().Add(front.lim.MaxConnTime)
-			c, inline := newNBConn(server, front.lim.IdleTimeout, end, front.deps.SlowReaders)
-			front.handle(c, netip.MustParseAddrPort("127.0.0.1:5353"), end, inline)
+			c := newNBConn(server, front.lim.IdleTimeout, end, front.deps.SlowReaders)
+			front.handle(c, netip.MustParseAddrPort("127.0.0.1:5353"), end)
 			server.Close()
 		}()
 		go func() {

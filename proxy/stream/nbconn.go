@@ -20,7 +20,9 @@ import (
 // without waiting; what the kernel does not take (its send buffer is full)
 // joins a backlog that a goroutine of the connection's writes, started only
 // then. Writes stay in order, and a client that leaves more than maxBacklog
-// unread is cut off, as one that stops reading is by the write timeout.
+// unread is cut off, as one that stops reading is by the write timeout. A
+// connection that is not a socket (a test's pipe) has every write go
+// through the backlog: its writes never wait either.
 
 // maxBacklog bounds what a connection holds for a client that reads
 // slower than it asks: past the kernel's send buffer, room for a burst of
@@ -35,7 +37,7 @@ var errBacklog = errors.New("stream: client leaves too much unread")
 // and Close are the connection's own.
 type nbConn struct {
 	net.Conn
-	rc syscall.RawConn
+	rc syscall.RawConn // nil: not a socket, every write goes to the backlog
 	// idle and end bound the backlog writer's waits as the connection's
 	// reads are bounded: the idle timeout, and its lifetime's end.
 	idle time.Duration
@@ -50,22 +52,19 @@ type nbConn struct {
 	stalled *atomic.Uint64
 }
 
-// newNBConn wraps c when it can write to c's socket without waiting;
-// otherwise it returns c itself and false, whose writes may block.
-func newNBConn(c net.Conn, idle time.Duration, end time.Time, stalled *atomic.Uint64) (net.Conn, bool) {
+// newNBConn wraps c so that its writes never wait.
+func newNBConn(c net.Conn, idle time.Duration, end time.Time, stalled *atomic.Uint64) net.Conn {
+	nb := &nbConn{Conn: c, idle: idle, end: end, stalled: stalled}
 	inner := c
 	if pc, ok := c.(*ppConn); ok {
 		inner = pc.Conn
 	}
-	sc, ok := inner.(syscall.Conn)
-	if !ok {
-		return c, false
+	if sc, ok := inner.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			nb.rc = rc
+		}
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return c, false
-	}
-	return &nbConn{Conn: c, rc: rc, idle: idle, end: end, stalled: stalled}, true
+	return nb
 }
 
 // Write takes all of p or fails; it never waits for the client.
@@ -97,6 +96,9 @@ func (neverWaits) WritesNeverWait() bool { return true }
 
 // try writes what the socket takes now.
 func (c *nbConn) try(p []byte) (int, error) {
+	if c.rc == nil {
+		return 0, nil
+	}
 	var n int
 	var werr error
 	err := c.rc.Write(func(fd uintptr) bool {

@@ -190,7 +190,7 @@ func (f *TCP) Serve(ctx context.Context) error {
 			continue
 		}
 		end := time.Now().Add(f.lim.MaxConnTime)
-		c, inline := newNBConn(c, f.lim.IdleTimeout, end, f.deps.SlowReaders)
+		c = newNBConn(c, f.lim.IdleTimeout, end, f.deps.SlowReaders)
 		if f.tls != nil {
 			f.st.conns.Add(1)
 			c = &dotConn{Conn: tls.Server(c, f.tls), st: &f.st}
@@ -202,7 +202,7 @@ func (f *TCP) Serve(ctx context.Context) error {
 			continue
 		}
 		wg.Go(func() {
-			f.handle(c, client, end, inline)
+			f.handle(c, client, end)
 			f.release(c, client)
 		})
 	}
