@@ -78,7 +78,7 @@ func (o options) loadsFor(wl workload) []int {
 		return o.connLoads
 	}
 	switch wl.transport {
-	case "dot":
+	case "dot", "doq":
 		return o.dotLoads
 	case "doh":
 		return o.dohLoads
@@ -93,6 +93,11 @@ func (o options) baseSpec(wl workload, addr, data string) loadSpec {
 		outstanding: o.outstanding, mode: wl.transport}
 	if wl.conn != "" {
 		s.newConn, s.resume, s.outstanding = true, wl.conn == "resume", o.connClients
+		return s
+	}
+	if wl.transport == "doq" {
+		// DoT's connections and queries in flight, spread over them.
+		s.gen, s.outstanding = "go", max(1, (o.outstanding+o.clients-1)/o.clients)
 		return s
 	}
 	if wl.transport == "doh" && o.dohGen == "go" {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,7 +236,7 @@ func TestLoadQueriesAndIDs(t *testing.T) {
 // workloads to theirs with -conn-clients open at once.
 func TestBaseSpecOwnGenerators(t *testing.T) {
 	o := options{clients: 8, threads: 1, outstanding: 100, maxThreads: 1, dohConns: 8,
-		dohGen: "go", dohStreams: 16, dohGET: true, connClients: 64, connLoads: []int{300}, dohLoads: []int{2000}}
+		dohGen: "go", dohStreams: 16, dohGET: true, connClients: 64, connLoads: []int{300}, dohLoads: []int{2000}, dotLoads: []int{5000}}
 	for _, wl := range workloads {
 		s := o.baseSpec(wl, "127.0.0.1:1", "data")
 		switch {
@@ -249,6 +250,14 @@ func TestBaseSpecOwnGenerators(t *testing.T) {
 		case wl.transport == "doh":
 			if s.gen != "go" || s.clients != 8 || s.outstanding != 16 || !s.dohGET || s.newConn {
 				t.Errorf("doh: gen %q, %d conns x %d streams, GET %v", s.gen, s.clients, s.outstanding, s.dohGET)
+			}
+		case wl.transport == "doq":
+			// DoT's 8 connections and 100 in flight, 13 streams each.
+			if s.gen != "go" || s.clients != 8 || s.outstanding != 13 || s.newConn {
+				t.Errorf("doq: gen %q, %d conns x %d streams", s.gen, s.clients, s.outstanding)
+			}
+			if got := o.loadsFor(wl); !slices.Equal(got, o.dotLoads) {
+				t.Errorf("doq: loads %v, want DoT's %v", got, o.dotLoads)
 			}
 		default:
 			if s.gen != "" || s.newConn {

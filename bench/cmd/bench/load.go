@@ -58,6 +58,7 @@ var workloads = []workload{
 	{name: "mix", title: "realistic mix (80% Zipf over 10k names + 20% unique, caches on)", cache: true, transport: "udp", write: writeMix},
 	{name: "dot", title: "DNS over TLS, all cache misses (random names, caches off)", transport: "dot", write: writeMiss},
 	{name: "doh", title: "DNS over HTTPS, all cache misses (random names, caches off)", transport: "doh", write: writeMiss},
+	{name: "doq", title: "DNS over QUIC, all cache misses (random names, caches off; anyfront only, at DoT's loads)", transport: "doq", write: writeMiss},
 	{name: "dotconn", title: "DoT, a new connection per query, full handshakes", transport: "dot", conn: "full", write: writeMiss},
 	{name: "dotresume", title: "DoT, a new connection per query, resumed sessions (TLS 1.3 tickets)", transport: "dot", conn: "resume", write: writeMiss},
 	{name: "dohconn", title: "DoH, a new connection per query, full handshakes", transport: "doh", conn: "full", write: writeMiss},
@@ -69,11 +70,11 @@ func (wl workload) encrypted() bool { return wl.transport != "udp" }
 
 // systemsFor returns the systems that can serve wl, in the order given:
 // direct is left out of the encrypted workloads, as the backends it stands
-// for speak plain DNS only.
+// for speak plain DNS only, and dnsdist out of DoQ (1.7.3 has none).
 func (wl workload) systemsFor(systems []string) []string {
 	var out []string
 	for _, s := range systems {
-		if s == "direct" && wl.encrypted() {
+		if s == "direct" && wl.encrypted() || s == "dnsdist" && wl.transport == "doq" {
 			continue
 		}
 		out = append(out, s)
@@ -181,6 +182,8 @@ func runLoad(ctx context.Context, spec loadSpec) (*loadResult, error) {
 		return runConnGen(ctx, spec)
 	case spec.mode == "doh" && spec.gen == "go":
 		return runDohGen(ctx, spec)
+	case spec.mode == "doq":
+		return runDoqGen(ctx, spec)
 	}
 	return runDnsperf(ctx, spec)
 }

@@ -275,7 +275,7 @@ func run() int {
 
 // defaultWorkloads is every workload, fault only where it can run (root).
 func defaultWorkloads() string {
-	wl := "miss,hit,mix,dot,doh,dotconn,dotresume,dohconn,dohresume"
+	wl := "miss,hit,mix,dot,doq,doh,dotconn,dotresume,dohconn,dohresume"
 	if faultCan() == "" {
 		wl += ",fault"
 	}

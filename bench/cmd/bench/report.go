@@ -146,12 +146,12 @@ func (r *report) comparisons(w func(string, ...any)) {
 		// measured at lower loads than plain DNS.
 		var done []string
 		for _, wl := range r.wls {
-			if slices.Contains(done, wl.name) {
+			if slices.Contains(done, wl.name) || !containsAll(wl.systemsFor(pair[:]), pair[0], pair[1]) {
 				continue
 			}
 			var group []workload
 			for _, other := range r.wls {
-				if slices.Equal(r.opts.loadsFor(other), r.opts.loadsFor(wl)) {
+				if slices.Equal(r.opts.loadsFor(other), r.opts.loadsFor(wl)) && containsAll(other.systemsFor(pair[:]), pair[0], pair[1]) {
 					group = append(group, other)
 					done = append(done, other.name)
 				}
@@ -162,6 +162,44 @@ func (r *report) comparisons(w func(string, ...any)) {
 			r.targets(w)
 		}
 	}
+	r.doqAgainstDoT(w)
+}
+
+// doqAgainstDoT prints anyfront's DoQ against its own DoT, measured at the
+// same loads: dnsdist 1.7.3 has no DoQ to compare with.
+func (r *report) doqAgainstDoT(w func(string, ...any)) {
+	has := func(name string) bool {
+		return slices.ContainsFunc(r.wls, func(wl workload) bool { return wl.name == name })
+	}
+	if !has("doq") || !has("dot") || !slices.Contains(r.systems, "anyfront") {
+		return
+	}
+	loads := r.opts.dotLoads
+	w("## anyfront: doq / dot (ratio of medians, same loads; CPU, p99: lower is better; max q/s: higher is better)")
+	w("")
+	head := []string{"system"}
+	for _, q := range loads {
+		head = append(head, "CPU/q @"+kqps(float64(q)))
+	}
+	head = append(head, "max q/s")
+	for _, q := range loads {
+		head = append(head, "p99 @"+kqps(float64(q)))
+	}
+	w("| %s |", strings.Join(head, " | "))
+	w("|%s", strings.Repeat(" --- |", len(head)))
+	rat := func(i int, f func(phaseResult) float64) string {
+		return times(ratio(r.med("doq", "anyfront", i, f), r.med("dot", "anyfront", i, f)))
+	}
+	row := []string{"anyfront"}
+	for i := range loads {
+		row = append(row, rat(i, getCPU))
+	}
+	row = append(row, rat(len(loads), getAchieved))
+	for i := range loads {
+		row = append(row, rat(i, getP99))
+	}
+	w("| %s |", strings.Join(row, " | "))
+	w("")
 }
 
 func (r *report) method(w func(string, ...any)) {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/anyfront/anyfront/internal/testlab"
 	"github.com/miekg/dns"
+	"github.com/quic-go/quic-go"
 )
 
 // Settings of the encrypted listeners, the same in both proxies.
@@ -131,6 +132,21 @@ func probeTLS(ctx context.Context, wl workload, addr string) error {
 		if r, err = dohGet(ctx, cfg, addr, q); err != nil {
 			return fmt.Errorf("DoH probe: %w", err)
 		}
+	case "doq":
+		q.Id = 0
+		b, err := q.Pack()
+		if err != nil {
+			return err
+		}
+		conn, err := quic.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"doq"}}, nil)
+		if err != nil {
+			return fmt.Errorf("DoQ probe: %w", err)
+		}
+		defer conn.CloseWithError(0, "")
+		if o, err := doqExchange(ctx, conn, b); o != genAnswered {
+			return fmt.Errorf("DoQ probe: %v", err)
+		}
+		r = new(dns.Msg) // doqExchange checked it answers q
 	default:
 		return fmt.Errorf("no probe for transport %q", wl.transport)
 	}
