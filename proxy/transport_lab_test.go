@@ -424,6 +424,21 @@ func TestTransportLab(t *testing.T) {
 		}
 		wantA(t, r, "192.0.2.10")
 	})
+	t.Run("DoQ gets a large answer whole, refetched over TCP after UDP's TC", func(t *testing.T) {
+		before := tl.p.stats.TCPRefetches.Load()
+		m := dnstest.Query(testlab.BigName, dns.TypeTXT)
+		m.Id = 0
+		r, err := tl.doqExchange(t, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Truncated || len(r.Answer) < 20 || r.Len() < 2048 {
+			t.Fatalf("want the whole answer, got TC=%v %d records %d bytes", r.Truncated, len(r.Answer), r.Len())
+		}
+		if got := tl.p.stats.TCPRefetches.Load() - before; got != 1 {
+			t.Errorf("%d TCP refetches, want 1 (DoQ goes to the backends over UDP first)", got)
+		}
+	})
 	t.Run("FORMERR and NOTIMP as over UDP", func(t *testing.T) {
 		formerr := q()
 		formerr.Question = append(formerr.Question, formerr.Question[0])

@@ -169,17 +169,20 @@ func (d *DoQ) handleStream(conn *quic.Conn, s *quic.Stream, client netip.AddrPor
 	}
 	d.st.queries.Add(1)
 	d.inflight.Add(1)
-	resp := d.deps.Handler.Answer(msg, client, netip.AddrPort{}, dnswire.DoQ)
+	// The stream has its goroutine already (quic-go's streams are read
+	// that way): it waits here while the query goes to a backend over UDP
+	// through the shard's in-flight table, as a DoT query does, instead
+	// of over TCP.
+	w := make(doqWaiter, 1)
+	d.deps.Handler.AnswerAsync(msg, client, netip.AddrPort{}, dnswire.DoQ, w)
+	buf := <-w
 	d.inflight.Add(-1)
-	if resp == nil {
+	if buf == nil {
 		// Malformed (counted by the core) or dropped by a rule.
 		s.CancelRead(doqProtocolError)
 		s.CancelWrite(doqProtocolError)
 		return
 	}
-	buf := make([]byte, 2+len(resp))
-	binary.BigEndian.PutUint16(buf, uint16(len(resp)))
-	copy(buf[2:], resp)
 	_ = s.SetWriteDeadline(time.Now().Add(d.lim.IdleTimeout))
 	if _, err := s.Write(buf); err != nil {
 		s.CancelWrite(doqProtocolError)
@@ -187,6 +190,20 @@ func (d *DoQ) handleStream(conn *quic.Conn, s *quic.Stream, client netip.AddrPor
 	}
 	_ = s.Close() // FIN: one answer per stream
 	s.CancelRead(doqNoError)
+}
+
+// doqWaiter hands a stream's answer, framed, to the stream's goroutine.
+type doqWaiter chan []byte
+
+func (w doqWaiter) Answered(resp []byte) {
+	if resp == nil {
+		w <- nil
+		return
+	}
+	buf := make([]byte, 2+len(resp))
+	binary.BigEndian.PutUint16(buf, uint16(len(resp)))
+	copy(buf[2:], resp)
+	w <- buf
 }
 
 // readDoQ reads one length-prefixed query from a stream.
