@@ -360,13 +360,18 @@ func (l *httpErrorLog) Write(b []byte) (int, error) {
 // admittedConn gives its slot back when closed.
 type admittedConn struct {
 	net.Conn
+	nb     *nbConn // Conn itself
 	d      *DoH
 	client netip.AddrPort
 	once   sync.Once
 }
 
+// Close is the servers' (HTTP/2's, net/http's) at a connection's end: the
+// backlog goes out first, so a slow reader still gets its last answers.
+// The front end's own Close closes the nbConn itself, at once.
 func (c *admittedConn) Close() error {
 	c.once.Do(func() {
+		c.nb.drained()
 		c.Conn.Close()
 		c.d.bound.release(c.client.Addr())
 		c.d.conns.remove(c.Conn)

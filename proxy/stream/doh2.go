@@ -33,14 +33,15 @@ func (d *DoH) acceptLoop(conns *sync.WaitGroup) error {
 			continue
 		}
 		client := addrOf(c.RemoteAddr())
-		c = newNBConn(c, d.idle, time.Now().Add(d.maxAge), d.deps.SlowReaders)
+		nb := newNBConn(c, d.idle, time.Now().Add(d.maxAge), d.deps.SlowReaders)
+		c = nb
 		if !admitConn(&d.conns, d.bound, c, client) {
 			d.deps.ConnsRefused.Add(1)
 			c.Close()
 			continue
 		}
 		d.st.conns.Add(1)
-		ac := &admittedConn{Conn: c, d: d, client: client}
+		ac := &admittedConn{Conn: c, nb: nb, d: d, client: client}
 		conns.Go(func() { d.serveConn(ac) })
 	}
 }

@@ -44,6 +44,7 @@ type nbConn struct {
 	end  time.Time
 
 	mu      sync.Mutex
+	idleW   sync.Cond // on mu: the backlog writer stopped
 	backlog []byte
 	spare   []byte
 	writing bool  // the backlog writer runs
@@ -53,8 +54,9 @@ type nbConn struct {
 }
 
 // newNBConn wraps c so that its writes never wait.
-func newNBConn(c net.Conn, idle time.Duration, end time.Time, stalled *atomic.Uint64) net.Conn {
+func newNBConn(c net.Conn, idle time.Duration, end time.Time, stalled *atomic.Uint64) *nbConn {
 	nb := &nbConn{Conn: c, idle: idle, end: end, stalled: stalled}
+	nb.idleW.L = &nb.mu
 	inner := c
 	if pc, ok := c.(*ppConn); ok {
 		inner = pc.Conn
@@ -164,5 +166,17 @@ func (c *nbConn) drain() {
 		c.backlog = nil
 	}
 	c.writing = false
+	c.idleW.Broadcast()
+	c.mu.Unlock()
+}
+
+// drained waits until the backlog is written, or the connection failed:
+// before a graceful close, so a client reading slowly still gets its last
+// answers, within the write deadline the backlog writer keeps.
+func (c *nbConn) drained() {
+	c.mu.Lock()
+	for c.writing && c.err == nil {
+		c.idleW.Wait()
+	}
 	c.mu.Unlock()
 }

@@ -57,7 +57,7 @@ func TestNBConnBacklogKeepsOrder(t *testing.T) {
 	server, client := tcpPair(t)
 	var stalled atomic.Uint64
 	c := newNBConn(server, 5*time.Second, time.Now().Add(time.Minute), &stalled)
-	if c.(*nbConn).rc == nil {
+	if c.rc == nil {
 		t.Fatal("a TCP connection's socket was not reached")
 	}
 	// 200 KiB in chunks of odd sizes: far past the kernel's buffers,
@@ -164,4 +164,36 @@ func TestNBConnOverAPipe(t *testing.T) {
 	if _, err := io.ReadFull(b, got); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("read back %d bytes (%v), equal %v", len(got), err, bytes.Equal(got, want))
 	}
+}
+
+// TestNBConnDrainedWaitsForTheBacklog: a graceful close waits until a slow
+// reader has taken the backlog, so the last answers are not dropped.
+func TestNBConnDrainedWaitsForTheBacklog(t *testing.T) {
+	server, client := tcpPair(t)
+	c := newNBConn(server, 5*time.Second, time.Now().Add(time.Minute), new(atomic.Uint64))
+	want := bytes.Repeat([]byte("answer"), 30000) // 180 KB: past the kernel's buffers
+	if _, err := c.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		c.drained()
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("drained returned with the backlog unread")
+	case <-time.After(200 * time.Millisecond):
+	}
+	got := make([]byte, len(want))
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("drained still waits with the backlog written")
+	}
+	c.Close()
 }

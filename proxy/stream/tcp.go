@@ -190,10 +190,11 @@ func (f *TCP) Serve(ctx context.Context) error {
 			continue
 		}
 		end := time.Now().Add(f.lim.MaxConnTime)
-		c = newNBConn(c, f.lim.IdleTimeout, end, f.deps.SlowReaders)
+		nb := newNBConn(c, f.lim.IdleTimeout, end, f.deps.SlowReaders)
+		c = nb
 		if f.tls != nil {
 			f.st.conns.Add(1)
-			c = &dotConn{Conn: tls.Server(c, f.tls), st: &f.st}
+			c = &dotConn{Conn: tls.Server(nb, f.tls), st: &f.st}
 		}
 		client := addrOf(c.RemoteAddr())
 		if !f.admit(c, client) {
@@ -203,6 +204,7 @@ func (f *TCP) Serve(ctx context.Context) error {
 		}
 		wg.Go(func() {
 			f.handle(c, client, end)
+			nb.drained() // the last answers reach a slow reader too
 			f.release(c, client)
 		})
 	}
