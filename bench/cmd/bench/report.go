@@ -177,14 +177,7 @@ func (r *report) doqAgainstDoT(w func(string, ...any)) {
 	loads := r.opts.dotLoads
 	w("## anyfront: doq / dot (ratio of medians, same loads; CPU, p99: lower is better; max q/s: higher is better)")
 	w("")
-	head := []string{"system"}
-	for _, q := range loads {
-		head = append(head, "CPU/q @"+kqps(float64(q)))
-	}
-	head = append(head, "max q/s")
-	for _, q := range loads {
-		head = append(head, "p99 @"+kqps(float64(q)))
-	}
+	head := ratioHead("system", loads)
 	w("| %s |", strings.Join(head, " | "))
 	w("|%s", strings.Repeat(" --- |", len(head)))
 	rat := func(i int, f func(phaseResult) float64) string {
@@ -272,6 +265,20 @@ func (r *report) workloadTable(w func(string, ...any), wl workload) {
 	}
 }
 
+// ratioHead is a ratio table's header: first, then CPU per query at each
+// load, max q/s, p99 at each load.
+func ratioHead(first string, loads []int) []string {
+	head := []string{first}
+	for _, q := range loads {
+		head = append(head, "CPU/q @"+kqps(float64(q)))
+	}
+	head = append(head, "max q/s")
+	for _, q := range loads {
+		head = append(head, "p99 @"+kqps(float64(q)))
+	}
+	return head
+}
+
 // ratioTable prints the ratios for workloads measured at the same loads.
 func (r *report) ratioTable(w func(string, ...any), wls []workload, a, b string) {
 	loads := r.opts.loadsFor(wls[0])
@@ -281,15 +288,7 @@ func (r *report) ratioTable(w func(string, ...any), wls []workload, a, b string)
 	}
 	w("## %s / %s: %s (ratio of medians; CPU, p99, RSS: lower is better; max q/s: higher is better)", a, b, strings.Join(names, ", "))
 	w("")
-	head := []string{"workload"}
-	for _, q := range loads {
-		head = append(head, "CPU/q @"+kqps(float64(q)))
-	}
-	head = append(head, "max q/s")
-	for _, q := range loads {
-		head = append(head, "p99 @"+kqps(float64(q)))
-	}
-	head = append(head, "RSS @"+kqps(float64(loads[0])))
+	head := append(ratioHead("workload", loads), "RSS @"+kqps(float64(loads[0])))
 	w("| %s |", strings.Join(head, " | "))
 	w("|%s", strings.Repeat(" --- |", len(head)))
 	for _, wl := range wls {
