@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,7 +109,11 @@ func wait(t *testing.T, done chan error) {
 			t.Fatalf("Serve: %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return within 5s")
+		// Seen once in CI under -race with no connection open: say
+		// which wait holds Serve.
+		var b strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+		t.Fatalf("Serve did not return within 5s; goroutines:\n%s", b.String())
 	}
 }
 
