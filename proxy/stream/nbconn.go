@@ -47,6 +47,7 @@ type nbConn struct {
 	idleW   sync.Cond // on mu: the backlog writer stopped
 	backlog []byte
 	spare   []byte
+	held    int   // bytes of the backlog the writer has taken and is writing
 	writing bool  // the backlog writer runs
 	err     error // the first failure, returned by every later write
 	// stalled counts connections cut off for their backlog.
@@ -124,7 +125,7 @@ func (c *nbConn) try(p []byte) (int, error) {
 
 // queueLocked adds the rest of a write to the backlog, starting its writer.
 func (c *nbConn) queueLocked(p []byte) (int, error) {
-	if len(c.backlog) > 0 && len(c.backlog)+len(p) > maxBacklog {
+	if held := len(c.backlog) + c.held; held > 0 && held+len(p) > maxBacklog {
 		c.err = errBacklog
 		c.Conn.Close() // the reader fails too, and the connection ends
 		c.stalled.Add(1)
@@ -144,6 +145,7 @@ func (c *nbConn) drain() {
 	for len(c.backlog) > 0 && c.err == nil {
 		buf := c.backlog
 		c.backlog = c.spare[:0]
+		c.held = len(buf)
 		c.mu.Unlock()
 		dl := time.Now().Add(c.idle)
 		if dl.After(c.end) {
@@ -152,6 +154,7 @@ func (c *nbConn) drain() {
 		_ = c.Conn.SetWriteDeadline(dl)
 		_, err := c.Conn.Write(buf)
 		c.mu.Lock()
+		c.held = 0
 		if err != nil {
 			c.err = err
 			c.Conn.Close()

@@ -116,6 +116,12 @@ func TestNBConnCutsOffClientThatDoesNotRead(t *testing.T) {
 	if first < 0 {
 		t.Fatalf("%d KiB written to a client that reads nothing, no error", len(chunks)*len(chunk)>>10)
 	}
+	// What was taken before the cut: the backlog bound, what the kernel
+	// holds (small buffers here) and one chunk; the writer's buffer in
+	// flight counts against the bound too.
+	if taken := first * len(chunk); taken > maxBacklog+256<<10 {
+		t.Errorf("%d KiB taken before the cut, bound %d KiB", taken>>10, maxBacklog>>10)
+	}
 	if !errors.Is(errs[first], errBacklog) {
 		t.Fatalf("first failed write: %v, want errBacklog", errs[first])
 	}
